@@ -30,19 +30,13 @@ pub struct Credentials {
 
 impl Credentials {
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self {
-            client_id: client_id.into(),
-            client_secret: SecretString::from(client_secret.into()),
-        }
+        Self { client_id: client_id.into(), client_secret: SecretString::from(client_secret.into()) }
     }
 }
 
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Credentials")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"[redacted]")
-            .finish()
+        f.debug_struct("Credentials").field("client_id", &self.client_id).field("client_secret", &"[redacted]").finish()
     }
 }
 
@@ -63,9 +57,7 @@ impl AccessToken {
 
 impl fmt::Debug for AccessToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AccessToken")
-            .field("generation", &self.generation)
-            .finish_non_exhaustive()
+        f.debug_struct("AccessToken").field("generation", &self.generation).finish_non_exhaustive()
     }
 }
 
@@ -112,9 +104,7 @@ fn refresh_margin(lifetime: Duration) -> Duration {
 
 impl TokenCache {
     pub fn new(http: reqwest::Client, login_base: &Url, credentials: Credentials) -> Arc<Self> {
-        let token_url = login_base
-            .join("oauth/token")
-            .unwrap_or_else(|_| login_base.clone());
+        let token_url = login_base.join("oauth/token").unwrap_or_else(|_| login_base.clone());
         Arc::new(Self {
             http,
             token_url,
@@ -162,20 +152,14 @@ impl TokenCache {
     /// token has already replaced it.
     pub async fn invalidate(&self, token: &AccessToken) {
         let mut current = self.current.write().await;
-        if current
-            .as_ref()
-            .is_some_and(|c| c.token.generation == token.generation)
-        {
+        if current.as_ref().is_some_and(|c| c.token.generation == token.generation) {
             *current = None;
         }
     }
 
     async fn fresh(&self) -> Option<AccessToken> {
         let current = self.current.read().await;
-        current
-            .as_ref()
-            .filter(|c| Instant::now() < c.refresh_at)
-            .map(|c| c.token.clone())
+        current.as_ref().filter(|c| Instant::now() < c.refresh_at).map(|c| c.token.clone())
     }
 
     async fn fetch(&self) -> Result<AccessToken, ApiError> {
@@ -185,26 +169,18 @@ impl TokenCache {
         let response = self
             .http
             .post(self.token_url.clone())
-            .basic_auth(
-                &self.credentials.client_id,
-                Some(self.credentials.client_secret.expose_secret()),
-            )
+            .basic_auth(&self.credentials.client_id, Some(self.credentials.client_secret.expose_secret()))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await
             .map_err(|e| auth_error(ApiError::transport(endpoint.clone(), &e)))?;
         let status = response.status().as_u16();
         let headers = response.headers().clone();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| auth_error(ApiError::transport(endpoint.clone(), &e)))?;
+        let body = response.bytes().await.map_err(|e| auth_error(ApiError::transport(endpoint.clone(), &e)))?;
         if !(200..300).contains(&status) {
             let mut err = ApiError::from_response(endpoint, status, &headers, &body);
             err.kind = ApiErrorKind::Auth;
-            err.oauth = serde_json::from_slice::<OAuthErrorBody>(&body)
-                .ok()
-                .filter(|o| o.error.is_some());
+            err.oauth = serde_json::from_slice::<OAuthErrorBody>(&body).ok().filter(|o| o.error.is_some());
             if err.oauth.is_some() {
                 err.raw_body = None;
             }
@@ -214,32 +190,18 @@ impl TokenCache {
             }
             return Err(err);
         }
-        let parsed: TokenResponse = serde_json::from_slice(&body).map_err(|e| {
-            auth_error(ApiError::decode(
-                endpoint,
-                status,
-                &headers,
-                b"<token response withheld>",
-                &e,
-            ))
-        })?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| auth_error(ApiError::decode(endpoint, status, &headers, b"<token response withheld>", &e)))?;
         let lifetime = Duration::from_secs(parsed.expires_in.unwrap_or(86_400));
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
-        let token = AccessToken {
-            value: SecretString::from(parsed.access_token),
-            generation,
-        };
+        let token = AccessToken { value: SecretString::from(parsed.access_token), generation };
         let cached = Cached {
             token: token.clone(),
             refresh_at: sent_at + lifetime - refresh_margin(lifetime),
             expires_at: sent_at + lifetime,
         };
         *self.current.write().await = Some(cached);
-        tracing::debug!(
-            generation,
-            expires_in_s = lifetime.as_secs(),
-            "fetched a new access token"
-        );
+        tracing::debug!(generation, expires_in_s = lifetime.as_secs(), "fetched a new access token");
         Ok(token)
     }
 }

@@ -13,8 +13,7 @@ use crate::auth::{Credentials, TokenCache};
 use crate::error::{ApiError, ApiErrorKind};
 use crate::region::Environment;
 use crate::types::{
-    Action, ActionPage, ActionQuery, ActionRun, ActionRunRequest, FlowExecution, FlowLaunchRequest,
-    FlowLaunchResponse,
+    Action, ActionPage, ActionQuery, ActionRun, ActionRunRequest, FlowExecution, FlowLaunchRequest, FlowLaunchResponse,
 };
 
 /// HTTP settings. Defaults suit a worker: synchronous data actions may take
@@ -50,11 +49,7 @@ pub struct GenesysClient {
 impl GenesysClient {
     /// Builds the HTTP client (rustls, gzip, kept-alive pool, a
     /// `gcrun/<version>` user agent) and the token cache.
-    pub fn new(
-        env: Environment,
-        credentials: Credentials,
-        config: &ClientConfig,
-    ) -> Result<Self, ApiError> {
+    pub fn new(env: Environment, credentials: Credentials, config: &ClientConfig) -> Result<Self, ApiError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("gcrun/", env!("CARGO_PKG_VERSION")))
             .gzip(true)
@@ -98,30 +93,18 @@ impl GenesysClient {
     }
 
     /// One page of `GET /api/v2/integrations/actions` (pages count from 1).
-    pub async fn list_actions(
-        &self,
-        query: &ActionQuery,
-        page_number: u32,
-    ) -> Result<ActionPage, ApiError> {
+    pub async fn list_actions(&self, query: &ActionQuery, page_number: u32) -> Result<ActionPage, ApiError> {
         let url = self.url(&["api", "v2", "integrations", "actions"]);
         let page_size = query.page_size.unwrap_or(25).to_string();
         let page_number = page_number.to_string();
-        let mut params: Vec<(&str, &str)> =
-            vec![("pageSize", &page_size), ("pageNumber", &page_number)];
+        let mut params: Vec<(&str, &str)> = vec![("pageSize", &page_size), ("pageNumber", &page_number)];
         if let Some(category) = &query.category {
             params.push(("category", category));
         }
         if let Some(name) = &query.name {
             params.push(("name", name));
         }
-        self.call(
-            Method::GET,
-            url,
-            &params,
-            None::<&()>,
-            "GET /api/v2/integrations/actions",
-        )
-        .await
+        self.call(Method::GET, url, &params, None::<&()>, "GET /api/v2/integrations/actions").await
     }
 
     /// Every action matching `query`, following `pageCount`.
@@ -143,27 +126,13 @@ impl GenesysClient {
     /// `POST /api/v2/actions/runs` (the spec's asynchronous contract).
     pub async fn submit_action_run(&self, body: &ActionRunRequest) -> Result<ActionRun, ApiError> {
         let url = self.url(&["api", "v2", "actions", "runs"]);
-        self.call(
-            Method::POST,
-            url,
-            &[],
-            Some(body),
-            "POST /api/v2/actions/runs",
-        )
-        .await
+        self.call(Method::POST, url, &[], Some(body), "POST /api/v2/actions/runs").await
     }
 
     /// `GET /api/v2/actions/runs/{runId}`.
     pub async fn get_action_run(&self, run_id: &str) -> Result<ActionRun, ApiError> {
         let url = self.url(&["api", "v2", "actions", "runs", run_id]);
-        self.call(
-            Method::GET,
-            url,
-            &[],
-            None::<&()>,
-            "GET /api/v2/actions/runs/{runId}",
-        )
-        .await
+        self.call(Method::GET, url, &[], None::<&()>, "GET /api/v2/actions/runs/{runId}").await
     }
 
     /// `POST /api/v2/integrations/actions/{actionId}/execute`: the real,
@@ -176,43 +145,19 @@ impl GenesysClient {
     ) -> Result<Value, ApiError> {
         let url = self.url(&["api", "v2", "integrations", "actions", action_id, "execute"]);
         let query: &[(&str, &str)] = if flatten { &[("flatten", "true")] } else { &[] };
-        self.call(
-            Method::POST,
-            url,
-            query,
-            Some(inputs),
-            "POST /api/v2/integrations/actions/{actionId}/execute",
-        )
-        .await
+        self.call(Method::POST, url, query, Some(inputs), "POST /api/v2/integrations/actions/{actionId}/execute").await
     }
 
     /// `POST /api/v2/flows/executions`: launches an Architect workflow.
-    pub async fn launch_flow(
-        &self,
-        body: &FlowLaunchRequest,
-    ) -> Result<FlowLaunchResponse, ApiError> {
+    pub async fn launch_flow(&self, body: &FlowLaunchRequest) -> Result<FlowLaunchResponse, ApiError> {
         let url = self.url(&["api", "v2", "flows", "executions"]);
-        self.call(
-            Method::POST,
-            url,
-            &[],
-            Some(body),
-            "POST /api/v2/flows/executions",
-        )
-        .await
+        self.call(Method::POST, url, &[], Some(body), "POST /api/v2/flows/executions").await
     }
 
     /// `GET /api/v2/flows/executions/{flowExecutionId}`.
     pub async fn get_flow_execution(&self, execution_id: &str) -> Result<FlowExecution, ApiError> {
         let url = self.url(&["api", "v2", "flows", "executions", execution_id]);
-        self.call(
-            Method::GET,
-            url,
-            &[],
-            None::<&()>,
-            "GET /api/v2/flows/executions/{flowExecutionId}",
-        )
-        .await
+        self.call(Method::GET, url, &[], None::<&()>, "GET /api/v2/flows/executions/{flowExecutionId}").await
     }
 
     /// Joins percent-encoded path segments onto the API base, so an id can
@@ -239,26 +184,17 @@ impl GenesysClient {
         let mut renewed = false;
         loop {
             let token = self.tokens.get().await?;
-            let mut request = self
-                .http
-                .request(method.clone(), url.clone())
-                .bearer_auth(token.expose());
+            let mut request = self.http.request(method.clone(), url.clone()).bearer_auth(token.expose());
             if !query.is_empty() {
                 request = request.query(query);
             }
             if let Some(body) = body {
                 request = request.json(body);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| ApiError::transport(name(), &e))?;
+            let response = request.send().await.map_err(|e| ApiError::transport(name(), &e))?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let bytes = response
-                .bytes()
-                .await
-                .map_err(|e| ApiError::transport(name(), &e))?;
+            let bytes = response.bytes().await.map_err(|e| ApiError::transport(name(), &e))?;
             if status == 401 && !renewed {
                 tracing::info!(endpoint, "access token refused (401); renewing once");
                 self.tokens.invalidate(&token).await;

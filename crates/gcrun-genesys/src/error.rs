@@ -136,10 +136,7 @@ const RAW_BODY_LIMIT: usize = 2048;
 impl ApiError {
     /// Builds the error for a non-2xx answer and classifies it.
     pub fn from_response(endpoint: String, status: u16, headers: &HeaderMap, body: &[u8]) -> Self {
-        let correlation_id = headers
-            .get("inin-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let correlation_id = headers.get("inin-correlation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let retry_after = headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
@@ -147,17 +144,13 @@ impl ApiError {
         let parsed: Option<ErrorBody> = serde_json::from_slice(body)
             .ok()
             .filter(|b: &ErrorBody| b.message.is_some() || b.code.is_some() || b.status.is_some());
-        let raw_body = parsed
-            .is_none()
-            .then(|| truncate(body))
-            .filter(|s| !s.is_empty());
+        let raw_body = parsed.is_none().then(|| truncate(body)).filter(|s| !s.is_empty());
         let class = classify(status, parsed.as_ref(), retry_after);
         Self {
             kind: ApiErrorKind::Http,
             endpoint,
             status: Some(status),
-            correlation_id: correlation_id
-                .or_else(|| parsed.as_ref().and_then(|b| b.context_id.clone())),
+            correlation_id: correlation_id.or_else(|| parsed.as_ref().and_then(|b| b.context_id.clone())),
             body: parsed,
             oauth: None,
             raw_body,
@@ -190,13 +183,7 @@ impl ApiError {
     /// A 2xx whose body is not what the API documents. Retryable: it is
     /// almost always a proxy or a truncated answer, and callers that submit
     /// protect themselves with idempotency (runName) against duplicates.
-    pub fn decode(
-        endpoint: String,
-        status: u16,
-        headers: &HeaderMap,
-        body: &[u8],
-        err: &serde_json::Error,
-    ) -> Self {
+    pub fn decode(endpoint: String, status: u16, headers: &HeaderMap, body: &[u8], err: &serde_json::Error) -> Self {
         let mut e = Self::bare(
             ApiErrorKind::Decode,
             endpoint,
@@ -205,19 +192,11 @@ impl ApiError {
         );
         e.status = Some(status);
         e.raw_body = Some(truncate(body));
-        e.correlation_id = headers
-            .get("inin-correlation-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        e.correlation_id = headers.get("inin-correlation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         e
     }
 
-    pub(crate) fn bare(
-        kind: ApiErrorKind,
-        endpoint: String,
-        detail: String,
-        class: ErrorClass,
-    ) -> Self {
+    pub(crate) fn bare(kind: ApiErrorKind, endpoint: String, detail: String, class: ErrorClass) -> Self {
         Self {
             kind,
             endpoint,
@@ -261,20 +240,13 @@ impl fmt::Display for ApiError {
             if let Some(message) = &body.message {
                 write!(f, ": {message}")?;
             }
-            let details: Vec<&str> = body
-                .details
-                .iter()
-                .filter_map(|d| d.error_code.as_deref())
-                .collect();
+            let details: Vec<&str> = body.details.iter().filter_map(|d| d.error_code.as_deref()).collect();
             if !details.is_empty() {
                 write!(f, " [{}]", details.join(", "))?;
             }
         }
         if let Some(oauth) = &self.oauth {
-            let text = oauth
-                .error_description
-                .as_deref()
-                .or(oauth.description.as_deref());
+            let text = oauth.error_description.as_deref().or(oauth.description.as_deref());
             match (&oauth.error, text) {
                 (Some(err), Some(text)) => write!(f, " {err}: {text}")?,
                 (Some(err), None) => write!(f, " {err}")?,
@@ -310,26 +282,14 @@ impl std::error::Error for ApiError {}
 /// 501), with one refinement: a 500 whose details name an `ACTION.*` error
 /// is the data action itself failing (remote endpoint, auth, processing),
 /// which a retry will not fix.
-pub fn classify(
-    status: u16,
-    body: Option<&ErrorBody>,
-    retry_after: Option<Duration>,
-) -> ErrorClass {
+pub fn classify(status: u16, body: Option<&ErrorBody>, retry_after: Option<Duration>) -> ErrorClass {
     match status {
         408 | 429 | 502 | 503 | 504 => ErrorClass::Retryable { after: retry_after },
         500 => {
             let action_failed = body.is_some_and(|b| {
-                b.details.iter().any(|d| {
-                    d.error_code
-                        .as_deref()
-                        .is_some_and(|c| c.starts_with("ACTION."))
-                })
+                b.details.iter().any(|d| d.error_code.as_deref().is_some_and(|c| c.starts_with("ACTION.")))
             });
-            if action_failed {
-                ErrorClass::Fatal
-            } else {
-                ErrorClass::Retryable { after: retry_after }
-            }
+            if action_failed { ErrorClass::Fatal } else { ErrorClass::Retryable { after: retry_after } }
         }
         _ => ErrorClass::Fatal,
     }

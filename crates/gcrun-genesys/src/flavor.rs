@@ -54,10 +54,7 @@ pub enum RemotePhase {
 
 impl RemotePhase {
     pub fn is_terminal(&self) -> bool {
-        matches!(
-            self,
-            RemotePhase::Completed { .. } | RemotePhase::Failed { .. }
-        )
+        matches!(self, RemotePhase::Completed { .. } | RemotePhase::Failed { .. })
     }
 }
 
@@ -75,10 +72,7 @@ pub struct RemoteRun {
 pub trait RunApi: Send + Sync + fmt::Debug {
     fn flavor(&self) -> Flavor;
     /// Starts a run. A synchronous flavor returns a terminal phase.
-    fn submit<'a>(
-        &'a self,
-        request: SubmitRequest<'a>,
-    ) -> BoxFuture<'a, Result<RemoteRun, ApiError>>;
+    fn submit<'a>(&'a self, request: SubmitRequest<'a>) -> BoxFuture<'a, Result<RemoteRun, ApiError>>;
     /// Reads a run's state.
     fn status<'a>(&'a self, remote_id: &'a str) -> BoxFuture<'a, Result<RemoteRun, ApiError>>;
 }
@@ -91,10 +85,7 @@ impl GenesysClient {
     pub fn run_api(&self, flavor: Flavor) -> Box<dyn RunApi> {
         match flavor {
             Flavor::Runs => Box::new(RunsApi(self.clone())),
-            Flavor::Execute => Box::new(ExecuteApi {
-                client: self.clone(),
-                flatten: false,
-            }),
+            Flavor::Execute => Box::new(ExecuteApi { client: self.clone(), flatten: false }),
             Flavor::Workflow => Box::new(WorkflowApi(self.clone())),
         }
     }
@@ -132,27 +123,16 @@ pub fn runs_phase(run: &ActionRun) -> RemotePhase {
     if let Some(error) = &run.error {
         let message = error.message.clone().unwrap_or_default();
         if TRANSIENT_RUN_ERRORS.contains(&error.code.as_str()) {
-            return RemotePhase::Transient {
-                code: error.code.clone(),
-                message,
-            };
+            return RemotePhase::Transient { code: error.code.clone(), message };
         }
         if run.status == "failed" {
-            return RemotePhase::Failed {
-                code: error.code.clone(),
-                message,
-            };
+            return RemotePhase::Failed { code: error.code.clone(), message };
         }
     }
     match run.status.as_str() {
         "queued" => RemotePhase::Queued,
-        "completed" => RemotePhase::Completed {
-            outputs: run.outputs.clone().unwrap_or(Value::Object(Map::new())),
-        },
-        "failed" => RemotePhase::Failed {
-            code: "failed".into(),
-            message: "run failed without an error body".into(),
-        },
+        "completed" => RemotePhase::Completed { outputs: run.outputs.clone().unwrap_or(Value::Object(Map::new())) },
+        "failed" => RemotePhase::Failed { code: "failed".into(), message: "run failed without an error body".into() },
         _ => RemotePhase::Running,
     }
 }
@@ -162,22 +142,16 @@ pub fn runs_phase(run: &ActionRun) -> RemotePhase {
 /// again.
 pub fn workflow_phase(exec: &FlowExecution) -> RemotePhase {
     match exec.status.as_str() {
-        "COMPLETED" => RemotePhase::Completed {
-            outputs: exec
-                .output_data
-                .clone()
-                .unwrap_or(Value::Object(Map::new())),
-        },
+        "COMPLETED" => {
+            RemotePhase::Completed { outputs: exec.output_data.clone().unwrap_or(Value::Object(Map::new())) }
+        }
         "FAILED" | "ERROR" | "TERMINATED" => {
             let message = exec
                 .completion_reason
                 .clone()
                 .or_else(|| exec.flow_error_info.as_ref().map(Value::to_string))
                 .unwrap_or_default();
-            RemotePhase::Failed {
-                code: exec.status.clone(),
-                message,
-            }
+            RemotePhase::Failed { code: exec.status.clone(), message }
         }
         _ => RemotePhase::Running,
     }
@@ -188,10 +162,7 @@ impl RunApi for RunsApi {
         Flavor::Runs
     }
 
-    fn submit<'a>(
-        &'a self,
-        request: SubmitRequest<'a>,
-    ) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
+    fn submit<'a>(&'a self, request: SubmitRequest<'a>) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
         Box::pin(async move {
             let Target::Action { id } = request.target else {
                 return Err(wrong_target(Flavor::Runs, request.target));
@@ -203,22 +174,14 @@ impl RunApi for RunsApi {
                 inputs: request.inputs.clone(),
             };
             let run = self.0.submit_action_run(&body).await?;
-            Ok(RemoteRun {
-                remote_id: Some(run.id.clone()),
-                phase: runs_phase(&run),
-                remote_status: run.status,
-            })
+            Ok(RemoteRun { remote_id: Some(run.id.clone()), phase: runs_phase(&run), remote_status: run.status })
         })
     }
 
     fn status<'a>(&'a self, remote_id: &'a str) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
         Box::pin(async move {
             let run = self.0.get_action_run(remote_id).await?;
-            Ok(RemoteRun {
-                remote_id: Some(run.id.clone()),
-                phase: runs_phase(&run),
-                remote_status: run.status,
-            })
+            Ok(RemoteRun { remote_id: Some(run.id.clone()), phase: runs_phase(&run), remote_status: run.status })
         })
     }
 }
@@ -228,18 +191,12 @@ impl RunApi for ExecuteApi {
         Flavor::Execute
     }
 
-    fn submit<'a>(
-        &'a self,
-        request: SubmitRequest<'a>,
-    ) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
+    fn submit<'a>(&'a self, request: SubmitRequest<'a>) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
         Box::pin(async move {
             let Target::Action { id } = request.target else {
                 return Err(wrong_target(Flavor::Execute, request.target));
             };
-            let outputs = self
-                .client
-                .execute_action(id, request.inputs, self.flatten)
-                .await?;
+            let outputs = self.client.execute_action(id, request.inputs, self.flatten).await?;
             Ok(RemoteRun {
                 remote_id: None,
                 phase: RemotePhase::Completed { outputs },
@@ -265,10 +222,7 @@ impl RunApi for WorkflowApi {
         Flavor::Workflow
     }
 
-    fn submit<'a>(
-        &'a self,
-        request: SubmitRequest<'a>,
-    ) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
+    fn submit<'a>(&'a self, request: SubmitRequest<'a>) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
         Box::pin(async move {
             let Target::Flow { id, version } = request.target else {
                 return Err(wrong_target(Flavor::Workflow, request.target));
@@ -280,22 +234,14 @@ impl RunApi for WorkflowApi {
                 name: Some(request.run_name.to_string()),
             };
             let launched = self.0.launch_flow(&body).await?;
-            Ok(RemoteRun {
-                remote_id: Some(launched.id),
-                phase: RemotePhase::Queued,
-                remote_status: "LAUNCHED".into(),
-            })
+            Ok(RemoteRun { remote_id: Some(launched.id), phase: RemotePhase::Queued, remote_status: "LAUNCHED".into() })
         })
     }
 
     fn status<'a>(&'a self, remote_id: &'a str) -> BoxFuture<'a, Result<RemoteRun, ApiError>> {
         Box::pin(async move {
             let exec = self.0.get_flow_execution(remote_id).await?;
-            Ok(RemoteRun {
-                remote_id: Some(exec.id.clone()),
-                phase: workflow_phase(&exec),
-                remote_status: exec.status,
-            })
+            Ok(RemoteRun { remote_id: Some(exec.id.clone()), phase: workflow_phase(&exec), remote_status: exec.status })
         })
     }
 }

@@ -42,11 +42,7 @@ const REGIONS: [(Region, &str, &str); 18] = [
     (Region::EuWest2, "eu-west-2", "euw2.pure.cloud"),
     (Region::EuCentral1, "eu-central-1", "mypurecloud.de"),
     (Region::EuCentral2, "eu-central-2", "euc2.pure.cloud"),
-    (
-        Region::EuscDeEast1,
-        "eusc-de-east-1",
-        "edee1.eusc-pure.cloud",
-    ),
+    (Region::EuscDeEast1, "eusc-de-east-1", "edee1.eusc-pure.cloud"),
     (Region::MeCentral1, "me-central-1", "mec1.pure.cloud"),
     (Region::ApSouth1, "ap-south-1", "aps1.pure.cloud"),
     (Region::ApSoutheast1, "ap-southeast-1", "apse1.pure.cloud"),
@@ -69,10 +65,7 @@ impl Region {
 
     fn entry(self) -> &'static (Region, &'static str, &'static str) {
         // Every variant is in the table (a test checks it).
-        REGIONS
-            .iter()
-            .find(|(r, _, _)| *r == self)
-            .unwrap_or(&REGIONS[0])
+        REGIONS.iter().find(|(r, _, _)| *r == self).unwrap_or(&REGIONS[0])
     }
 
     /// The region code, e.g. `eu-west-1`.
@@ -97,11 +90,7 @@ impl Region {
 
     /// Every valid code, comma separated, for error messages.
     pub fn valid_codes() -> String {
-        REGIONS
-            .iter()
-            .map(|(_, c, _)| *c)
-            .collect::<Vec<_>>()
-            .join(", ")
+        REGIONS.iter().map(|(_, c, _)| *c).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -148,14 +137,8 @@ pub struct Environment {
 impl Environment {
     /// The environment of a named region.
     pub fn of(region: Region) -> Self {
-        let url = |host: String| {
-            Url::parse(&format!("https://{host}/")).expect("hosts in REGIONS form valid URLs")
-        };
-        Self {
-            api: url(region.api_host()),
-            login: url(region.login_host()),
-            region: Some(region),
-        }
+        let url = |host: String| Url::parse(&format!("https://{host}/")).expect("hosts in REGIONS form valid URLs");
+        Self { api: url(region.api_host()), login: url(region.login_host()), region: Some(region) }
     }
 
     /// Reads `GENESYSCLOUD_REGION`: a region code (`eu-west-1`), a domain
@@ -181,10 +164,7 @@ impl Environment {
     }
 
     fn from_url(value: &str) -> Result<Self, RegionError> {
-        let bad = |reason: &str| RegionError::BadUrl {
-            url: value.to_string(),
-            reason: reason.to_string(),
-        };
+        let bad = |reason: &str| RegionError::BadUrl { url: value.to_string(), reason: reason.to_string() };
         let mut api = Url::parse(value).map_err(|e| bad(&e.to_string()))?;
         if !matches!(api.scheme(), "http" | "https") {
             return Err(bad("scheme must be http or https"));
@@ -196,14 +176,9 @@ impl Environment {
         }
         let mut login = api.clone();
         if let Some(rest) = host.strip_prefix("api.") {
-            login
-                .set_host(Some(&format!("login.{rest}")))
-                .map_err(|e| bad(&e.to_string()))?;
+            login.set_host(Some(&format!("login.{rest}"))).map_err(|e| bad(&e.to_string()))?;
         }
-        let region = REGIONS
-            .iter()
-            .find(|(_, _, d)| host.strip_prefix("api.") == Some(*d))
-            .map(|(r, _, _)| *r);
+        let region = REGIONS.iter().find(|(_, _, d)| host.strip_prefix("api.") == Some(*d)).map(|(r, _, _)| *r);
         Ok(Self { api, login, region })
     }
 }

@@ -33,10 +33,7 @@ impl Action {
     /// The input schema, preferring `inputSchema` over the flattened form.
     pub fn input_schema(&self) -> Option<&Value> {
         let input = self.contract.as_ref()?.input.as_ref()?;
-        input
-            .input_schema
-            .as_ref()
-            .or(input.input_schema_flattened.as_ref())
+        input.input_schema.as_ref().or(input.input_schema_flattened.as_ref())
     }
 }
 

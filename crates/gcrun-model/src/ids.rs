@@ -95,9 +95,7 @@ impl FromStr for Flavor {
             "runs" => Ok(Flavor::Runs),
             "execute" => Ok(Flavor::Execute),
             "workflow" => Ok(Flavor::Workflow),
-            other => Err(format!(
-                "unknown flavor `{other}`; expected one of: runs, execute, workflow"
-            )),
+            other => Err(format!("unknown flavor `{other}`; expected one of: runs, execute, workflow")),
         }
     }
 }

@@ -77,11 +77,7 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Completed
-                | RunStatus::Failed
-                | RunStatus::TimedOut
-                | RunStatus::Rejected
-                | RunStatus::Dead
+            RunStatus::Completed | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Rejected | RunStatus::Dead
         )
     }
 
@@ -105,10 +101,7 @@ impl RunStatus {
             // waits for a limiter permit.
             Validated => matches!(next, Submitted | Failed | TimedOut | Dead),
             // Synchronous flavors and fast runs skip intermediate states.
-            Submitted => matches!(
-                next,
-                Queued | Running | Completed | Failed | TimedOut | Dead
-            ),
+            Submitted => matches!(next, Queued | Running | Completed | Failed | TimedOut | Dead),
             Queued => matches!(next, Running | Completed | Failed | TimedOut | Dead),
             Running => matches!(next, Completed | Failed | TimedOut | Dead),
             Completed | Failed | TimedOut | Rejected | Dead => false,
@@ -117,14 +110,7 @@ impl RunStatus {
 
     /// `Ok(next)` when the transition is legal.
     pub fn transition(self, next: RunStatus) -> Result<RunStatus, IllegalTransition> {
-        if self.can_become(next) {
-            Ok(next)
-        } else {
-            Err(IllegalTransition {
-                from: self,
-                to: next,
-            })
-        }
+        if self.can_become(next) { Ok(next) } else { Err(IllegalTransition { from: self, to: next }) }
     }
 
     /// An operator's requeue from the dead-letter set: `rejected` or `dead`
@@ -134,10 +120,7 @@ impl RunStatus {
         if self.is_dead_lettered() {
             Ok(RunStatus::Accepted)
         } else {
-            Err(IllegalTransition {
-                from: self,
-                to: RunStatus::Accepted,
-            })
+            Err(IllegalTransition { from: self, to: RunStatus::Accepted })
         }
     }
 }
@@ -151,10 +134,7 @@ impl fmt::Display for RunStatus {
 impl FromStr for RunStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RunStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| format!("unknown run status `{s}`"))
+        RunStatus::ALL.into_iter().find(|st| st.as_str() == s).ok_or_else(|| format!("unknown run status `{s}`"))
     }
 }
 
@@ -186,9 +166,6 @@ impl WebhookStatus {
     /// operator's requeue takes `dead` back to `pending`.
     pub fn can_become(self, next: WebhookStatus) -> bool {
         use WebhookStatus::*;
-        matches!(
-            (self, next),
-            (Pending, Delivered) | (Pending, Dead) | (Dead, Pending)
-        )
+        matches!((self, next), (Pending, Delivered) | (Pending, Dead) | (Dead, Pending))
     }
 }

@@ -57,17 +57,8 @@ pub struct RunRequest {
     metadata: BTreeMap<String, String>,
 }
 
-const FIELDS: [&str; 9] = [
-    "flavor",
-    "actionId",
-    "flowId",
-    "flowVersion",
-    "inputs",
-    "webhookUrl",
-    "runName",
-    "idempotencyKey",
-    "metadata",
-];
+const FIELDS: [&str; 9] =
+    ["flavor", "actionId", "flowId", "flowVersion", "inputs", "webhookUrl", "runName", "idempotencyKey", "metadata"];
 
 impl RunRequest {
     /// Starts a request in Rust. Nothing is checked until
@@ -75,11 +66,7 @@ impl RunRequest {
     pub fn builder(flavor: Flavor, target_id: impl Into<String>) -> RunRequestBuilder {
         let mut doc = Map::new();
         doc.insert("flavor".into(), Value::String(flavor.as_str().into()));
-        let key = if flavor.targets_action() {
-            "actionId"
-        } else {
-            "flowId"
-        };
+        let key = if flavor.targets_action() { "actionId" } else { "flowId" };
         doc.insert(key.into(), Value::String(target_id.into()));
         doc.insert("inputs".into(), Value::Object(Map::new()));
         RunRequestBuilder { doc }
@@ -101,32 +88,21 @@ impl RunRequest {
     pub fn parse(doc: &Value, limits: &RequestLimits) -> Result<RunRequest, Violations> {
         let mut v = Violations::default();
         let Some(obj) = doc.as_object() else {
-            return Err(Violations(vec![Violation::new(
-                "",
-                "type",
-                "a run request must be a JSON object",
-            )]));
+            return Err(Violations(vec![Violation::new("", "type", "a run request must be a JSON object")]));
         };
         for key in obj.keys() {
             if !FIELDS.contains(&key.as_str()) {
                 v.push(Violation::new(
                     format!("/{}", pointer_token(key)),
                     "unknown_field",
-                    format!(
-                        "unknown field `{key}`; expected one of: {}",
-                        FIELDS.join(", ")
-                    ),
+                    format!("unknown field `{key}`; expected one of: {}", FIELDS.join(", ")),
                 ));
             }
         }
 
         let flavor = match obj.get("flavor") {
             None | Some(Value::Null) => {
-                v.push(Violation::new(
-                    "/flavor",
-                    "required",
-                    "`flavor` is required (runs, execute or workflow)",
-                ));
+                v.push(Violation::new("/flavor", "required", "`flavor` is required (runs, execute or workflow)"));
                 None
             }
             Some(Value::String(s)) => match s.parse::<Flavor>() {
@@ -137,11 +113,7 @@ impl RunRequest {
                 }
             },
             Some(_) => {
-                v.push(Violation::new(
-                    "/flavor",
-                    "type",
-                    "`flavor` must be a string",
-                ));
+                v.push(Violation::new("/flavor", "type", "`flavor` must be a string"));
                 None
             }
         };
@@ -149,28 +121,22 @@ impl RunRequest {
         let action_id = opt_string(obj, "actionId", &mut v);
         let flow_id = opt_string(obj, "flowId", &mut v);
         let flow_version = opt_string(obj, "flowVersion", &mut v);
-        let target = flavor.and_then(|flavor| {
-            target_for(flavor, action_id, flow_id, flow_version, limits, &mut v)
-        });
+        let target = flavor.and_then(|flavor| target_for(flavor, action_id, flow_id, flow_version, limits, &mut v));
 
         let inputs = match obj.get("inputs") {
             None | Some(Value::Null) => Some(Map::new()),
             Some(Value::Object(m)) => {
-                v.extend(limits.check_inputs("/inputs", m));
+                let action_contract = flavor.is_none_or(Flavor::targets_action);
+                v.extend(limits.check_inputs("/inputs", m, action_contract));
                 Some(m.clone())
             }
             Some(_) => {
-                v.push(Violation::new(
-                    "/inputs",
-                    "type",
-                    "`inputs` must be a JSON object",
-                ));
+                v.push(Violation::new("/inputs", "type", "`inputs` must be a JSON object"));
                 None
             }
         };
 
-        let webhook_url = opt_string(obj, "webhookUrl", &mut v)
-            .and_then(|s| check_webhook_url(&s, limits, &mut v));
+        let webhook_url = opt_string(obj, "webhookUrl", &mut v).and_then(|s| check_webhook_url(&s, limits, &mut v));
 
         let run_name = opt_string(obj, "runName", &mut v);
         if let Some(name) = &run_name {
@@ -178,25 +144,14 @@ impl RunRequest {
         }
         let idempotency_key = opt_string(obj, "idempotencyKey", &mut v);
         if let Some(key) = &idempotency_key {
-            check_text(
-                "/idempotencyKey",
-                key,
-                limits.max_idempotency_key_chars,
-                &mut v,
-            );
+            check_text("/idempotencyKey", key, limits.max_idempotency_key_chars, &mut v);
         }
         let metadata = check_metadata(obj.get("metadata"), limits, &mut v);
 
         match (flavor, target, inputs) {
-            (Some(flavor), Some(target), Some(inputs)) if v.is_empty() => Ok(RunRequest {
-                flavor,
-                target,
-                inputs,
-                webhook_url,
-                run_name,
-                idempotency_key,
-                metadata,
-            }),
+            (Some(flavor), Some(target), Some(inputs)) if v.is_empty() => {
+                Ok(RunRequest { flavor, target, inputs, webhook_url, run_name, idempotency_key, metadata })
+            }
             _ => Err(v),
         }
     }
@@ -249,11 +204,7 @@ impl RunRequest {
             doc.insert("idempotencyKey".into(), Value::String(key.clone()));
         }
         if !self.metadata.is_empty() {
-            let meta = self
-                .metadata
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-                .collect();
+            let meta = self.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             doc.insert("metadata".into(), Value::Object(meta));
         }
         Value::Object(doc)
@@ -285,30 +236,23 @@ impl RunRequestBuilder {
         self
     }
     pub fn flow_version(mut self, version: impl Into<String>) -> Self {
-        self.doc
-            .insert("flowVersion".into(), Value::String(version.into()));
+        self.doc.insert("flowVersion".into(), Value::String(version.into()));
         self
     }
     pub fn webhook_url(mut self, url: impl Into<String>) -> Self {
-        self.doc
-            .insert("webhookUrl".into(), Value::String(url.into()));
+        self.doc.insert("webhookUrl".into(), Value::String(url.into()));
         self
     }
     pub fn run_name(mut self, name: impl Into<String>) -> Self {
-        self.doc
-            .insert("runName".into(), Value::String(name.into()));
+        self.doc.insert("runName".into(), Value::String(name.into()));
         self
     }
     pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
-        self.doc
-            .insert("idempotencyKey".into(), Value::String(key.into()));
+        self.doc.insert("idempotencyKey".into(), Value::String(key.into()));
         self
     }
     pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        let meta = self
-            .doc
-            .entry("metadata")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let meta = self.doc.entry("metadata").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(meta) = meta {
             meta.insert(key.into(), Value::String(value.into()));
         }
@@ -324,11 +268,7 @@ fn opt_string(obj: &Map<String, Value>, key: &str, v: &mut Violations) -> Option
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => {
-            v.push(Violation::new(
-                format!("/{key}"),
-                "type",
-                format!("`{key}` must be a string"),
-            ));
+            v.push(Violation::new(format!("/{key}"), "type", format!("`{key}` must be a string")));
             None
         }
     }
@@ -344,11 +284,7 @@ fn target_for(
 ) -> Option<Target> {
     if flavor.targets_action() {
         if flow_id.is_some() {
-            v.push(Violation::new(
-                "/flowId",
-                "not_allowed",
-                format!("`flowId` is for flavor workflow, not {flavor}"),
-            ));
+            v.push(Violation::new("/flowId", "not_allowed", format!("`flowId` is for flavor workflow, not {flavor}")));
         }
         if flow_version.is_some() {
             v.push(Violation::new(
@@ -359,11 +295,7 @@ fn target_for(
         }
         match action_id {
             None => {
-                v.push(Violation::new(
-                    "/actionId",
-                    "required",
-                    format!("`actionId` is required for flavor {flavor}"),
-                ));
+                v.push(Violation::new("/actionId", "required", format!("`actionId` is required for flavor {flavor}")));
                 None
             }
             Some(id) => check_id("/actionId", &id, limits, v).then_some(Target::Action { id }),
@@ -381,17 +313,10 @@ fn target_for(
         }
         match flow_id {
             None => {
-                v.push(Violation::new(
-                    "/flowId",
-                    "required",
-                    "`flowId` is required for flavor workflow",
-                ));
+                v.push(Violation::new("/flowId", "required", "`flowId` is required for flavor workflow"));
                 None
             }
-            Some(id) => check_id("/flowId", &id, limits, v).then_some(Target::Flow {
-                id,
-                version: flow_version,
-            }),
+            Some(id) => check_id("/flowId", &id, limits, v).then_some(Target::Flow { id, version: flow_version }),
         }
     }
 }
@@ -403,10 +328,7 @@ fn check_id(path: &str, id: &str, limits: &RequestLimits, v: &mut Violations) ->
     let before = v.len();
     if id.is_empty() {
         v.push(Violation::new(path, "empty", "id must not be empty"));
-    } else if id
-        .chars()
-        .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%'))
-    {
+    } else if id.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '/' | '?' | '#' | '%')) {
         v.push(Violation::new(
             path,
             "id_format",
@@ -414,11 +336,7 @@ fn check_id(path: &str, id: &str, limits: &RequestLimits, v: &mut Violations) ->
         ));
     }
     if id.chars().count() > limits.max_id_chars {
-        v.push(Violation::new(
-            path,
-            "too_long",
-            format!("id is longer than {} characters", limits.max_id_chars),
-        ));
+        v.push(Violation::new(path, "too_long", format!("id is longer than {} characters", limits.max_id_chars)));
     }
     v.len() == before
 }
@@ -428,39 +346,23 @@ fn check_text(path: &str, text: &str, max_chars: usize, v: &mut Violations) {
         v.push(Violation::new(path, "empty", "must not be empty"));
     }
     if text.chars().count() > max_chars {
-        v.push(Violation::new(
-            path,
-            "too_long",
-            format!("longer than {max_chars} characters"),
-        ));
+        v.push(Violation::new(path, "too_long", format!("longer than {max_chars} characters")));
     }
     if text.chars().any(char::is_control) {
-        v.push(Violation::new(
-            path,
-            "control_characters",
-            "must not contain control characters",
-        ));
+        v.push(Violation::new(path, "control_characters", "must not contain control characters"));
     }
 }
 
 fn check_webhook_url(raw: &str, limits: &RequestLimits, v: &mut Violations) -> Option<Url> {
     const PATH: &str = "/webhookUrl";
     if raw.len() > limits.max_url_chars {
-        v.push(Violation::new(
-            PATH,
-            "too_long",
-            format!("URL is longer than {} characters", limits.max_url_chars),
-        ));
+        v.push(Violation::new(PATH, "too_long", format!("URL is longer than {} characters", limits.max_url_chars)));
         return None;
     }
     let url = match Url::parse(raw) {
         Ok(url) => url,
         Err(e) => {
-            v.push(Violation::new(
-                PATH,
-                "invalid_url",
-                format!("not a valid absolute URL: {e}"),
-            ));
+            v.push(Violation::new(PATH, "invalid_url", format!("not a valid absolute URL: {e}")));
             return None;
         }
     };
@@ -469,10 +371,7 @@ fn check_webhook_url(raw: &str, limits: &RequestLimits, v: &mut Violations) -> O
         v.push(Violation::new(
             PATH,
             "url_scheme",
-            format!(
-                "scheme `{}` is not allowed; use http or https",
-                url.scheme()
-            ),
+            format!("scheme `{}` is not allowed; use http or https", url.scheme()),
         ));
     }
     if url.host().is_none() {
@@ -490,21 +389,13 @@ fn check_webhook_url(raw: &str, limits: &RequestLimits, v: &mut Violations) -> O
     (v.len() == before).then_some(url)
 }
 
-fn check_metadata(
-    value: Option<&Value>,
-    limits: &RequestLimits,
-    v: &mut Violations,
-) -> BTreeMap<String, String> {
+fn check_metadata(value: Option<&Value>, limits: &RequestLimits, v: &mut Violations) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let obj = match value {
         None | Some(Value::Null) => return out,
         Some(Value::Object(obj)) => obj,
         Some(_) => {
-            v.push(Violation::new(
-                "/metadata",
-                "type",
-                "`metadata` must be an object of strings",
-            ));
+            v.push(Violation::new("/metadata", "type", "`metadata` must be an object of strings"));
             return out;
         }
     };
@@ -512,11 +403,7 @@ fn check_metadata(
         v.push(Violation::new(
             "/metadata",
             "too_many_entries",
-            format!(
-                "metadata has {} entries; the limit is {}",
-                obj.len(),
-                limits.max_metadata_entries
-            ),
+            format!("metadata has {} entries; the limit is {}", obj.len(), limits.max_metadata_entries),
         ));
     }
     for (key, value) in obj {
@@ -525,10 +412,7 @@ fn check_metadata(
             v.push(Violation::new(
                 &path,
                 "key_length",
-                format!(
-                    "metadata keys must have 1 to {} characters",
-                    limits.max_metadata_chars
-                ),
+                format!("metadata keys must have 1 to {} characters", limits.max_metadata_chars),
             ));
         }
         match value {
@@ -540,11 +424,7 @@ fn check_metadata(
                 "too_long",
                 format!("longer than {} characters", limits.max_metadata_chars),
             )),
-            _ => v.push(Violation::new(
-                &path,
-                "type",
-                "metadata values must be strings",
-            )),
+            _ => v.push(Violation::new(&path, "type", "metadata values must be strings")),
         }
     }
     out

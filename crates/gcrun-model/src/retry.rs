@@ -50,11 +50,7 @@ pub struct RetrySchedule {
 
 impl Default for RetrySchedule {
     fn default() -> Self {
-        Self {
-            base: Duration::from_secs(1),
-            cap: Duration::from_secs(60),
-            floor: Duration::from_millis(500),
-        }
+        Self { base: Duration::from_secs(1), cap: Duration::from_secs(60), floor: Duration::from_millis(500) }
     }
 }
 
@@ -77,12 +73,7 @@ impl RetrySchedule {
     /// for a wait: the larger of the two wins. `Retry-After` is honoured
     /// even past `cap` (the server knows best), and jitter is still drawn so
     /// that many clients told the same thing do not return in lockstep.
-    pub fn delay_after(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        jitter: &mut Jitter,
-    ) -> Duration {
+    pub fn delay_after(&self, attempt: u32, retry_after: Option<Duration>, jitter: &mut Jitter) -> Duration {
         let drawn = self.delay(attempt, jitter);
         match retry_after {
             Some(server) if server > drawn => server,

@@ -71,18 +71,22 @@ pub fn is_valid_input_name(name: &str) -> bool {
 impl RequestLimits {
     /// Checks an `inputs` object against the contract rules and limits. Paths
     /// are reported under `base` (normally `/inputs`). Returns every problem.
-    pub fn check_inputs(&self, base: &str, inputs: &Map<String, Value>) -> Violations {
+    ///
+    /// `action_contract` switches on the rules that belong to data-action
+    /// contracts (name pattern, reserved names); Architect flow inputs are
+    /// named `Flow.<Variable>` and follow neither.
+    pub fn check_inputs(&self, base: &str, inputs: &Map<String, Value>, action_contract: bool) -> Violations {
         let mut out = Violations::default();
         for (name, value) in inputs {
             let path = format!("{base}/{}", pointer_token(name));
-            if self.enforce_name_pattern && !is_valid_input_name(name) {
+            if action_contract && self.enforce_name_pattern && !is_valid_input_name(name) {
                 out.push(Violation::new(
                     &path,
                     "name_pattern",
                     format!("input name `{name}` must match ^[A-Za-z][A-Za-z0-9_-]*$"),
                 ));
             }
-            if self.reserved_names.iter().any(|r| r == name) {
+            if action_contract && self.reserved_names.iter().any(|r| r == name) {
                 out.push(Violation::new(
                     &path,
                     "reserved_name",
@@ -103,10 +107,7 @@ impl RequestLimits {
                         out.push(Violation::new(
                             &path,
                             "string_too_long",
-                            format!(
-                                "string input has {chars} characters; the limit is {}",
-                                self.max_string_chars
-                            ),
+                            format!("string input has {chars} characters; the limit is {}", self.max_string_chars),
                         ));
                     }
                 }
@@ -118,10 +119,7 @@ impl RequestLimits {
             out.push(Violation::new(
                 base,
                 "payload_too_large",
-                format!(
-                    "inputs are {bytes} bytes as JSON; the limit is {}",
-                    self.max_payload_bytes
-                ),
+                format!("inputs are {bytes} bytes as JSON; the limit is {}", self.max_payload_bytes),
             ));
         }
         out
@@ -131,7 +129,5 @@ impl RequestLimits {
 /// Size of the inputs as compact JSON, which is what goes over the wire.
 pub fn payload_bytes(inputs: &Map<String, Value>) -> usize {
     // Serializing a Map of Values cannot fail (keys are strings).
-    serde_json::to_vec(inputs)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX)
+    serde_json::to_vec(inputs).map(|v| v.len()).unwrap_or(usize::MAX)
 }

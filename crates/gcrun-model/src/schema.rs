@@ -38,9 +38,7 @@ impl InputSchema {
         if schema.get("$schema").is_none() {
             options = options.with_draft(jsonschema::Draft::Draft4);
         }
-        let validator = options
-            .build(schema)
-            .map_err(|e| SchemaError(e.to_string()))?;
+        let validator = options.build(schema).map_err(|e| SchemaError(e.to_string()))?;
         Ok(Self { validator })
     }
 
@@ -55,10 +53,7 @@ impl InputSchema {
             let keyword = error.kind().keyword().to_string();
             match error.kind() {
                 jsonschema::error::ValidationErrorKind::Required { property } => {
-                    let name = property
-                        .as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| property.to_string());
+                    let name = property.as_str().map(str::to_owned).unwrap_or_else(|| property.to_string());
                     out.push(Violation::new(
                         format!("{base}/{}", pointer_token(&name)),
                         keyword,

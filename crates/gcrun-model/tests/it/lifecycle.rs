@@ -39,10 +39,7 @@ fn every_pair_is_legal_exactly_when_the_table_says_so() {
                 Err(e) => {
                     assert!(!legal);
                     assert_eq!((e.from, e.to), (from, to));
-                    assert_eq!(
-                        e.to_string(),
-                        format!("illegal run transition {from} -> {to}")
-                    );
+                    assert_eq!(e.to_string(), format!("illegal run transition {from} -> {to}"));
                 }
             }
         }
@@ -57,9 +54,7 @@ fn terminal_states_have_no_way_out_but_requeue() {
     }
     assert_eq!(Dead.requeue(), Ok(Accepted));
     assert_eq!(Rejected.requeue(), Ok(Accepted));
-    for s in [
-        Accepted, Validated, Submitted, Queued, Running, Completed, Failed, TimedOut,
-    ] {
+    for s in [Accepted, Validated, Submitted, Queued, Running, Completed, Failed, TimedOut] {
         assert!(s.requeue().is_err(), "{s} is not in the dead-letter set");
     }
 }
@@ -75,10 +70,7 @@ fn no_state_moves_to_itself() {
 fn statuses_round_trip_through_their_names() {
     for s in RunStatus::ALL {
         assert_eq!(s.as_str().parse::<RunStatus>(), Ok(s));
-        assert_eq!(
-            serde_json::to_value(s).unwrap(),
-            serde_json::json!(s.as_str())
-        );
+        assert_eq!(serde_json::to_value(s).unwrap(), serde_json::json!(s.as_str()));
     }
     assert!("finished".parse::<RunStatus>().is_err());
 }

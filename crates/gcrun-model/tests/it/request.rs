@@ -11,10 +11,7 @@ fn codes(doc: serde_json::Value) -> Vec<(String, String)> {
 }
 
 fn pairs(items: &[(&str, &str)]) -> Vec<(String, String)> {
-    items
-        .iter()
-        .map(|(p, c)| (p.to_string(), c.to_string()))
-        .collect()
+    items.iter().map(|(p, c)| (p.to_string(), c.to_string())).collect()
 }
 
 #[test]
@@ -26,16 +23,8 @@ fn a_valid_request_round_trips_through_its_wire_form() {
     });
     let req = parse(doc.clone()).unwrap();
     assert_eq!(req.flavor(), Flavor::Runs);
-    assert_eq!(
-        req.target(),
-        &Target::Action {
-            id: "custom_-_3f1e".into()
-        }
-    );
-    assert_eq!(
-        req.webhook_url().unwrap().as_str(),
-        "https://crm.example/hooks"
-    );
+    assert_eq!(req.target(), &Target::Action { id: "custom_-_3f1e".into() });
+    assert_eq!(req.webhook_url().unwrap().as_str(), "https://crm.example/hooks");
     assert_eq!(req.idempotency_key(), Some("k-1"));
     assert_eq!(req.metadata()["batch"], "nightly");
     assert_eq!(req.to_value(), doc);
@@ -44,25 +33,14 @@ fn a_valid_request_round_trips_through_its_wire_form() {
 
 #[test]
 fn workflow_requests_name_a_flow_and_may_pin_a_version() {
-    let req = parse(
-        json!({"flavor": "workflow", "flowId": "5b0c", "flowVersion": "3.0", "inputs": {"Flow.x": "1"}}),
-    );
-    // `Flow.x` breaks the name pattern: flat-input rules apply to every flavor.
-    assert_eq!(
-        req.unwrap_err()
-            .into_iter()
-            .map(|v| v.code)
-            .collect::<Vec<_>>(),
-        vec!["name_pattern"]
-    );
+    // Flow inputs are named `Flow.<Variable>`: the data-action name rules do
+    // not apply, flatness and sizes do.
+    let req = parse(json!({"flavor": "workflow", "flowId": "5b0c", "inputs": {"Flow.x": "1", "orgId": "o"}})).unwrap();
+    assert_eq!(req.inputs().len(), 2);
+    let v = parse(json!({"flavor": "workflow", "flowId": "5b0c", "inputs": {"Flow.x": {"a": 1}}})).unwrap_err();
+    assert_eq!(v.into_iter().map(|v| v.code).collect::<Vec<_>>(), vec!["flat_value"]);
     let req = parse(json!({"flavor": "workflow", "flowId": "5b0c", "flowVersion": "3.0"})).unwrap();
-    assert_eq!(
-        req.target(),
-        &Target::Flow {
-            id: "5b0c".into(),
-            version: Some("3.0".into())
-        }
-    );
+    assert_eq!(req.target(), &Target::Flow { id: "5b0c".into(), version: Some("3.0".into()) });
     assert!(req.inputs().is_empty());
 }
 
@@ -87,17 +65,10 @@ fn every_shape_problem_is_reported_at_once() {
 
 #[test]
 fn flavor_is_required_and_must_be_known() {
-    assert_eq!(
-        codes(json!({"actionId": "a"})),
-        pairs(&[("/flavor", "required")])
-    );
+    assert_eq!(codes(json!({"actionId": "a"})), pairs(&[("/flavor", "required")]));
     let v = parse(json!({"flavor": "async", "actionId": "a"})).unwrap_err();
     assert_eq!(v.0[0].code, "enum");
-    assert!(
-        v.0[0].message.contains("runs, execute, workflow"),
-        "{}",
-        v.0[0].message
-    );
+    assert!(v.0[0].message.contains("runs, execute, workflow"), "{}", v.0[0].message);
     assert_eq!(codes(json!({"flavor": 1})), pairs(&[("/flavor", "type")]));
 }
 
@@ -110,18 +81,9 @@ fn the_document_must_be_an_object_of_valid_json() {
 
 #[test]
 fn ids_that_would_bend_a_url_path_are_refused() {
-    assert_eq!(
-        codes(json!({"flavor": "execute", "actionId": "a/../b"})),
-        pairs(&[("/actionId", "id_format")])
-    );
-    assert_eq!(
-        codes(json!({"flavor": "execute", "actionId": ""})),
-        pairs(&[("/actionId", "empty")])
-    );
-    assert_eq!(
-        codes(json!({"flavor": "execute", "actionId": "x".repeat(257)})),
-        pairs(&[("/actionId", "too_long")])
-    );
+    assert_eq!(codes(json!({"flavor": "execute", "actionId": "a/../b"})), pairs(&[("/actionId", "id_format")]));
+    assert_eq!(codes(json!({"flavor": "execute", "actionId": ""})), pairs(&[("/actionId", "empty")]));
+    assert_eq!(codes(json!({"flavor": "execute", "actionId": "x".repeat(257)})), pairs(&[("/actionId", "too_long")]));
     assert_eq!(
         codes(json!({"flavor": "workflow", "flowId": "f", "actionId": "a"})),
         pairs(&[("/actionId", "not_allowed")])
@@ -164,82 +126,43 @@ fn contract_rules_can_be_switched_off() {
 fn string_length_counts_characters_not_bytes() {
     let limits = RequestLimits::default();
     let ok = "é".repeat(10_000); // 20,000 bytes, 10,000 characters
-    assert!(
-        RunRequest::parse(
-            &json!({"flavor": "runs", "actionId": "a", "inputs": {"s": ok}}),
-            &limits
-        )
-        .is_ok()
-    );
-    let v = RunRequest::parse(
-        &json!({"flavor": "runs", "actionId": "a", "inputs": {"s": "x".repeat(10_001)}}),
-        &limits,
-    )
-    .unwrap_err();
+    assert!(RunRequest::parse(&json!({"flavor": "runs", "actionId": "a", "inputs": {"s": ok}}), &limits).is_ok());
+    let v =
+        RunRequest::parse(&json!({"flavor": "runs", "actionId": "a", "inputs": {"s": "x".repeat(10_001)}}), &limits)
+            .unwrap_err();
     assert_eq!(v.0.len(), 1);
-    assert_eq!(
-        (v.0[0].path.as_str(), v.0[0].code.as_str()),
-        ("/inputs/s", "string_too_long")
-    );
-    assert!(
-        v.0[0].message.contains("10001") && v.0[0].message.contains("10000"),
-        "{}",
-        v.0[0].message
-    );
+    assert_eq!((v.0[0].path.as_str(), v.0[0].code.as_str()), ("/inputs/s", "string_too_long"));
+    assert!(v.0[0].message.contains("10001") && v.0[0].message.contains("10000"), "{}", v.0[0].message);
 }
 
 #[test]
 fn total_payload_size_is_limited() {
-    let limits = RequestLimits {
-        max_payload_bytes: 100,
-        max_string_chars: 1_000,
-        ..RequestLimits::default()
-    };
+    let limits = RequestLimits { max_payload_bytes: 100, max_string_chars: 1_000, ..RequestLimits::default() };
     let ok = json!({"flavor": "runs", "actionId": "a", "inputs": {"a": "x".repeat(80)}});
     assert!(RunRequest::parse(&ok, &limits).is_ok());
     let big = json!({"flavor": "runs", "actionId": "a", "inputs": {"a": "x".repeat(60), "b": "y".repeat(60)}});
     let v = RunRequest::parse(&big, &limits).unwrap_err();
-    assert_eq!(
-        (v.0[0].path.as_str(), v.0[0].code.as_str()),
-        ("/inputs", "payload_too_large")
-    );
+    assert_eq!((v.0[0].path.as_str(), v.0[0].code.as_str()), ("/inputs", "payload_too_large"));
 }
 
 #[test]
 fn webhook_urls_must_be_http_without_credentials() {
     let base = |url: &str| json!({"flavor": "execute", "actionId": "a", "webhookUrl": url});
-    assert_eq!(
-        codes(base("ftp://x.example/h")),
-        pairs(&[("/webhookUrl", "url_scheme")])
-    );
-    assert_eq!(
-        codes(base("not a url")),
-        pairs(&[("/webhookUrl", "invalid_url")])
-    );
-    assert_eq!(
-        codes(base("https://user:pw@x.example/h")),
-        pairs(&[("/webhookUrl", "url_credentials")])
-    );
+    assert_eq!(codes(base("ftp://x.example/h")), pairs(&[("/webhookUrl", "url_scheme")]));
+    assert_eq!(codes(base("not a url")), pairs(&[("/webhookUrl", "invalid_url")]));
+    assert_eq!(codes(base("https://user:pw@x.example/h")), pairs(&[("/webhookUrl", "url_credentials")]));
     assert!(parse(base("http://127.0.0.1:9000/h")).is_ok());
 }
 
 #[test]
 fn metadata_is_bounded() {
-    let limits = RequestLimits {
-        max_metadata_entries: 2,
-        max_metadata_chars: 4,
-        ..RequestLimits::default()
-    };
+    let limits = RequestLimits { max_metadata_entries: 2, max_metadata_chars: 4, ..RequestLimits::default() };
     let doc = json!({"flavor": "execute", "actionId": "a", "metadata": {"a": "1", "b": "12345", "toolong": "1"}});
     let v = RunRequest::parse(&doc, &limits).unwrap_err();
     let got: Vec<_> = v.into_iter().map(|v| (v.path, v.code)).collect();
     assert_eq!(
         got,
-        pairs(&[
-            ("/metadata", "too_many_entries"),
-            ("/metadata/b", "too_long"),
-            ("/metadata/toolong", "key_length")
-        ])
+        pairs(&[("/metadata", "too_many_entries"), ("/metadata/b", "too_long"), ("/metadata/toolong", "key_length")])
     );
 }
 
@@ -254,16 +177,12 @@ fn the_builder_applies_the_same_rules() {
         .build(&limits)
         .unwrap();
     assert_eq!(req.inputs()["amount"], json!(10));
-    let v = RunRequest::builder(Flavor::Execute, "custom_-_1")
-        .input("orgId", "x")
-        .build(&limits)
-        .unwrap_err();
+    let v = RunRequest::builder(Flavor::Execute, "custom_-_1").input("orgId", "x").build(&limits).unwrap_err();
     assert!(v.contains("/inputs/orgId", "reserved_name"));
 }
 
 #[test]
 fn pointer_paths_escape_slashes_and_tildes() {
-    let v =
-        parse(json!({"flavor": "runs", "actionId": "a", "inputs": {"a/b~c": "x"}})).unwrap_err();
+    let v = parse(json!({"flavor": "runs", "actionId": "a", "inputs": {"a/b~c": "x"}})).unwrap_err();
     assert_eq!(v.0[0].path, "/inputs/a~1b~0c");
 }

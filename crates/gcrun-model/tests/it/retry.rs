@@ -3,11 +3,7 @@ use std::time::Duration;
 use gcrun_model::{Jitter, RetrySchedule};
 
 fn schedule() -> RetrySchedule {
-    RetrySchedule {
-        base: Duration::from_secs(1),
-        cap: Duration::from_secs(30),
-        floor: Duration::from_millis(200),
-    }
+    RetrySchedule { base: Duration::from_secs(1), cap: Duration::from_secs(30), floor: Duration::from_millis(200) }
 }
 
 #[test]
@@ -15,11 +11,7 @@ fn the_ceiling_doubles_then_stops_at_the_cap() {
     let s = schedule();
     let got: Vec<u64> = (0..8).map(|n| s.ceiling(n).as_secs()).collect();
     assert_eq!(got, vec![1, 2, 4, 8, 16, 30, 30, 30]);
-    assert_eq!(
-        s.ceiling(u32::MAX),
-        Duration::from_secs(30),
-        "huge attempts must not overflow"
-    );
+    assert_eq!(s.ceiling(u32::MAX), Duration::from_secs(30), "huge attempts must not overflow");
 }
 
 #[test]
@@ -29,10 +21,7 @@ fn every_delay_lies_between_floor_and_ceiling() {
     for attempt in 0..40 {
         for _ in 0..200 {
             let d = s.delay(attempt, &mut j);
-            assert!(
-                d >= s.floor && d <= s.ceiling(attempt),
-                "attempt {attempt}: {d:?}"
-            );
+            assert!(d >= s.floor && d <= s.ceiling(attempt), "attempt {attempt}: {d:?}");
         }
     }
 }
@@ -73,10 +62,7 @@ fn the_same_seed_gives_the_same_delays() {
 fn retry_after_wins_when_it_asks_for_more() {
     let s = schedule();
     let mut j = Jitter::seeded(1);
-    assert_eq!(
-        s.delay_after(0, Some(Duration::from_secs(120)), &mut j),
-        Duration::from_secs(120)
-    );
+    assert_eq!(s.delay_after(0, Some(Duration::from_secs(120)), &mut j), Duration::from_secs(120));
     let d = s.delay_after(4, Some(Duration::from_millis(1)), &mut j);
     assert!(d >= s.floor && d <= s.ceiling(4));
     let d = s.delay_after(2, None, &mut j);
@@ -85,11 +71,8 @@ fn retry_after_wins_when_it_asks_for_more() {
 
 #[test]
 fn a_floor_above_the_ceiling_is_clamped() {
-    let s = RetrySchedule {
-        base: Duration::from_millis(100),
-        cap: Duration::from_secs(1),
-        floor: Duration::from_secs(5),
-    };
+    let s =
+        RetrySchedule { base: Duration::from_millis(100), cap: Duration::from_secs(1), floor: Duration::from_secs(5) };
     let mut j = Jitter::seeded(2);
     assert_eq!(s.delay(0, &mut j), Duration::from_millis(100));
 }
@@ -99,8 +82,5 @@ fn schedules_deserialize_from_milliseconds_with_defaults() {
     let s: RetrySchedule = serde_json::from_str(r#"{"base": 250}"#).unwrap();
     assert_eq!(s.base, Duration::from_millis(250));
     assert_eq!(s.cap, RetrySchedule::default().cap);
-    assert!(
-        serde_json::from_str::<RetrySchedule>(r#"{"bse": 1}"#).is_err(),
-        "typos are errors"
-    );
+    assert!(serde_json::from_str::<RetrySchedule>(r#"{"bse": 1}"#).is_err(), "typos are errors");
 }

@@ -23,9 +23,8 @@ fn contract() -> InputSchema {
 
 #[test]
 fn a_conforming_input_has_no_violations() {
-    let v = contract().validate(&inputs(
-        json!({"customerId": "42", "channel": "chat", "amount": 1.5, "attempts": 2, "vip": false}),
-    ));
+    let v = contract()
+        .validate(&inputs(json!({"customerId": "42", "channel": "chat", "amount": 1.5, "attempts": 2, "vip": false})));
     assert!(v.is_empty(), "{v}");
 }
 
@@ -34,10 +33,7 @@ fn every_violation_is_reported_with_its_path_and_keyword() {
     let v = contract().validate(&inputs(json!({
         "customerId": "123456789", "amount": -1, "attempts": 1.5, "vip": "yes", "extra": 1
     })));
-    let mut got: Vec<_> = v
-        .iter()
-        .map(|v| (v.path.as_str(), v.code.as_str()))
-        .collect();
+    let mut got: Vec<_> = v.iter().map(|v| (v.path.as_str(), v.code.as_str())).collect();
     got.sort();
     assert_eq!(
         got,
@@ -56,10 +52,7 @@ fn every_violation_is_reported_with_its_path_and_keyword() {
 fn enum_violations_name_the_allowed_values() {
     let v = contract().validate(&inputs(json!({"customerId": "1", "channel": "fax"})));
     assert_eq!(v.len(), 1);
-    assert_eq!(
-        (v.0[0].path.as_str(), v.0[0].code.as_str()),
-        ("/inputs/channel", "enum")
-    );
+    assert_eq!((v.0[0].path.as_str(), v.0[0].code.as_str()), ("/inputs/channel", "enum"));
     assert!(v.0[0].message.contains("voice"), "{}", v.0[0].message);
 }
 
@@ -71,19 +64,13 @@ fn schemas_without_a_draft_are_read_as_draft_04() {
     }))
     .unwrap();
     assert!(s.validate(&inputs(json!({"n": 4}))).is_empty());
-    assert_eq!(
-        s.validate(&inputs(json!({"n": 5}))).0[0].code,
-        "exclusiveMaximum"
-    );
+    assert_eq!(s.validate(&inputs(json!({"n": 5}))).0[0].code, "exclusiveMaximum");
 }
 
 #[test]
 fn an_unusable_schema_is_a_schema_error_not_a_violation() {
     let err = InputSchema::compile(&json!({"type": "no-such-type"})).unwrap_err();
-    assert!(
-        err.to_string().contains("not a usable JSON Schema"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("not a usable JSON Schema"), "{err}");
 }
 
 #[test]
