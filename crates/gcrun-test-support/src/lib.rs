@@ -1,1 +1,219 @@
-//! placeholder
+//! Test harness shared by gcrun's test suites: real parts, never mocks.
+//!
+//! - [`RedisServer`]: a private `redis-server` process on a free port in a
+//!   temporary directory, stopped when dropped (AOF switchable on, so crash
+//!   tests can kill and restart it over the same data).
+//! - [`spawn_emulator`]: the Genesys Cloud emulator on `127.0.0.1:0`, in
+//!   the test's runtime, stopped when its handle is dropped.
+//! - [`wait_until`]: poll a condition with a deadline instead of sleeping
+//!   and hoping.
+
+use std::future::Future;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use gcrun_emulator::{Emulator, EmulatorConfig};
+
+/// Options for a private Redis.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RedisOptions {
+    /// Turn on the append-only file (`appendfsync always`), so data
+    /// survives a SIGKILL of the server and a restart.
+    pub appendonly: bool,
+}
+
+/// A private `redis-server` child process.
+#[derive(Debug)]
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    options: RedisOptions,
+    dir: tempfile::TempDir,
+}
+
+/// The `redis-server` to run: `$GCRUN_REDIS_SERVER`, else the one on PATH.
+pub fn redis_server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("GCRUN_REDIS_SERVER") {
+        return PathBuf::from(path);
+    }
+    let on_path = std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("redis-server")).find(|p| p.is_file()));
+    on_path.unwrap_or_else(|| {
+        panic!("redis-server not found: install Debian's `redis-server` package (scripts/test does this when run as root), or set GCRUN_REDIS_SERVER")
+    })
+}
+
+/// A port that was free a moment ago. Callers retry on the rare race.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("binding 127.0.0.1:0 works")
+}
+
+impl RedisServer {
+    /// Starts a server without persistence.
+    pub fn start() -> Self {
+        Self::start_with(RedisOptions::default())
+    }
+
+    /// Starts a server with `options`, on a fresh port and directory.
+    pub fn start_with(options: RedisOptions) -> Self {
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("temp dir for redis");
+            let mut server = Self { child: None, port: free_port(), options, dir };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(e) => last_error = e,
+            }
+        }
+        panic!("redis-server did not start after 5 tries: {last_error}");
+    }
+
+    fn spawn(&mut self) -> Result<(), String> {
+        let mut cmd = Command::new(redis_server_binary());
+        cmd.arg("--port")
+            .arg(self.port.to_string())
+            .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no", "--protected-mode", "yes"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(["--logfile", "redis.log"]);
+        if self.options.appendonly {
+            cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
+        } else {
+            cmd.args(["--appendonly", "no"]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("spawning {}: {e}", redis_server_binary().display()))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    let log = std::fs::read_to_string(self.dir.path().join("redis.log")).unwrap_or_default();
+                    return Err(format!("redis-server exited with {status}: {}", log.lines().last().unwrap_or("")));
+                }
+            }
+            if self.ping() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err("redis-server did not answer PING within 10 s".into())
+    }
+
+    /// Whether the server answers `PING` now.
+    pub fn ping(&self) -> bool {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if s.write_all(b"PING\r\n").is_err() {
+            return false;
+        }
+        let mut buf = [0u8; 7];
+        s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:<port>/`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// SIGKILLs the server: a crash, not a shutdown.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Starts the server again on the same port and directory (after
+    /// [`kill`](Self::kill)); with AOF on, the data comes back.
+    pub fn restart(&mut self) {
+        self.stop();
+        if let Err(e) = self.spawn() {
+            panic!("redis-server did not restart: {e}");
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A running emulator; stopped when dropped.
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    pub emulator: Emulator,
+    pub addr: SocketAddr,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:<port>`: what `GENESYSCLOUD_REGION` is set to.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Starts the emulator on `127.0.0.1:0` in the current tokio runtime.
+pub async fn spawn_emulator(config: EmulatorConfig) -> EmulatorHandle {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind emulator");
+    let addr = listener.local_addr().expect("emulator address");
+    let emulator = Emulator::new(config);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let served = emulator.clone();
+    tokio::spawn(async move {
+        let _ = gcrun_emulator::serve(listener, served, async {
+            let _ = rx.await;
+        })
+        .await;
+    });
+    EmulatorHandle { emulator, addr, shutdown: Some(tx) }
+}
+
+/// Polls `check` until it returns `Some`, or panics with `what` after
+/// `timeout`. The way to wait for an outcome without sleeping and hoping.
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
