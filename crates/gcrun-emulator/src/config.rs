@@ -29,7 +29,7 @@ impl Default for EmulatorConfig {
             timings: Timings::default(),
             limits: Limits::default(),
             faults: Faults::default(),
-            seed: 0x6763_7275_6e,
+            seed: 0x0067_6372_756e,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! | directive         | effect                                                        |
 //! |-------------------|---------------------------------------------------------------|
 //! | `fail`            | the run fails (`runs`: error `action_failed`; `execute`: 500 `ACTION.REMOTE_ENDPOINT`; `workflow`: `FAILED`) |
-//! | `fail=CODE`       | as `fail`, with that error code                               |
+//! | `fail=CODE`       | as `fail`, with that error code (`execute`: an `ACTION.*` code becomes the detail code, any other goes into the message) |
 //! | `transient=N`     | the first N polls (`runs`) or calls (`execute`) answer a transient error |
 //! | `transient=N/CODE`| as above with `compute_unavailable` (default) or `timeout`    |
 //! | `slow=MS`         | the run takes MS milliseconds (running time, or execute latency) |

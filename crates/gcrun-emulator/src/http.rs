@@ -1,5 +1,10 @@
 //! The HTTP face of the emulator: routes, middleware and handlers.
 
+// Handlers return `Result<_, Response>` to bail out with a finished
+// ErrorBody answer; the response is built once per request, so its size
+// does not matter here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -102,8 +107,8 @@ async fn ensure_error_body(req: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if status.is_client_error() || status.is_server_error() {
-        if !is_json {
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        {
             let (parts, body) = response.into_parts();
             let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
             let message = String::from_utf8_lossy(&text).trim().to_string();
@@ -508,14 +513,25 @@ async fn execute_action(
     let _slot = Executing(em.clone());
     tokio::time::sleep(d.slow.unwrap_or(em.0.timings.execute_for)).await;
     if let Some(code) = d.fail {
-        let code = if code.is_empty() { "ACTION.REMOTE_ENDPOINT".to_string() } else { code };
+        // Real action failures always carry an `ACTION.*` detail code; any
+        // other requested code goes into the message.
+        let (detail, message) = if code.starts_with("ACTION.") {
+            (code, "The action failed.".to_string())
+        } else if code.is_empty() {
+            (
+                "ACTION.REMOTE_ENDPOINT".to_string(),
+                "The action failed: the remote endpoint answered with an error.".to_string(),
+            )
+        } else {
+            ("ACTION.REMOTE_ENDPOINT".to_string(), format!("The action failed: the remote endpoint answered {code}."))
+        };
         return error_body_with(
             cid,
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({
                 "code": "internal.server.error",
-                "message": "The action failed: the remote endpoint answered with an error.",
-                "details": [{"errorCode": code, "entityId": id, "entityName": action.name}],
+                "message": message,
+                "details": [{"errorCode": detail, "entityId": id, "entityName": action.name}],
             }),
         );
     }

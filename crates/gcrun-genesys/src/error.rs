@@ -113,8 +113,28 @@ pub enum ApiErrorKind {
 /// A failed Genesys Cloud call. Carries everything an operator needs to
 /// follow it up with Genesys (status, code, `ININ-Correlation-ID`) and the
 /// [`ErrorClass`] a handler acts on. Never carries a token or secret.
+///
+/// Boxed so that `Result<T, ApiError>` stays one pointer wide on the happy
+/// path; fields are reached through `Deref` ([`ApiErrorDetails`]).
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ApiErrorDetails>);
+
+impl std::ops::Deref for ApiError {
+    type Target = ApiErrorDetails;
+    fn deref(&self) -> &ApiErrorDetails {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ApiErrorDetails {
+        &mut self.0
+    }
+}
+
+/// What an [`ApiError`] knows.
+#[derive(Debug, Clone)]
+pub struct ApiErrorDetails {
     pub kind: ApiErrorKind,
     /// `METHOD /path` of the call, with ids (not credentials).
     pub endpoint: String,
@@ -146,7 +166,7 @@ impl ApiError {
             .filter(|b: &ErrorBody| b.message.is_some() || b.code.is_some() || b.status.is_some());
         let raw_body = parsed.is_none().then(|| truncate(body)).filter(|s| !s.is_empty());
         let class = classify(status, parsed.as_ref(), retry_after);
-        Self {
+        Self(Box::new(ApiErrorDetails {
             kind: ApiErrorKind::Http,
             endpoint,
             status: Some(status),
@@ -158,7 +178,7 @@ impl ApiError {
             retry_after,
             detail: None,
             class,
-        }
+        }))
     }
 
     /// No complete answer arrived: always worth another try.
@@ -197,7 +217,7 @@ impl ApiError {
     }
 
     pub(crate) fn bare(kind: ApiErrorKind, endpoint: String, detail: String, class: ErrorClass) -> Self {
-        Self {
+        Self(Box::new(ApiErrorDetails {
             kind,
             endpoint,
             status: None,
@@ -209,7 +229,7 @@ impl ApiError {
             retry_after: None,
             detail: Some(detail),
             class,
-        }
+        }))
     }
 
     pub fn is_retryable(&self) -> bool {

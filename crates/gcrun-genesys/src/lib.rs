@@ -22,6 +22,6 @@ pub mod types;
 
 pub use auth::{Credentials, TokenCache};
 pub use client::{ClientConfig, GenesysClient};
-pub use error::{ApiError, ApiErrorKind, ErrorBody, RateLimit};
+pub use error::{ApiError, ApiErrorDetails, ApiErrorKind, ErrorBody, RateLimit};
 pub use flavor::{RemotePhase, RemoteRun, RunApi, SubmitRequest};
 pub use region::{Environment, Region, RegionError};
