@@ -1,0 +1,103 @@
+//! The dead-letter set as operators see it: runs that ended `rejected`
+//! (invalid input) or `dead` (gcrun gave up), each with its stored reason.
+
+use gcrun_model::{Flavor, RunId, RunStatus};
+
+use crate::record::RunRecord;
+use crate::runs::TransitionOutcome;
+use crate::{Store, StoreError, keys};
+
+/// Which dead-lettered runs to list, requeue or purge. Empty = all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DlqFilter {
+    pub status: Option<RunStatus>,
+    pub flavor: Option<Flavor>,
+    pub target: Option<String>,
+    /// Case-insensitive substring of the stored reason.
+    pub reason_contains: Option<String>,
+    /// Dead-lettered at or after this time (ms).
+    pub since_ms: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl DlqFilter {
+    pub fn matches(&self, r: &RunRecord) -> bool {
+        let reason = r.last_error.clone().unwrap_or_default().to_lowercase();
+        self.status.is_none_or(|s| s == r.status)
+            && self.flavor.is_none_or(|f| f == r.flavor)
+            && self.target.as_ref().is_none_or(|t| *t == r.target)
+            && self.reason_contains.as_ref().is_none_or(|s| reason.contains(&s.to_lowercase()))
+    }
+}
+
+impl Store {
+    /// Number of runs in the dead-letter set.
+    pub async fn dlq_len(&self) -> Result<u64, StoreError> {
+        Ok(redis::cmd("ZCARD").arg(keys::dlq()).query_async(&mut self.conn()).await?)
+    }
+
+    /// Dead-lettered runs matching `filter`, oldest first. Entries whose
+    /// record has expired are dropped from the index on the way.
+    pub async fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let min = filter.since_ms.map_or("-inf".to_string(), |s| s.to_string());
+        let ids: Vec<String> =
+            redis::cmd("ZRANGEBYSCORE").arg(keys::dlq()).arg(min).arg("+inf").query_async(&mut self.conn()).await?;
+        let mut out = Vec::new();
+        for raw in ids {
+            let Ok(id) = raw.parse::<RunId>() else {
+                let _: i64 = redis::cmd("ZREM").arg(keys::dlq()).arg(&raw).query_async(&mut self.conn()).await?;
+                continue;
+            };
+            match self.get_run(&id).await? {
+                Some(r) if filter.matches(&r) => out.push(r),
+                Some(_) => {}
+                None => {
+                    let _: i64 = redis::cmd("ZREM").arg(keys::dlq()).arg(&raw).query_async(&mut self.conn()).await?;
+                }
+            }
+            if filter.limit.is_some_and(|l| out.len() >= l) {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Takes one dead-lettered run back to `accepted`. The caller then
+    /// pushes its submit job (the store knows no queues). A run that was
+    /// submitted before keeps its remote id, so it resumes polling rather
+    /// than starting a second remote run.
+    pub async fn dlq_requeue(&self, id: &RunId, now_ms: u64) -> Result<RunRecord, StoreError> {
+        let record = self.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        match self.requeue_transition(id, record.status, now_ms).await? {
+            TransitionOutcome::Applied => {}
+            TransitionOutcome::Stale(now) => {
+                return Err(StoreError::Illegal(gcrun_model::IllegalTransition { from: now, to: RunStatus::Accepted }));
+            }
+        }
+        self.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))
+    }
+
+    /// Deletes dead-lettered runs matching `filter`; returns how many.
+    pub async fn dlq_purge(&self, filter: &DlqFilter) -> Result<usize, StoreError> {
+        let victims = self.dlq_list(filter).await?;
+        for r in &victims {
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .cmd("DEL")
+                .arg(keys::run(&r.id))
+                .arg(keys::history(&r.id))
+                .ignore()
+                .cmd("ZREM")
+                .arg(keys::dlq())
+                .arg(r.id.to_string())
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(keys::counts())
+                .arg(r.status.as_str())
+                .arg(-1)
+                .ignore();
+            let _: () = pipe.query_async(&mut self.conn()).await?;
+        }
+        Ok(victims.len())
+    }
+}

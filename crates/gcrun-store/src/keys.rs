@@ -1,0 +1,48 @@
+//! Every Redis key gcrun itself writes. Nothing outside this module spells a
+//! key. All share the `{gcrun}` hash tag: a transition touches the run, its
+//! history, the audit stream, the counts and the dead-letter index in one
+//! script, which Redis Cluster allows only within one slot.
+
+use gcrun_model::RunId;
+
+pub const TAG: &str = "{gcrun}";
+
+/// Hash: one run's record.
+pub fn run(id: &RunId) -> String {
+    format!("{TAG}:run:{id}")
+}
+
+/// List: one run's transitions, as JSON, oldest first.
+pub fn history(id: &RunId) -> String {
+    format!("{TAG}:run:{id}:history")
+}
+
+/// Stream: every transition of every run (capped).
+pub fn audit() -> String {
+    format!("{TAG}:audit")
+}
+
+/// Hash: status → number of runs in it.
+pub fn counts() -> String {
+    format!("{TAG}:counts")
+}
+
+/// Sorted set: dead-lettered run ids, scored by when they got there (ms).
+pub fn dlq() -> String {
+    format!("{TAG}:dlq")
+}
+
+/// String: idempotency key → run id.
+pub fn idempotency(key: &str) -> String {
+    format!("{TAG}:idem:{key}")
+}
+
+/// The limiter's keys for one Genesys client.
+pub fn limiter(name: &str) -> [String; 3] {
+    [format!("{TAG}:limiter:{name}:tat"), format!("{TAG}:limiter:{name}:leases"), format!("{TAG}:limiter:{name}:pause")]
+}
+
+/// Hash: cached action definitions (id → JSON) for workers.
+pub fn definitions() -> String {
+    format!("{TAG}:definitions")
+}

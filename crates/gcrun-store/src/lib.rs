@@ -1,0 +1,130 @@
+//! The only crate that knows gcrun's own Redis keys.
+//!
+//! - [`keys`]: every key name, all under the `{gcrun}` hash tag so each
+//!   multi-key script touches one cluster slot.
+//! - [`record`]: [`RunRecord`], a run as stored, and [`RunUpdate`], the
+//!   fields a transition may set with it.
+//! - [`runs`]: create (with idempotency), read, and [`Store::transition`]:
+//!   status, history, audit stream, counts and dead-letter index in one Lua
+//!   script, compare-and-set on the current status.
+//! - [`dlq`]: list, filter, requeue and purge dead-lettered runs.
+//! - [`limiter`]: the limiter shared by every worker process: GCRA rate,
+//!   concurrency leases that expire, and a pause-until set from any 429.
+//! - [`queues`]: depths of the apalis queues (ready, scheduled, in flight,
+//!   done, dead) and retention of their `done`/`dead` sets.
+//!
+//! Writes that must be atomic with each other are one Lua script; anything
+//! else is a single command.
+
+pub mod dlq;
+pub mod keys;
+pub mod limiter;
+pub mod queues;
+pub mod record;
+pub mod runs;
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use thiserror::Error;
+
+pub use dlq::DlqFilter;
+pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
+pub use queues::QueueDepth;
+pub use record::{RunRecord, RunUpdate, WebhookState};
+pub use runs::{Created, TransitionOutcome};
+
+/// Store settings: caps and retention. Every one is configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreConfig {
+    /// Approximate cap of the audit stream (`XADD MAXLEN ~`).
+    pub audit_cap: u64,
+    /// How long an idempotency key maps to its run.
+    pub idempotency_ttl: Duration,
+    /// How long a completed, failed or timed-out run is kept.
+    pub terminal_retention: Duration,
+    /// How long a dead-lettered (rejected, dead) run is kept.
+    pub dead_retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            audit_cap: 1_000_000,
+            idempotency_ttl: Duration::from_secs(7 * 86_400),
+            terminal_retention: Duration::from_secs(7 * 86_400),
+            dead_retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
+
+/// A store operation failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Redis could not be reached or answered with an error: retryable.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A stored value is not what gcrun wrote: a bug or foreign data.
+    #[error("corrupt record for run {run}: {detail}")]
+    Corrupt { run: String, detail: String },
+    /// The model refused a transition before it reached Redis.
+    #[error(transparent)]
+    Illegal(#[from] gcrun_model::IllegalTransition),
+    /// No such run.
+    #[error("run {0} not found")]
+    NotFound(String),
+}
+
+/// gcrun's view of Redis. Cheap to clone: clones share one multiplexed,
+/// self-reconnecting connection.
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    config: StoreConfig,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// Connection settings that survive a Redis blip: a response timeout well
+/// above redis-rs's 500 ms default and reconnects with backoff.
+pub fn connection_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_response_timeout(Duration::from_secs(10))
+        .set_connection_timeout(Duration::from_secs(5))
+        .set_number_of_retries(6)
+        .set_max_delay(2_000)
+}
+
+/// Opens a self-reconnecting connection to `url` (redis:// or rediss://).
+pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
+    let client = redis::Client::open(url)?;
+    Ok(ConnectionManager::new_with_config(client, connection_config()).await?)
+}
+
+impl Store {
+    pub fn new(conn: ConnectionManager, config: StoreConfig) -> Self {
+        Self { conn, config }
+    }
+
+    pub async fn open(url: &str, config: StoreConfig) -> Result<Self, StoreError> {
+        Ok(Self::new(connect(url).await?, config))
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
+    /// `PING`: for readiness probes.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The limiter every worker process shares, per Genesys org/client.
+//!
+//! Three parts, one Lua script each way, so all pods see one truth:
+//! - **rate**: GCRA (a token bucket kept as one "theoretical arrival time")
+//!   of `rate_per_minute` with a `burst`;
+//! - **concurrency**: a sorted set of leases scored by expiry; a crashed
+//!   worker's leases lapse on their own after `lease_ttl`;
+//! - **pause**: a time before which nobody submits, set from any 429's
+//!   `Retry-After`, so every pod backs off, not just the one that was told.
+//!
+//! `acquire` never waits: it grants a [`Permit`] or says how long until one
+//! is expected, and the caller schedules its job for then.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::Script;
+
+use crate::{Store, StoreError, keys};
+
+/// Limits for one Genesys client (the reference's org limits by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimiterConfig {
+    /// Name of the limited client (e.g. the OAuth client id).
+    pub name: String,
+    pub rate_per_minute: u32,
+    /// Submissions allowed back to back before the rate applies.
+    pub burst: u32,
+    pub max_concurrent: u32,
+    /// How long a lease lives without renewal.
+    pub lease_ttl: Duration,
+}
+
+impl Default for LimiterConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".into(),
+            rate_per_minute: 2_500,
+            burst: 50,
+            max_concurrent: 50,
+            lease_ttl: Duration::from_secs(180),
+        }
+    }
+}
+
+/// A granted concurrency lease. Release it when the run ends; renew it
+/// while the run goes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Permit {
+    pub lease: String,
+}
+
+/// KEYS: tat, leases, pause
+/// ARGV: now_ms, interval_ms, burst, max_concurrent, lease_ttl_ms, lease_id
+/// → {1, 0} granted, or {0, wait_ms, reason}
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local max = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then return {0, pause - now, 'paused'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {1, 0, 'held'} end
+local held = redis.call('ZCARD', KEYS[2])
+if held >= max then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local wait = 1000
+  if first[2] then wait = math.min(wait, tonumber(first[2]) - now) end
+  return {0, math.max(wait, 50), 'concurrency'}
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local tolerance = interval * (burst - 1)
+if tat - now > tolerance then
+  return {0, tat - now - tolerance, 'rate'}
+end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
+return {1, 0, 'granted'}
+",
+    )
+});
+
+/// KEYS: pause; ARGV: until_ms, px → sets the pause if later than the current.
+static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
+return 0
+",
+    )
+});
+
+/// Why a permit was not granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// A 429 told everyone to wait.
+    Paused,
+    Concurrency,
+    Rate,
+}
+
+/// A handle on the shared limiter for one client.
+#[derive(Debug, Clone)]
+pub struct Limiter {
+    store: Store,
+    config: LimiterConfig,
+    keys: [String; 3],
+}
+
+impl Store {
+    pub fn limiter(&self, config: LimiterConfig) -> Limiter {
+        let keys = keys::limiter(&config.name);
+        Limiter { store: self.clone(), config, keys }
+    }
+}
+
+impl Limiter {
+    pub fn config(&self) -> &LimiterConfig {
+        &self.config
+    }
+
+    /// Asks for a permit for `lease` (use the run id: re-asking for a lease
+    /// already held succeeds, so a re-delivered job does not count twice).
+    /// `Err(wait)` says how long until one is expected.
+    pub async fn acquire(&self, lease: &str, now_ms: u64) -> Result<Result<Permit, (Duration, Denied)>, StoreError> {
+        let interval_ms = (60_000 / u64::from(self.config.rate_per_minute.max(1))).max(1);
+        let (granted, wait_ms, reason): (i64, i64, String) = ACQUIRE
+            .key(&self.keys[0])
+            .key(&self.keys[1])
+            .key(&self.keys[2])
+            .arg(now_ms)
+            .arg(interval_ms)
+            .arg(self.config.burst.max(1))
+            .arg(self.config.max_concurrent.max(1))
+            .arg(self.config.lease_ttl.as_millis() as u64)
+            .arg(lease)
+            .invoke_async(&mut self.store.conn())
+            .await?;
+        if granted == 1 {
+            return Ok(Ok(Permit { lease: lease.to_string() }));
+        }
+        let denied = match reason.as_str() {
+            "paused" => Denied::Paused,
+            "concurrency" => Denied::Concurrency,
+            _ => Denied::Rate,
+        };
+        Ok(Err((Duration::from_millis(wait_ms.max(1) as u64), denied)))
+    }
+
+    /// Extends a lease while its run goes on.
+    pub async fn renew(&self, lease: &str, now_ms: u64) -> Result<(), StoreError> {
+        let expiry = now_ms + self.config.lease_ttl.as_millis() as u64;
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&self.keys[1])
+            .arg("XX")
+            .arg(expiry)
+            .arg(lease)
+            .query_async(&mut self.store.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Gives a lease back when its run has ended.
+    pub async fn release(&self, lease: &str) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("ZREM").arg(&self.keys[1]).arg(lease).query_async(&mut self.store.conn()).await?;
+        Ok(())
+    }
+
+    /// Tells every worker to wait until `until_ms` (from a 429).
+    pub async fn pause_until(&self, until_ms: u64, now_ms: u64) -> Result<(), StoreError> {
+        let px = until_ms.saturating_sub(now_ms).max(1);
+        let _: i64 = PAUSE.key(&self.keys[2]).arg(until_ms).arg(px).invoke_async(&mut self.store.conn()).await?;
+        Ok(())
+    }
+
+    /// Leases held now (live ones only).
+    pub async fn held(&self, now_ms: u64) -> Result<u64, StoreError> {
+        Ok(redis::cmd("ZCOUNT").arg(&self.keys[1]).arg(now_ms).arg("+inf").query_async(&mut self.store.conn()).await?)
+    }
+}

@@ -1,0 +1,157 @@
+//! A run as stored: one Redis hash per run, plus its history list.
+
+use std::collections::HashMap;
+
+use gcrun_model::{Flavor, RunId, RunStatus, Transition, WebhookStatus};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::StoreError;
+
+/// The delivery state of a run's webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookState {
+    pub status: Option<WebhookStatus>,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub delivered_ms: Option<u64>,
+}
+
+/// One run's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunRecord {
+    pub id: RunId,
+    pub status: RunStatus,
+    pub flavor: Flavor,
+    /// Action or flow id.
+    pub target: String,
+    /// The request document as accepted (`RunRequest::to_value`).
+    pub request: Value,
+    pub remote_id: Option<String>,
+    pub remote_status: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub submitted_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    /// After this the run is `timed_out`.
+    pub deadline_ms: u64,
+    /// Polls made so far (drives the backoff schedule).
+    pub poll_attempts: u32,
+    /// Transient failures retried so far (any stage).
+    pub retries: u32,
+    /// The last error, with its correlation id when Genesys sent one.
+    pub last_error: Option<String>,
+    pub correlation_id: Option<String>,
+    pub outputs: Option<Value>,
+    /// `{code, message}` of a failed run, or the violations of a rejected one.
+    pub error: Option<Value>,
+    pub webhook: WebhookState,
+    /// The submit job has been pushed (see `Producer`).
+    pub enqueued: bool,
+    /// Filled by [`Store::get_run_with_history`](crate::Store::get_run_with_history).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitions: Vec<Transition>,
+}
+
+impl RunRecord {
+    /// How long the run took from acceptance to its end, if it ended.
+    pub fn duration_ms(&self) -> Option<u64> {
+        self.completed_ms.map(|c| c.saturating_sub(self.created_ms))
+    }
+
+    pub(crate) fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt { run: id.to_string(), detail };
+        let get = |k: &str| h.get(k).filter(|v| !v.is_empty()).cloned();
+        let num = |k: &str| -> Result<Option<u64>, StoreError> {
+            get(k).map(|v| v.parse::<u64>().map_err(|e| corrupt(format!("{k}: {e}")))).transpose()
+        };
+        let json = |k: &str| -> Result<Option<Value>, StoreError> {
+            get(k).map(|v| serde_json::from_str(&v).map_err(|e| corrupt(format!("{k}: {e}")))).transpose()
+        };
+        let required = |k: &str| get(k).ok_or_else(|| corrupt(format!("missing field {k}")));
+        Ok(Self {
+            id: required("id")?.parse().map_err(|e| corrupt(format!("id: {e}")))?,
+            status: required("status")?.parse().map_err(corrupt)?,
+            flavor: required("flavor")?.parse().map_err(corrupt)?,
+            target: required("target")?,
+            request: json("request")?.unwrap_or(Value::Null),
+            remote_id: get("remote_id"),
+            remote_status: get("remote_status"),
+            created_ms: num("created_ms")?.unwrap_or(0),
+            updated_ms: num("updated_ms")?.unwrap_or(0),
+            submitted_ms: num("submitted_ms")?,
+            completed_ms: num("completed_ms")?,
+            deadline_ms: num("deadline_ms")?.unwrap_or(u64::MAX),
+            poll_attempts: num("poll_attempts")?.unwrap_or(0) as u32,
+            retries: num("retries")?.unwrap_or(0) as u32,
+            last_error: get("last_error"),
+            correlation_id: get("correlation_id"),
+            outputs: json("outputs")?,
+            error: json("error")?,
+            webhook: WebhookState {
+                status: get("webhook_status")
+                    .map(|s| serde_json::from_value(Value::String(s)))
+                    .transpose()
+                    .map_err(|e| corrupt(format!("webhook_status: {e}")))?,
+                attempts: num("webhook_attempts")?.unwrap_or(0) as u32,
+                last_error: get("webhook_last_error"),
+                delivered_ms: num("webhook_delivered_ms")?,
+            },
+            enqueued: get("enqueued").is_some_and(|v| v == "1"),
+            transitions: Vec::new(),
+        })
+    }
+}
+
+/// Fields written together with a transition (or alone, with
+/// [`Store::update`](crate::Store::update)). `None` leaves a field as is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunUpdate {
+    pub remote_id: Option<String>,
+    pub remote_status: Option<String>,
+    pub submitted_ms: Option<u64>,
+    pub completed_ms: Option<u64>,
+    pub poll_attempts: Option<u32>,
+    pub retries: Option<u32>,
+    pub last_error: Option<String>,
+    pub correlation_id: Option<String>,
+    pub outputs: Option<Value>,
+    pub error: Option<Value>,
+    pub webhook_status: Option<WebhookStatus>,
+    pub webhook_attempts: Option<u32>,
+    pub webhook_last_error: Option<String>,
+    pub webhook_delivered_ms: Option<u64>,
+    pub enqueued: Option<bool>,
+}
+
+impl RunUpdate {
+    pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        let mut put = |k: &'static str, v: Option<String>| {
+            if let Some(v) = v {
+                out.push((k, v));
+            }
+        };
+        put("remote_id", self.remote_id.clone());
+        put("remote_status", self.remote_status.clone());
+        put("submitted_ms", self.submitted_ms.map(|v| v.to_string()));
+        put("completed_ms", self.completed_ms.map(|v| v.to_string()));
+        put("poll_attempts", self.poll_attempts.map(|v| v.to_string()));
+        put("retries", self.retries.map(|v| v.to_string()));
+        put("last_error", self.last_error.clone());
+        put("correlation_id", self.correlation_id.clone());
+        put("outputs", self.outputs.as_ref().map(Value::to_string));
+        put("error", self.error.as_ref().map(Value::to_string));
+        put(
+            "webhook_status",
+            self.webhook_status.and_then(|s| serde_json::to_value(s).ok()).and_then(|v| v.as_str().map(str::to_owned)),
+        );
+        put("webhook_attempts", self.webhook_attempts.map(|v| v.to_string()));
+        put("webhook_last_error", self.webhook_last_error.clone());
+        put("webhook_delivered_ms", self.webhook_delivered_ms.map(|v| v.to_string()));
+        put("enqueued", self.enqueued.map(|v| if v { "1".into() } else { "0".into() }));
+        out
+    }
+}

@@ -1,0 +1,123 @@
+use gcrun_model::{RunId, RunStatus};
+use gcrun_store::{Created, RunUpdate, TransitionOutcome};
+use serde_json::json;
+
+use crate::{raw, request, store};
+
+#[tokio::test]
+async fn a_run_is_created_once_per_idempotency_key() {
+    let (_redis, store) = store().await;
+    let (a, b) = (RunId::new(), RunId::new());
+    assert_eq!(store.create_run(a, &request(Some("k1")), 1_000, 9_000).await.unwrap(), Created::New(a));
+    assert_eq!(store.create_run(b, &request(Some("k1")), 2_000, 9_000).await.unwrap(), Created::Existing(a));
+    assert!(store.get_run(&b).await.unwrap().is_none(), "nothing written for the duplicate");
+    let c = RunId::new();
+    assert_eq!(store.create_run(c, &request(None), 3_000, 9_000).await.unwrap(), Created::New(c));
+
+    let r = store.get_run_with_history(&a).await.unwrap().unwrap();
+    assert_eq!((r.status, r.created_ms, r.deadline_ms), (RunStatus::Accepted, 1_000, 9_000));
+    assert_eq!(r.request["inputs"]["customerId"], "42");
+    assert_eq!(r.transitions.len(), 1);
+    assert_eq!(r.transitions[0].to, RunStatus::Accepted);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts["accepted"], counts["total"]), (2, 2));
+    assert_eq!(store.audit_len().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn transitions_compare_and_set_and_record_everything() {
+    let (redis, store) = store().await;
+    let id = RunId::new();
+    store.create_run(id, &request(None), 1, 100_000).await.unwrap();
+    let t = |from, to, at, cause: &'static str, u: RunUpdate| {
+        let store = store.clone();
+        async move { store.transition(&id, from, to, at, cause, &u).await.unwrap() }
+    };
+    assert_eq!(
+        t(RunStatus::Accepted, RunStatus::Validated, 2, "valid", RunUpdate::default()).await,
+        TransitionOutcome::Applied
+    );
+    let submitted = RunUpdate { remote_id: Some("r-1".into()), submitted_ms: Some(3), ..RunUpdate::default() };
+    assert_eq!(
+        t(RunStatus::Validated, RunStatus::Submitted, 3, "submitted", submitted).await,
+        TransitionOutcome::Applied
+    );
+    // A re-delivered job that still thinks the run is `validated` is stale.
+    assert_eq!(
+        t(RunStatus::Validated, RunStatus::Submitted, 4, "again", RunUpdate::default()).await,
+        TransitionOutcome::Stale(RunStatus::Submitted)
+    );
+    let done = RunUpdate { outputs: Some(json!({"ok": true})), ..RunUpdate::default() };
+    assert_eq!(t(RunStatus::Submitted, RunStatus::Completed, 9, "completed", done).await, TransitionOutcome::Applied);
+
+    let r = store.get_run_with_history(&id).await.unwrap().unwrap();
+    assert_eq!(
+        (r.status, r.remote_id.as_deref(), r.completed_ms, r.duration_ms()),
+        (RunStatus::Completed, Some("r-1"), Some(9), Some(8))
+    );
+    assert_eq!(r.outputs, Some(json!({"ok": true})));
+    let path: Vec<RunStatus> = r.transitions.iter().map(|t| t.to).collect();
+    assert_eq!(path, vec![RunStatus::Accepted, RunStatus::Validated, RunStatus::Submitted, RunStatus::Completed]);
+    let audit = store.audit_for(&id).await.unwrap();
+    assert_eq!(audit.len(), 4, "one audit entry per transition, none for the stale one");
+    assert_eq!(audit[3]["from"], "submitted");
+    assert_eq!(audit[3]["to"], "completed");
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts["completed"], counts["accepted"], counts["submitted"]), (1, 0, 0));
+
+    // Terminal records expire after the retention; live ones do not.
+    let mut conn = raw(&redis).await;
+    let ttl: i64 = redis::cmd("PTTL").arg(format!("{{gcrun}}:run:{id}")).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 6 * 86_400_000, "{ttl}");
+}
+
+#[tokio::test]
+async fn illegal_transitions_never_reach_redis() {
+    let (_redis, store) = store().await;
+    let id = RunId::new();
+    store.create_run(id, &request(None), 1, 100).await.unwrap();
+    let err = store.transition(&id, RunStatus::Accepted, RunStatus::Completed, 2, "x", &RunUpdate::default()).await;
+    assert!(matches!(err, Err(gcrun_store::StoreError::Illegal(_))));
+    assert_eq!(store.get_run(&id).await.unwrap().unwrap().status, RunStatus::Accepted);
+    let missing =
+        store.transition(&RunId::new(), RunStatus::Accepted, RunStatus::Validated, 2, "x", &RunUpdate::default()).await;
+    assert!(matches!(missing, Err(gcrun_store::StoreError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn updates_never_recreate_a_missing_run() {
+    let (redis, store) = store().await;
+    let id = RunId::new();
+    let u = RunUpdate { poll_attempts: Some(3), ..RunUpdate::default() };
+    assert!(!store.update(&id, &u).await.unwrap());
+    let mut conn = raw(&redis).await;
+    let exists: i64 = redis::cmd("EXISTS").arg(format!("{{gcrun}}:run:{id}")).query_async(&mut conn).await.unwrap();
+    assert_eq!(exists, 0);
+    store.create_run(id, &request(None), 1, 100).await.unwrap();
+    assert!(store.update(&id, &u).await.unwrap());
+    assert_eq!(store.get_run(&id).await.unwrap().unwrap().poll_attempts, 3);
+}
+
+#[tokio::test]
+async fn corrupt_records_are_errors_not_panics() {
+    let (redis, store) = store().await;
+    let id = RunId::new();
+    let mut conn = raw(&redis).await;
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{{gcrun}}:run:{id}"))
+        .arg("status")
+        .arg("exploded")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(store.get_run(&id).await, Err(gcrun_store::StoreError::Corrupt { .. })));
+}
+
+#[tokio::test]
+async fn definitions_are_cached_with_a_ttl() {
+    let (_redis, store) = store().await;
+    store.cache_definition("a", "{\"id\":\"a\"}", 1_000, 10_000).await.unwrap();
+    assert_eq!(store.cached_definition("a", 10_500).await.unwrap().as_deref(), Some("{\"id\":\"a\"}"));
+    assert_eq!(store.cached_definition("a", 11_000).await.unwrap(), None);
+    assert_eq!(store.cached_definition("b", 10_500).await.unwrap(), None);
+}
