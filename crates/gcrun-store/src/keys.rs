@@ -32,6 +32,11 @@ pub fn dlq() -> String {
     format!("{TAG}:dlq")
 }
 
+/// Sorted set: runs whose webhook is dead, scored by when (ms).
+pub fn webhook_dlq() -> String {
+    format!("{TAG}:webhook-dlq")
+}
+
 /// String: idempotency key → run id.
 pub fn idempotency(key: &str) -> String {
     format!("{TAG}:idem:{key}")

@@ -25,14 +25,15 @@ pub mod runs;
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManagerConfig;
 use thiserror::Error;
 
 pub use dlq::DlqFilter;
 pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
-pub use queues::QueueDepth;
+pub use queues::{DeadJob, QueueDepth};
 pub use record::{RunRecord, RunUpdate, WebhookState};
-pub use runs::{Created, TransitionOutcome};
+pub use redis::aio::ConnectionManager;
+pub use runs::{Counter, Created, TransitionOutcome};
 
 /// Store settings: caps and retention. Every one is configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,10 +94,10 @@ impl std::fmt::Debug for Store {
 /// above redis-rs's 500 ms default and reconnects with backoff.
 pub fn connection_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
-        .set_response_timeout(Duration::from_secs(10))
-        .set_connection_timeout(Duration::from_secs(5))
+        .set_response_timeout(Some(Duration::from_secs(10)))
+        .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_number_of_retries(6)
-        .set_max_delay(2_000)
+        .set_max_delay(Duration::from_secs(2))
 }
 
 /// Opens a self-reconnecting connection to `url` (redis:// or rediss://).

@@ -76,6 +76,43 @@ return 1
     )
 });
 
+/// Advances a counter field from `expected` to `expected + 1` (with more
+/// fields) only if it still holds `expected`: at most one of several
+/// duplicate jobs for the same step goes on.
+/// KEYS: run; ARGV: field, expected, field pairs...
+static ADVANCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+if cur ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
+if #ARGV > 2 then
+  local fields = {}
+  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+return 1
+",
+    )
+});
+
+/// Which step counter [`Store::advance`] moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Poll,
+    Webhook,
+}
+
+impl Counter {
+    fn field(self) -> &'static str {
+        match self {
+            Counter::Poll => "poll_attempts",
+            Counter::Webhook => "webhook_attempts",
+        }
+    }
+}
+
 /// What [`Store::create_run`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Created {
@@ -272,6 +309,71 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// Moves `counter` from `expected` to `expected + 1`, writing `update`
+    /// with it, if no duplicate job did so first. `Ok(false)`: it did.
+    pub async fn advance(
+        &self,
+        id: &RunId,
+        counter: Counter,
+        expected: u32,
+        update: &RunUpdate,
+    ) -> Result<bool, StoreError> {
+        let mut inv = ADVANCE.key(keys::run(id));
+        inv.arg(counter.field()).arg(expected);
+        for (k, v) in update.pairs() {
+            if k != counter.field() {
+                inv.arg(k).arg(v);
+            }
+        }
+        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Marks a run's webhook `dead` with its reason and indexes it for
+    /// operators (`{gcrun}:webhook-dlq`).
+    pub async fn webhook_dead(&self, id: &RunId, reason: &str, now_ms: u64) -> Result<(), StoreError> {
+        let update = RunUpdate {
+            webhook_status: Some(gcrun_model::WebhookStatus::Dead),
+            webhook_last_error: Some(reason.to_string()),
+            ..RunUpdate::default()
+        };
+        self.update(id, &update).await?;
+        let _: i64 = redis::cmd("ZADD")
+            .arg(keys::webhook_dlq())
+            .arg(now_ms)
+            .arg(id.to_string())
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Runs whose webhook is dead, oldest first.
+    pub async fn webhook_dlq(&self) -> Result<Vec<RunId>, StoreError> {
+        let ids: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys::webhook_dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
+        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
+    }
+
+    /// Puts a dead webhook back to `pending` with no attempts; the caller
+    /// pushes its webhook job.
+    pub async fn webhook_requeue(&self, id: &RunId) -> Result<(), StoreError> {
+        let update = RunUpdate {
+            webhook_status: Some(gcrun_model::WebhookStatus::Pending),
+            webhook_attempts: Some(0),
+            ..RunUpdate::default()
+        };
+        if !self.update(id, &update).await? {
+            return Err(StoreError::NotFound(id.to_string()));
+        }
+        let _: i64 =
+            redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
+        Ok(())
+    }
+
     /// Runs per status, plus `total` (every run ever accepted).
     pub async fn counts(&self) -> Result<HashMap<String, i64>, StoreError> {
         Ok(redis::cmd("HGETALL").arg(keys::counts()).query_async(&mut self.conn()).await?)
@@ -294,7 +396,7 @@ impl Store {
             .map(|e| {
                 e.map
                     .into_iter()
-                    .filter_map(|(k, v)| redis::from_redis_value::<String>(&v).ok().map(|v| (k, v)))
+                    .filter_map(|(k, v)| redis::from_redis_value::<String>(v).ok().map(|v| (k, v)))
                     .collect::<HashMap<_, _>>()
             })
             .filter(|m| m.get("run") == Some(&id))

@@ -7,7 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+mod demo;
 mod genesys_cmd;
+mod queue_cmd;
+mod worker_cmd;
 
 #[derive(Parser, Debug)]
 #[command(name = "gcrun", version, about = "Run Genesys Cloud data actions durably, at scale")]
@@ -37,6 +40,21 @@ enum Command {
     /// outcome: a quick check of credentials, region and contract. (Durable,
     /// queued runs go through the worker.)
     RunNow(genesys_cmd::RunNowArgs),
+    /// Run the worker: submit, poll and webhook queues, admin server.
+    Worker(Box<worker_cmd::WorkerArgs>),
+    /// Enqueue runs from flags, a JSON file, or JSON Lines on stdin.
+    Enqueue(Box<queue_cmd::EnqueueArgs>),
+    /// Serve the HTTP ingest API (POST /v1/runs, ...).
+    Ingest(queue_cmd::IngestArgs),
+    /// Inspect runs.
+    #[command(subcommand)]
+    Runs(queue_cmd::RunsCommand),
+    /// Inspect, requeue and purge the dead-letter set.
+    #[command(subcommand)]
+    Dlq(queue_cmd::DlqCommand),
+    /// The main job, end to end, on a private Redis and the emulator:
+    /// a mixed batch with faults, live progress, a summary. About a minute.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Args, Debug)]
@@ -83,20 +101,28 @@ struct EmulatorArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
-    init_tracing(cli.log_format);
+    // The demo prints its own progress; its logs would drown it.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    init_tracing(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
         match cli.command {
             Command::Emulator(args) => emulator(args).await,
             Command::Actions(cmd) => genesys_cmd::actions(cmd).await,
             Command::RunNow(args) => genesys_cmd::run_now(args).await,
+            Command::Worker(args) => worker_cmd::run(*args).await,
+            Command::Enqueue(args) => queue_cmd::enqueue(*args).await,
+            Command::Ingest(args) => queue_cmd::ingest(args).await,
+            Command::Runs(cmd) => queue_cmd::runs(cmd).await,
+            Command::Dlq(cmd) => queue_cmd::dlq(cmd).await,
+            Command::Demo(args) => demo::run(args).await,
         }
     })
 }
 
-fn init_tracing(format: LogFormat) {
+fn init_tracing(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("GCRUN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),

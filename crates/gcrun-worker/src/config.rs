@@ -1,0 +1,60 @@
+//! Worker settings. Every limit is a field with a sane default.
+
+use std::time::Duration;
+
+use gcrun_model::{RequestLimits, RetrySchedule};
+use url::Url;
+
+/// How the handlers behave.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Request rules re-checked in the worker (a request that slipped past
+    /// an older producer still ends with a clear reason).
+    pub limits: RequestLimits,
+    /// Delay before poll n.
+    pub poll_schedule: RetrySchedule,
+    /// Delay before a submit is retried after a transient failure.
+    pub submit_schedule: RetrySchedule,
+    /// Delay before a webhook is retried.
+    pub webhook_schedule: RetrySchedule,
+    /// Transient submit failures tolerated before a run is `dead`.
+    pub max_submit_attempts: u32,
+    /// Polls allowed before a run is `dead` (the deadline usually ends it first).
+    pub max_poll_attempts: u32,
+    /// Webhook attempts before the webhook is `dead`.
+    pub max_webhook_attempts: u32,
+    /// How long a cached action definition is trusted.
+    pub definition_ttl: Duration,
+    /// Where webhooks go when a run names none (`None`: no webhook).
+    pub default_webhook_url: Option<Url>,
+    /// When set, webhooks may only go to these hosts.
+    pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// Timeout of one webhook POST.
+    pub webhook_timeout: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            limits: RequestLimits::default(),
+            poll_schedule: RetrySchedule {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(30),
+                floor: Duration::from_millis(500),
+            },
+            submit_schedule: RetrySchedule::default(),
+            webhook_schedule: RetrySchedule {
+                base: Duration::from_secs(1),
+                cap: Duration::from_secs(300),
+                floor: Duration::from_millis(500),
+            },
+            max_submit_attempts: 20,
+            max_poll_attempts: 1_000,
+            max_webhook_attempts: 12,
+            definition_ttl: Duration::from_secs(60),
+            default_webhook_url: None,
+            webhook_allowed_hosts: None,
+            webhook_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Prometheus metrics (prometheus-client, the Prometheus project's own Rust
+//! client). Counters are updated by the handlers; queue depths and the
+//! dead-letter size are read from Redis when `/metrics` is scraped, since
+//! apalis-redis keeps no depth gauges.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RunLabels {
+    pub flavor: String,
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlavorLabels {
+    pub flavor: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub endpoint: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RetryLabels {
+    pub stage: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Every metric the worker exports.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    pub registry: Arc<Registry>,
+    pub runs: Family<RunLabels, Counter>,
+    pub run_duration: Family<FlavorLabels, Histogram>,
+    pub api_requests: Family<ApiLabels, Counter>,
+    pub retries: Family<RetryLabels, Counter>,
+    pub queue_depth: Family<QueueLabels, Gauge>,
+    pub dead_letter_size: Gauge,
+    pub webhooks: Family<OutcomeLabels, Counter>,
+    pub limiter_waits: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("gcrun");
+        let runs = Family::<RunLabels, Counter>::default();
+        registry.register("runs", "Runs that reached a terminal state, by flavor and outcome", runs.clone());
+        let run_duration = Family::<FlavorLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.25, 2.0, 14))
+        });
+        registry.register("run_duration_seconds", "Time from acceptance to terminal state", run_duration.clone());
+        let api_requests = Family::<ApiLabels, Counter>::default();
+        registry.register("api_requests", "Genesys Cloud API calls by endpoint and status", api_requests.clone());
+        let retries = Family::<RetryLabels, Counter>::default();
+        registry.register("retries", "Retries scheduled, by stage and reason", retries.clone());
+        let queue_depth = Family::<QueueLabels, Gauge>::default();
+        registry.register(
+            "queue_depth",
+            "Jobs per queue and state (ready, scheduled, in_flight, done, dead)",
+            queue_depth.clone(),
+        );
+        let dead_letter_size = Gauge::default();
+        registry.register("dead_letter_size", "Runs in the dead-letter set", dead_letter_size.clone());
+        let webhooks = Family::<OutcomeLabels, Counter>::default();
+        registry.register("webhooks", "Webhook deliveries by outcome (delivered, retried, dead)", webhooks.clone());
+        let limiter_waits = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "limiter_waits",
+            "Submits rescheduled by the shared limiter, by reason",
+            limiter_waits.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            runs,
+            run_duration,
+            api_requests,
+            retries,
+            queue_depth,
+            dead_letter_size,
+            webhooks,
+            limiter_waits,
+        }
+    }
+
+    pub fn api(&self, endpoint: &str, status: &str) {
+        self.api_requests.get_or_create(&ApiLabels { endpoint: endpoint.into(), status: status.into() }).inc();
+    }
+
+    pub fn retry(&self, stage: &str, reason: &str) {
+        self.retries.get_or_create(&RetryLabels { stage: stage.into(), reason: reason.into() }).inc();
+    }
+
+    pub fn webhook(&self, outcome: &str) {
+        self.webhooks.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn limiter_wait(&self, reason: &str) {
+        self.limiter_waits.get_or_create(&ReasonLabels { reason: reason.into() }).inc();
+    }
+
+    pub fn run_ended(&self, flavor: &str, outcome: &str, duration_s: Option<f64>) {
+        self.runs.get_or_create(&RunLabels { flavor: flavor.into(), outcome: outcome.into() }).inc();
+        if let Some(d) = duration_s {
+            self.run_duration.get_or_create(&FlavorLabels { flavor: flavor.into() }).observe(d);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,431 @@
+//! `gcrun demo`: the main job end to end on this machine, with nothing to
+//! set up but `redis-server`. It starts a private Redis, the emulator (some
+//! faults on), a worker and a webhook receiver that verifies signatures and
+//! fails at first; enqueues a mixed batch over the three flavors; shows
+//! live progress; prints a summary; and stops everything it started.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use clap::Args;
+use gcrun_emulator::{EmulatorConfig, Faults, Limits, Timings};
+use gcrun_model::{RunId, RunStatus};
+use gcrun_producer::{Producer, ProducerConfig};
+use gcrun_worker::webhook::WebhookSecret;
+use serde_json::{Value, json};
+
+use crate::worker_cmd::{RedisArgs, WorkerArgs};
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// How many runs to enqueue.
+    #[arg(long, default_value_t = 300)]
+    runs: usize,
+    /// Seed of the batch mix and the emulator's faults.
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Give up waiting after this many seconds.
+    #[arg(long, default_value_t = 150)]
+    timeout_secs: u64,
+    /// Keep Redis, the emulator and the worker up after the summary, until
+    /// Ctrl-C, to look around with the commands it prints.
+    #[arg(long)]
+    keep: bool,
+}
+
+const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
+const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
+const SCORE: &str = "custom_-_1a9c7e5b-3d2f-4b6a-8c0e-5f7a9b1d3e26";
+const CASE: &str = "custom_-_5d3b1f9e-7c6a-4e2d-a8b0-9e1c3a5d7f42";
+const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+const SURVEY_FLOW: &str = "2b8d6f4a-0e9c-4a1b-8d3f-5c7e9a1b3d64";
+
+/// A private redis-server, killed on drop.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start() -> Result<Self> {
+        let binary = std::env::var_os("GCRUN_REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
+        let dir = tempfile::tempdir()?;
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+            let mut child = Command::new(&binary)
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting redis-server (install Debian's redis-server package, or set GCRUN_REDIS_SERVER)")?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Ok(Self { child, port, _dir: dir });
+                }
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        bail!("redis-server did not start")
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the webhook receiver saw.
+#[derive(Default)]
+struct Received {
+    deliveries: u64,
+    refused_on_purpose: u64,
+    bad_signature: u64,
+    per_event: HashMap<String, u64>,
+}
+
+#[derive(Clone)]
+struct Receiver {
+    secret: WebhookSecret,
+    started: Instant,
+    seen: Arc<Mutex<Received>>,
+}
+
+/// Verifies the signature; refuses everything for the first second
+/// and the first attempt of every fifth event, to show webhook retries.
+async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (id, ts, sig) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+    let mut seen = r.seen.lock().unwrap_or_else(|p| p.into_inner());
+    seen.deliveries += 1;
+    let Ok(ts) = ts.parse::<u64>() else {
+        seen.bad_signature += 1;
+        return StatusCode::BAD_REQUEST;
+    };
+    if !r.secret.verify(&id, ts, &body, &sig) {
+        seen.bad_signature += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    let fifth = id.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b))) % 5 == 0;
+    let first_attempt = !seen.per_event.contains_key(&id) && !seen.per_event.contains_key(&format!("tried:{id}"));
+    if r.started.elapsed() < Duration::from_secs(1) || (fifth && first_attempt) {
+        seen.refused_on_purpose += 1;
+        seen.per_event.insert(format!("tried:{id}"), 0);
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    *seen.per_event.entry(id).or_default() += 1;
+    StatusCode::NO_CONTENT
+}
+
+/// The mixed batch: the three flavors, valid and invalid inputs, transient
+/// errors, failures and runs that never finish.
+fn batch(n: usize, seed: u64) -> Vec<Value> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    (0..n)
+        .map(|i| {
+            let scenario = rng.u32(0..100);
+            let note = match scenario {
+                0..=9 => "emulator:transient=2",
+                10..=14 => "emulator:fail",
+                15..=16 => "emulator:never",
+                _ => "",
+            };
+            let invalid = (17..=24).contains(&scenario);
+            let mut doc = match i % 3 {
+                0 | 1 => {
+                    let flavor = if i % 3 == 0 { "runs" } else { "execute" };
+                    let (action, inputs) = match rng.u32(0..4) {
+                        0 if invalid => (LOOKUP, json!({"customerId": "far-too-long-customer-id", "channel": "fax"})),
+                        0 => (LOOKUP, json!({"customerId": format!("c-{i}"), "channel": "chat"})),
+                        1 if invalid => (CALLBACK, json!({"phoneNumber": "call me maybe", "priority": 9})),
+                        1 => (CALLBACK, json!({"phoneNumber": format!("+44 20 7946 {i:04}"), "priority": 2})),
+                        2 if invalid => (SCORE, json!({"amount": -5, "vip": "yes"})),
+                        2 => (SCORE, json!({"amount": i, "vip": i % 2 == 0, "region": "emea"})),
+                        _ if invalid => (CASE, json!({"status": "reopened"})),
+                        _ => (CASE, json!({"caseId": format!("case-{i}"), "status": "pending"})),
+                    };
+                    json!({"flavor": flavor, "actionId": action, "inputs": inputs})
+                }
+                _ => {
+                    let flow = if rng.bool() { ORDER_FLOW } else { SURVEY_FLOW };
+                    json!({"flavor": "workflow", "flowId": flow, "inputs": {"Flow.OrderId": format!("o-{i}")}})
+                }
+            };
+            if !note.is_empty() {
+                if doc["flavor"] == "execute" && note == "emulator:never" {
+                    doc["inputs"]["note"] = json!("emulator:slow=1500");
+                } else if doc["flavor"] == "workflow" {
+                    doc["inputs"]["Flow.Note"] = json!(note);
+                } else {
+                    doc["inputs"]["note"] = json!(note);
+                }
+            }
+            doc["metadata"] = json!({"source": "gcrun-demo", "row": i.to_string()});
+            doc
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+pub async fn run(args: DemoArgs) -> Result<()> {
+    let started = Instant::now();
+    let redis = PrivateRedis::start()?;
+    eprintln!("demo: private redis-server on 127.0.0.1:{}", redis.port);
+
+    // The emulator, with faults switched on.
+    let emulator = gcrun_emulator::Emulator::new(EmulatorConfig {
+        timings: Timings {
+            queued_for: Duration::from_millis(300),
+            running_for: Duration::from_millis(1_200),
+            execute_for: Duration::from_millis(80),
+        },
+        limits: Limits {
+            executions_per_window: Some(2_500),
+            window: Duration::from_secs(60),
+            max_concurrent: Some(40),
+            requests_per_token: None,
+        },
+        faults: Faults {
+            rate_429: 0.03,
+            retry_after_secs: 1,
+            rate_5xx: 0.02,
+            rate_run_error: 0.05,
+            ..Faults::default()
+        },
+        seed: args.seed,
+        ..EmulatorConfig::default()
+    });
+    let emu_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let emu_addr = emu_listener.local_addr()?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopper = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    tokio::spawn(gcrun_emulator::serve(emu_listener, emulator.clone(), stopper(stop_rx.clone())));
+    eprintln!("demo: Genesys Cloud emulator on http://{emu_addr} (3% 429s, 2% 503s, 5% transient run errors)");
+
+    // The webhook receiver.
+    let (secret, secret_text) = WebhookSecret::generate();
+    let receiver = Receiver { secret, started: Instant::now(), seen: Arc::new(Mutex::new(Received::default())) };
+    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let hook_addr: SocketAddr = hook_listener.local_addr()?;
+    let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(receiver.clone());
+    let rx = stop_rx.clone();
+    tokio::spawn(async move { axum::serve(hook_listener, app).with_graceful_shutdown(stopper(rx)).await });
+    eprintln!("demo: webhook receiver on http://{hook_addr}/hooks (verifies signatures; refuses at first)");
+
+    // The worker, configured as `gcrun worker` would be.
+    let worker_args = WorkerArgs {
+        redis: RedisArgs { url: redis.url() },
+        region: format!("http://{emu_addr}"),
+        client_id: "gcrun-demo-client".into(),
+        client_secret: "gcrun-demo-secret".into(),
+        admin_listen: "127.0.0.1:0".into(),
+        submit_concurrency: 32,
+        poll_concurrency: 64,
+        webhook_concurrency: 32,
+        rate_per_minute: 2_400,
+        rate_burst: 40,
+        max_concurrent: 40,
+        webhook_secret: Some(secret_text),
+        default_webhook_url: Some(format!("http://{hook_addr}/hooks").parse()?),
+        webhook_allowed_hosts: None,
+        max_webhook_attempts: 12,
+        max_submit_attempts: 20,
+        poll_base_ms: 500,
+        poll_cap_ms: 4_000,
+        fetch_interval_ms: 25,
+        heartbeat_secs: 5,
+        shutdown_timeout_secs: 10,
+        jitter_seed: Some(args.seed),
+    };
+    let worker = worker_args.assemble().await?;
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let admin_addr = admin_listener.local_addr()?;
+    let ctx = worker.ctx.clone();
+    let queues = worker.queues.clone();
+    tokio::spawn(gcrun_worker::serve_admin(
+        admin_listener,
+        ctx.clone(),
+        queues.clone(),
+        worker.readiness.clone(),
+        stopper(stop_rx.clone()),
+    ));
+    let worker_task = tokio::spawn(gcrun_worker::run_workers(
+        worker.ctx,
+        worker.queues,
+        worker.settings,
+        worker.readiness,
+        stopper(stop_rx.clone()),
+    ));
+    eprintln!("demo: worker running; metrics on http://{admin_addr}/metrics");
+
+    // Enqueue.
+    let producer = Producer::new(
+        ctx.store.clone(),
+        queues.clone(),
+        ProducerConfig { run_deadline: Duration::from_secs(20), ..ProducerConfig::default() },
+    );
+    let docs = batch(args.runs, args.seed);
+    let results = producer.enqueue_batch(&docs).await?;
+    let ids: Vec<RunId> = results.iter().filter_map(|r| r.as_ref().ok().map(|e| e.run_id)).collect();
+    let refused_at_door = results.len() - ids.len();
+    eprintln!("demo: enqueued {} runs ({} refused at the door)\n", ids.len(), refused_at_door);
+
+    // Live progress until every run has ended and every webhook is settled.
+    let tty = std::io::stderr().is_terminal();
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut last_line = Instant::now() - Duration::from_secs(10);
+    let finished = loop {
+        let counts = ctx.store.counts().await?;
+        let get = |s: RunStatus| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
+        let terminal: u64 = RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| get(*s)).sum();
+        let mut pending_jobs = 0;
+        for q in queues.names.all() {
+            pending_jobs += ctx.store.queue_depth(q).await?.pending();
+        }
+        let delivered = receiver
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .per_event
+            .keys()
+            .filter(|k| !k.starts_with("tried:"))
+            .count();
+        let line = format!(
+            "[{:>5.1}s] accepted {} validated {} submitted {} queued {} running {} | completed {} failed {} timed_out {} rejected {} dead {} | webhooks {}",
+            started.elapsed().as_secs_f64(),
+            get(RunStatus::Accepted),
+            get(RunStatus::Validated),
+            get(RunStatus::Submitted),
+            get(RunStatus::Queued),
+            get(RunStatus::Running),
+            get(RunStatus::Completed),
+            get(RunStatus::Failed),
+            get(RunStatus::TimedOut),
+            get(RunStatus::Rejected),
+            get(RunStatus::Dead),
+            delivered,
+        );
+        if tty {
+            eprint!("\r{line}\x1b[K");
+        } else if last_line.elapsed() >= Duration::from_secs(2) {
+            eprintln!("{line}");
+            last_line = Instant::now();
+        }
+        if terminal >= ids.len() as u64 && pending_jobs == 0 {
+            if tty {
+                eprintln!();
+            }
+            break true;
+        }
+        if Instant::now() > deadline {
+            eprintln!("\ndemo: timed out waiting for the batch");
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+
+    // Summary.
+    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+    let mut durations: Vec<u64> = Vec::new();
+    let mut retries = 0u64;
+    let mut webhooks_delivered = 0usize;
+    let mut dlq_reasons: BTreeMap<String, usize> = BTreeMap::new();
+    for id in &ids {
+        let Some(r) = ctx.store.get_run(id).await? else { continue };
+        *by_status.entry(r.status.to_string()).or_default() += 1;
+        if let Some(d) = r.duration_ms() {
+            durations.push(d);
+        }
+        retries += u64::from(r.retries);
+        if r.webhook.status == Some(gcrun_model::WebhookStatus::Delivered) {
+            webhooks_delivered += 1;
+        }
+        if r.status.is_dead_lettered() {
+            let reason: String = r.last_error.clone().unwrap_or_default().chars().take(90).collect();
+            *dlq_reasons.entry(format!("{}: {reason}", r.status)).or_default() += 1;
+        }
+    }
+    durations.sort_unstable();
+    let (unique_events, duplicates, refused_on_purpose, bad_signature) = {
+        let seen = receiver.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let events = seen.per_event.iter().filter(|(k, _)| !k.starts_with("tried:"));
+        let unique = events.clone().count();
+        let dups: u64 = events.map(|(_, n)| n.saturating_sub(1)).sum();
+        (unique, dups, seen.refused_on_purpose, seen.bad_signature)
+    };
+    let stats = emulator.stats();
+    let accounted: usize = by_status.values().sum();
+
+    println!("\n== gcrun demo summary ({:.1} s) ==", started.elapsed().as_secs_f64());
+    println!("{:<28} {:>8}", "runs enqueued", ids.len());
+    for (status, n) in &by_status {
+        println!("  {status:<26} {n:>8}");
+    }
+    println!("{:<28} {:>8}", "accounted for", accounted);
+    println!("{:<28} {:>8.2} s", "duration p50", percentile(&durations, 0.50));
+    println!("{:<28} {:>8.2} s", "duration p95", percentile(&durations, 0.95));
+    println!("{:<28} {:>8}", "retries (all stages)", retries);
+    println!("{:<28} {:>8}", "webhooks delivered", webhooks_delivered);
+    println!("{:<28} {:>8}", "webhooks verified (unique)", unique_events);
+    println!("{:<28} {:>8}", "  refused on purpose first", refused_on_purpose);
+    println!("{:<28} {:>8}", "  duplicates (same id)", duplicates);
+    println!("{:<28} {:>8}", "  bad signatures", bad_signature);
+    println!("{:<28} {:>8}", "emulator 429s served", stats.too_many_requests);
+    println!("{:<28} {:>8}", "  of them from its limits", stats.limit_429s);
+    println!("{:<28} {:>8}", "emulator peak concurrency", stats.peak_concurrency);
+    println!("{:<28} {:>8}", "duplicate submissions", stats.duplicate_submissions);
+    println!("dead-letter entries by reason:");
+    for (reason, n) in &dlq_reasons {
+        println!("  {n:>4}  {reason}");
+    }
+    let redis_url = redis.url();
+    println!("\nlook further (with --keep, while the demo stays up):");
+    println!("  gcrun runs counts --redis-url {redis_url}");
+    println!("  gcrun dlq list --redis-url {redis_url} --status rejected");
+    println!("  gcrun runs get --redis-url {redis_url} <run id>");
+    println!("  curl -s http://{admin_addr}/metrics | grep gcrun_");
+    println!("  curl -s http://{emu_addr}/emulator/stats");
+
+    if args.keep {
+        eprintln!("\ndemo: everything stays up; Ctrl-C to stop");
+        crate::shutdown_signal().await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = worker_task.await;
+    drop(redis);
+    if !finished || accounted != ids.len() {
+        bail!("not every run was accounted for ({accounted} of {})", ids.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,427 @@
+//! `gcrun enqueue`, `gcrun ingest`, `gcrun runs`, `gcrun dlq`: the
+//! producer and operator side.
+
+use std::io::BufRead;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use gcrun_model::{Flavor, RunId, RunStatus};
+use gcrun_producer::ingest::IngestConfig;
+use gcrun_producer::{Producer, ProducerConfig, ProducerError};
+use gcrun_store::DlqFilter;
+use secrecy::SecretString;
+use serde_json::{Map, Value, json};
+
+use crate::worker_cmd::RedisArgs;
+
+fn producer_config(deadline_secs: u64) -> ProducerConfig {
+    ProducerConfig { run_deadline: Duration::from_secs(deadline_secs), ..ProducerConfig::default() }
+}
+
+#[derive(Args, Debug)]
+pub struct EnqueueArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    /// runs, execute or workflow (for a run given by flags).
+    #[arg(long)]
+    flavor: Option<Flavor>,
+    /// Action id (runs, execute) or flow id (workflow).
+    #[arg(long)]
+    target: Option<String>,
+    /// A string input, NAME=VALUE.
+    #[arg(long = "input", short = 'i')]
+    inputs: Vec<String>,
+    /// A typed input, NAME=JSON.
+    #[arg(long = "json-input", short = 'j')]
+    json_inputs: Vec<String>,
+    #[arg(long)]
+    webhook_url: Option<String>,
+    #[arg(long)]
+    run_name: Option<String>,
+    #[arg(long)]
+    idempotency_key: Option<String>,
+    /// Metadata, KEY=VALUE.
+    #[arg(long = "meta")]
+    metadata: Vec<String>,
+    /// A JSON file holding one run request.
+    #[arg(long, conflicts_with_all = ["flavor", "stdin"])]
+    file: Option<std::path::PathBuf>,
+    /// Read many run requests as JSON Lines from standard input.
+    #[arg(long)]
+    stdin: bool,
+    /// Print JSON results (one per line) for scripts.
+    #[arg(long)]
+    json: bool,
+    /// Seconds a run may take before it is timed out.
+    #[arg(long, env = "GCRUN_RUN_DEADLINE_SECS", default_value_t = 3_600)]
+    deadline_secs: u64,
+}
+
+fn split_pair(s: &str) -> Result<(String, String)> {
+    let (k, v) = s.split_once('=').with_context(|| format!("`{s}` is not NAME=VALUE"))?;
+    Ok((k.to_string(), v.to_string()))
+}
+
+impl EnqueueArgs {
+    fn flags_document(&self) -> Result<Value> {
+        let flavor = self.flavor.context("give --flavor and --target, or --file, or --stdin")?;
+        let target = self.target.clone().context("--target is required with --flavor")?;
+        let mut inputs = Map::new();
+        for i in &self.inputs {
+            let (k, v) = split_pair(i)?;
+            inputs.insert(k, Value::String(v));
+        }
+        for j in &self.json_inputs {
+            let (k, v) = split_pair(j)?;
+            inputs.insert(k, serde_json::from_str(&v).with_context(|| format!("--json-input {j}: not JSON"))?);
+        }
+        let mut doc = json!({"flavor": flavor, "inputs": inputs});
+        doc[if flavor.targets_action() { "actionId" } else { "flowId" }] = json!(target);
+        for (key, value) in
+            [("webhookUrl", &self.webhook_url), ("runName", &self.run_name), ("idempotencyKey", &self.idempotency_key)]
+        {
+            if let Some(v) = value {
+                doc[key] = json!(v);
+            }
+        }
+        if !self.metadata.is_empty() {
+            let meta: Result<Map<String, Value>> =
+                self.metadata.iter().map(|m| split_pair(m).map(|(k, v)| (k, Value::String(v)))).collect();
+            doc["metadata"] = Value::Object(meta?);
+        }
+        Ok(doc)
+    }
+}
+
+pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
+    let (store, queues) = args.redis.open().await?;
+    let producer = Producer::new(store, queues, producer_config(args.deadline_secs));
+    if args.stdin {
+        return enqueue_lines(&producer, args.json).await;
+    }
+    let doc = match &args.file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?
+        }
+        None => args.flags_document()?,
+    };
+    match producer.enqueue_value(&doc).await {
+        Ok(e) if args.json => println!("{}", json!({"runId": e.run_id, "existing": e.existing})),
+        Ok(e) => println!("{}{}", e.run_id, if e.existing { " (existing run for this idempotency key)" } else { "" }),
+        Err(ProducerError::Invalid(v)) => {
+            if args.json {
+                println!("{}", json!({"error": "invalid_request", "violations": v}));
+            }
+            for violation in v.iter() {
+                eprintln!("invalid: {violation}");
+            }
+            std::process::exit(2);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+/// JSON Lines from stdin, enqueued in batches of 200, with a progress bar.
+async fn enqueue_lines(producer: &Producer, json_out: bool) -> Result<()> {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} lines read, {msg} [{elapsed}]")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    let (mut accepted, mut rejected) = (0usize, 0usize);
+    let mut batch: Vec<(usize, Value)> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines().enumerate();
+    loop {
+        let next = lines.next();
+        let done = next.is_none();
+        if let Some((n, line)) = next {
+            let line = line.context("reading standard input")?;
+            bar.inc(1);
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<Value>(&line) {
+                Ok(doc) => batch.push((n + 1, doc)),
+                Err(e) => {
+                    rejected += 1;
+                    report(json_out, n + 1, Err(format!("not JSON: {e}")));
+                }
+            }
+        }
+        if batch.len() >= 200 || (done && !batch.is_empty()) {
+            let docs: Vec<Value> = batch.iter().map(|(_, d)| d.clone()).collect();
+            let results = producer.enqueue_batch(&docs).await?;
+            for ((line, _), r) in batch.drain(..).zip(results) {
+                match r {
+                    Ok(e) => {
+                        accepted += 1;
+                        report(json_out, line, Ok(e.run_id));
+                    }
+                    Err(v) => {
+                        rejected += 1;
+                        report(json_out, line, Err(v.to_string()));
+                    }
+                }
+            }
+            bar.set_message(format!("{accepted} accepted, {rejected} rejected"));
+        }
+        if done {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    eprintln!("{accepted} accepted, {rejected} rejected");
+    if rejected > 0 {
+        std::process::exit(2);
+    }
+    Ok(())
+}
+
+fn report(json_out: bool, line: usize, r: Result<RunId, String>) {
+    match (json_out, r) {
+        (true, Ok(id)) => println!("{}", json!({"line": line, "runId": id})),
+        (true, Err(e)) => println!("{}", json!({"line": line, "error": e})),
+        (false, Ok(id)) => println!("{id}"),
+        (false, Err(e)) => eprintln!("line {line}: {e}"),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    redis: RedisArgs,
+    #[arg(long, env = "GCRUN_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Accepted bearer tokens, comma-separated. Required.
+    #[arg(long, env = "GCRUN_INGEST_TOKENS", value_delimiter = ',', hide_env_values = true, required = true)]
+    tokens: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "GCRUN_INGEST_BODY_LIMIT", default_value_t = 8 * 1024 * 1024)]
+    body_limit: usize,
+    #[arg(long, env = "GCRUN_RUN_DEADLINE_SECS", default_value_t = 3_600)]
+    deadline_secs: u64,
+}
+
+pub async fn ingest(args: IngestArgs) -> Result<()> {
+    let (store, queues) = args.redis.open().await?;
+    let producer = Producer::new(store, queues, producer_config(args.deadline_secs));
+    let tokens: Vec<SecretString> = args.tokens.into_iter().filter(|t| !t.is_empty()).map(SecretString::from).collect();
+    if tokens.is_empty() {
+        bail!("GCRUN_INGEST_TOKENS holds no token");
+    }
+    let listener =
+        tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
+    println!("gcrun ingest listening on http://{}", listener.local_addr()?);
+    gcrun_producer::ingest::serve(
+        listener,
+        producer,
+        IngestConfig { tokens, body_limit: args.body_limit },
+        crate::shutdown_signal(),
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RunsCommand {
+    /// Show a run's record with its transitions, as JSON.
+    Get {
+        #[command(flatten)]
+        redis: RedisArgs,
+        run_id: RunId,
+    },
+    /// Runs per status.
+    Counts {
+        #[command(flatten)]
+        redis: RedisArgs,
+    },
+}
+
+pub async fn runs(cmd: RunsCommand) -> Result<()> {
+    match cmd {
+        RunsCommand::Get { redis, run_id } => {
+            let (store, _) = redis.open().await?;
+            let record =
+                store.get_run_with_history(&run_id).await?.with_context(|| format!("run {run_id} not found"))?;
+            println!("{}", serde_json::to_string_pretty(&record)?);
+        }
+        RunsCommand::Counts { redis } => {
+            let (store, queues) = redis.open().await?;
+            let mut counts: Vec<(String, i64)> = store.counts().await?.into_iter().collect();
+            counts.sort();
+            for (status, n) in counts {
+                println!("{status:<12} {n}");
+            }
+            for q in queues.names.all() {
+                let d = store.queue_depth(q).await?;
+                println!(
+                    "{q:<18} ready {} scheduled {} in-flight {} dead {}",
+                    d.ready, d.scheduled, d.in_flight, d.dead
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Filters shared by the dead-letter commands.
+#[derive(Args, Debug, Clone)]
+pub struct DlqFilterArgs {
+    /// rejected or dead.
+    #[arg(long)]
+    status: Option<RunStatus>,
+    #[arg(long)]
+    flavor: Option<Flavor>,
+    /// Action or flow id.
+    #[arg(long)]
+    target: Option<String>,
+    /// Substring of the stored reason (case-insensitive).
+    #[arg(long)]
+    reason: Option<String>,
+    /// Only entries dead-lettered in the last N seconds.
+    #[arg(long)]
+    since_secs: Option<u64>,
+    #[arg(long)]
+    limit: Option<usize>,
+}
+
+impl DlqFilterArgs {
+    fn filter(&self) -> DlqFilter {
+        DlqFilter {
+            status: self.status,
+            flavor: self.flavor,
+            target: self.target.clone(),
+            reason_contains: self.reason.clone(),
+            since_ms: self.since_secs.map(|s| gcrun_worker::handlers::now_ms().saturating_sub(s * 1000)),
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DlqCommand {
+    /// List dead-lettered runs with their reasons.
+    List {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Put matching runs back to `accepted` and enqueue them again. A run
+    /// that was submitted before resumes polling; it is not submitted twice.
+    Requeue {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Requeue exactly these runs (ignores the filter).
+        #[arg(long = "run")]
+        runs: Vec<RunId>,
+    },
+    /// Delete matching runs for good.
+    Purge {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[command(flatten)]
+        filter: DlqFilterArgs,
+        /// Required: purging is not undoable.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Webhooks that could not be delivered; `--requeue` sends them again.
+    Webhooks {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[arg(long)]
+        requeue: bool,
+    },
+    /// Jobs in the queues' own dead sets (malformed or orphaned jobs).
+    Jobs {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+}
+
+pub async fn dlq(cmd: DlqCommand) -> Result<()> {
+    let now = gcrun_worker::handlers::now_ms();
+    match cmd {
+        DlqCommand::List { redis, filter, json } => {
+            let (store, _) = redis.open().await?;
+            let list = store.dlq_list(&filter.filter()).await?;
+            for r in &list {
+                if json {
+                    println!("{}", serde_json::to_string(r)?);
+                } else {
+                    println!(
+                        "{}  {:<8} {:<8} {}  {}",
+                        r.id,
+                        r.status,
+                        r.flavor,
+                        r.target,
+                        r.last_error.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            if !json {
+                eprintln!("{} run(s) in the dead-letter set match", list.len());
+            }
+        }
+        DlqCommand::Requeue { redis, filter, runs } => {
+            let (store, queues) = redis.open().await?;
+            let ids: Vec<RunId> = if runs.is_empty() {
+                store.dlq_list(&filter.filter()).await?.into_iter().map(|r| r.id).collect()
+            } else {
+                runs
+            };
+            for id in &ids {
+                store.dlq_requeue(id, now).await?;
+                queues.push_submit(*id, Duration::ZERO).await?;
+                println!("requeued {id}");
+            }
+            eprintln!("{} run(s) requeued", ids.len());
+        }
+        DlqCommand::Purge { redis, filter, yes } => {
+            if !yes {
+                bail!("purge deletes runs for good: add --yes");
+            }
+            let (store, _) = redis.open().await?;
+            let n = store.dlq_purge(&filter.filter()).await?;
+            eprintln!("{n} run(s) purged");
+        }
+        DlqCommand::Webhooks { redis, requeue } => {
+            let (store, queues) = redis.open().await?;
+            for id in store.webhook_dlq().await? {
+                let reason = store.get_run(&id).await?.and_then(|r| r.webhook.last_error).unwrap_or_default();
+                if requeue {
+                    store.webhook_requeue(&id).await?;
+                    queues.push(gcrun_worker::FollowUp::Webhook { run: id, attempt: 0, after: Duration::ZERO }).await?;
+                    println!("requeued webhook of {id}");
+                } else {
+                    println!("{id}  {reason}");
+                }
+            }
+        }
+        DlqCommand::Jobs { redis, limit } => {
+            let (store, queues) = redis.open().await?;
+            for q in queues.names.all() {
+                for job in store.dead_jobs(q, limit).await? {
+                    println!(
+                        "{q} {}  payload={}  result={}",
+                        job.id,
+                        job.payload.unwrap_or_default(),
+                        job.result.unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

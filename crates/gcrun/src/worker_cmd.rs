@@ -1,0 +1,176 @@
+//! `gcrun worker`: configuration from flags and the environment, and the
+//! assembly of a worker process (also used by `gcrun demo`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_model::RetrySchedule;
+use gcrun_store::{LimiterConfig, Store, StoreConfig};
+use gcrun_worker::metrics::Metrics;
+use gcrun_worker::webhook::WebhookSecret;
+use gcrun_worker::{Ctx, QueueSettings, Queues, Readiness, RunSettings, WorkerConfig};
+
+/// Where Redis is.
+#[derive(Args, Debug, Clone)]
+pub struct RedisArgs {
+    /// redis:// or rediss:// URL (credentials allowed; never logged).
+    #[arg(long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/", hide_env_values = true)]
+    pub url: String,
+}
+
+impl RedisArgs {
+    /// The store and the three queues on one self-reconnecting connection.
+    pub async fn open(&self) -> Result<(Store, Queues)> {
+        let conn = gcrun_store::connect(&self.url).await.context("connecting to Redis (REDIS_URL)")?;
+        let store = Store::new(conn.clone(), StoreConfig::default());
+        store.ping().await.context("Redis does not answer PING (REDIS_URL)")?;
+        Ok((store, Queues::new(conn, &QueueSettings::default())))
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    /// Region code, domain or base URL of Genesys Cloud (or the emulator).
+    #[arg(long, env = "GENESYSCLOUD_REGION")]
+    pub region: String,
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_ID")]
+    pub client_id: String,
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: String,
+    /// Admin server: /metrics, /healthz, /readyz.
+    #[arg(long, env = "GCRUN_ADMIN_LISTEN", default_value = "127.0.0.1:9464")]
+    pub admin_listen: String,
+    #[arg(long, env = "GCRUN_SUBMIT_CONCURRENCY", default_value_t = 16)]
+    pub submit_concurrency: usize,
+    #[arg(long, env = "GCRUN_POLL_CONCURRENCY", default_value_t = 32)]
+    pub poll_concurrency: usize,
+    #[arg(long, env = "GCRUN_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
+    /// Executions per minute shared by every worker of this client.
+    #[arg(long, env = "GCRUN_RATE_PER_MINUTE", default_value_t = 2_500)]
+    pub rate_per_minute: u32,
+    #[arg(long, env = "GCRUN_RATE_BURST", default_value_t = 50)]
+    pub rate_burst: u32,
+    /// Runs in progress at once, shared by every worker of this client.
+    #[arg(long, env = "GCRUN_MAX_CONCURRENT", default_value_t = 50)]
+    pub max_concurrent: u32,
+    /// Standard Webhooks secret (`whsec_...`) used to sign webhooks.
+    #[arg(long, env = "GCRUN_WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
+    /// Webhook URL for runs that name none.
+    #[arg(long, env = "GCRUN_DEFAULT_WEBHOOK_URL")]
+    pub default_webhook_url: Option<url::Url>,
+    /// Comma-separated hosts webhooks may go to (unset: any).
+    #[arg(long, env = "GCRUN_WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub webhook_allowed_hosts: Option<Vec<String>>,
+    #[arg(long, env = "GCRUN_MAX_WEBHOOK_ATTEMPTS", default_value_t = 12)]
+    pub max_webhook_attempts: u32,
+    #[arg(long, env = "GCRUN_MAX_SUBMIT_ATTEMPTS", default_value_t = 20)]
+    pub max_submit_attempts: u32,
+    /// First poll delay ceiling, in milliseconds (doubles each poll).
+    #[arg(long, env = "GCRUN_POLL_BASE_MS", default_value_t = 1_000)]
+    pub poll_base_ms: u64,
+    /// Longest poll delay, in milliseconds.
+    #[arg(long, env = "GCRUN_POLL_CAP_MS", default_value_t = 30_000)]
+    pub poll_cap_ms: u64,
+    /// Idle fetch interval, in milliseconds (new-job pickup latency).
+    #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 50)]
+    pub fetch_interval_ms: u64,
+    /// Worker heartbeat, in seconds; a worker silent for 3 heartbeats has
+    /// its in-flight jobs re-delivered.
+    #[arg(long, env = "GCRUN_HEARTBEAT_SECS", default_value_t = 5)]
+    pub heartbeat_secs: u64,
+    /// How long in-flight jobs get to finish on SIGTERM/SIGINT.
+    #[arg(long, env = "GCRUN_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+    /// Seed of the retry jitter (reproducible schedules).
+    #[arg(long, env = "GCRUN_JITTER_SEED")]
+    pub jitter_seed: Option<u64>,
+}
+
+/// A worker process, assembled.
+pub struct Assembled {
+    pub ctx: Arc<Ctx>,
+    pub queues: Queues,
+    pub settings: RunSettings,
+    pub readiness: Readiness,
+}
+
+impl WorkerArgs {
+    pub async fn assemble(&self) -> Result<Assembled> {
+        let env = Environment::parse(&self.region)?;
+        let genesys =
+            GenesysClient::new(env, Credentials::new(&self.client_id, &self.client_secret), &ClientConfig::default())?;
+        let conn = gcrun_store::connect(&self.redis.url).await.context("connecting to Redis (REDIS_URL)")?;
+        let store = Store::new(conn.clone(), StoreConfig::default());
+        store.ping().await.context("Redis does not answer PING")?;
+        let queue_settings =
+            QueueSettings { heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)), ..QueueSettings::default() };
+        let queues = Queues::new(conn, &queue_settings);
+        let limiter = store.limiter(LimiterConfig {
+            name: self.client_id.clone(),
+            rate_per_minute: self.rate_per_minute,
+            burst: self.rate_burst,
+            max_concurrent: self.max_concurrent,
+            ..LimiterConfig::default()
+        });
+        let secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
+        let config = WorkerConfig {
+            poll_schedule: RetrySchedule {
+                base: Duration::from_millis(self.poll_base_ms),
+                cap: Duration::from_millis(self.poll_cap_ms),
+                floor: Duration::from_millis(self.poll_base_ms / 2),
+            },
+            max_submit_attempts: self.max_submit_attempts,
+            max_webhook_attempts: self.max_webhook_attempts,
+            default_webhook_url: self.default_webhook_url.clone(),
+            webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
+            ..WorkerConfig::default()
+        };
+        let ctx = Arc::new(Ctx::new(store, limiter, genesys, config, Metrics::new(), secret, self.jitter_seed));
+        let settings = RunSettings {
+            submit_concurrency: self.submit_concurrency,
+            poll_concurrency: self.poll_concurrency,
+            webhook_concurrency: self.webhook_concurrency,
+            poll_interval: Duration::from_millis(self.fetch_interval_ms.max(1)),
+            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+            ..RunSettings::default()
+        };
+        Ok(Assembled { ctx, queues, settings, readiness: Readiness::default() })
+    }
+}
+
+/// `gcrun worker`: runs until SIGTERM/SIGINT.
+pub async fn run(args: WorkerArgs) -> Result<()> {
+    let a = args.assemble().await?;
+    let listener = tokio::net::TcpListener::bind(&args.admin_listen)
+        .await
+        .with_context(|| format!("binding {}", args.admin_listen))?;
+    let admin_addr = listener.local_addr()?;
+    println!("gcrun worker {} admin on http://{admin_addr}", a.settings.instance);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin = {
+        let mut rx = stop_rx.clone();
+        tokio::spawn(gcrun_worker::serve_admin(
+            listener,
+            a.ctx.clone(),
+            a.queues.clone(),
+            a.readiness.clone(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ))
+    };
+    let signal = async move {
+        crate::shutdown_signal().await;
+    };
+    gcrun_worker::run_workers(a.ctx, a.queues, a.settings, a.readiness, signal).await?;
+    let _ = stop_tx.send(true);
+    let _ = admin.await;
+    Ok(())
+}
