@@ -159,3 +159,54 @@ fn help_does_not_print_the_secret_from_the_environment() {
     assert!(text.contains("GENESYSCLOUD_OAUTHCLIENT_SECRET"));
     assert!(!text.contains("very-secret-value"), "{text}");
 }
+
+#[test]
+fn the_demo_runs_end_to_end_and_accounts_for_every_run() {
+    let out = Command::new(BIN)
+        .args(["demo", "--runs", "45", "--timeout-secs", "120"])
+        .env_remove("GCRUN_LOG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("== gcrun demo summary"), "{stdout}");
+    let line = stdout.lines().find(|l| l.starts_with("accounted for")).unwrap();
+    assert!(line.trim_end().ends_with(" 45"), "{line}");
+    assert!(stdout.contains("webhooks verified (unique)"), "{stdout}");
+    assert!(stdout.contains("rejected: "), "the batch has invalid inputs, dead-lettered with reasons:\n{stdout}");
+}
+
+#[tokio::test]
+async fn a_worker_process_serves_health_readiness_and_metrics_and_stops_on_sigterm() {
+    let redis = gcrun_test_support::RedisServer::start();
+    let emu = EmulatorProcess::start(&[]);
+    let mut child = Command::new(BIN)
+        .args(["worker", "--admin-listen", "127.0.0.1:0"])
+        .env("REDIS_URL", redis.url())
+        .env("GENESYSCLOUD_REGION", &emu.url)
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", "gcrun-demo-client")
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", "gcrun-demo-secret")
+        .env("GCRUN_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let admin = line.trim().rsplit(' ').next().unwrap().to_string();
+    let http = reqwest::Client::new();
+    assert_eq!(http.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
+    let ready = gcrun_test_support::wait_until("readiness", std::time::Duration::from_secs(10), || {
+        let req = http.get(format!("{admin}/readyz"));
+        async move { req.send().await.ok().filter(|r| r.status() == 200) }
+    })
+    .await;
+    assert_eq!(ready.status(), 200);
+    let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in ["gcrun_queue_depth{queue=\"{gcrun:poll}\",state=\"scheduled\"}", "gcrun_dead_letter_size"] {
+        assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
+    }
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "graceful exit: {exit}");
+}

@@ -1,0 +1,294 @@
+//! Helpers for gcrun's end-to-end suites: a whole stack on this machine.
+//!
+//! [`Stack`] is a private Redis, the emulator, a signature-checking webhook
+//! sink, the store, the queues and a producer. Workers run in this process
+//! ([`Stack::start_worker`]) or as real `gcrun worker` processes
+//! ([`Stack::spawn_worker_process`]), so a crash test can kill one.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_debug_implementations)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use gcrun_emulator::EmulatorConfig;
+use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_model::{RetrySchedule, RunId, RunStatus};
+use gcrun_producer::{Producer, ProducerConfig};
+use gcrun_store::{LimiterConfig, Store, StoreConfig};
+use gcrun_test_support::{EmulatorHandle, RedisServer, spawn_emulator};
+use gcrun_worker::metrics::Metrics;
+use gcrun_worker::webhook::WebhookSecret;
+use gcrun_worker::{Ctx, QueueSettings, Queues, Readiness, RunSettings, WorkerConfig};
+use serde_json::Value;
+
+pub const CLIENT_ID: &str = "gcrun-demo-client";
+pub const CLIENT_SECRET: &str = "gcrun-demo-secret";
+pub const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
+pub const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
+pub const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+/// The webhook secret every test worker signs with.
+pub const HOOK_SECRET: &str = "whsec_Z2NydW4tdGVzdC13ZWJob29rLXNlY3JldC0zMmJ5dGVz";
+
+/// One delivery the sink accepted.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub body: Value,
+}
+
+/// What the webhook sink saw.
+#[derive(Debug, Default)]
+pub struct SinkLog {
+    pub accepted: Vec<Delivery>,
+    pub refused: u64,
+    pub bad_signatures: u64,
+    /// Refuse this many requests first (503), to exercise retries.
+    pub refuse_first: u64,
+}
+
+#[derive(Clone)]
+struct Sink {
+    secret: WebhookSecret,
+    log: Arc<Mutex<SinkLog>>,
+}
+
+async fn sink(State(s): State<Sink>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let (id, ts) = (h("webhook-id"), h("webhook-timestamp").parse::<u64>().unwrap_or(0));
+    let mut log = s.log.lock().unwrap();
+    if !s.secret.verify(&id, ts, &body, &h("webhook-signature")) {
+        log.bad_signatures += 1;
+        return StatusCode::UNAUTHORIZED;
+    }
+    if log.refuse_first > 0 {
+        log.refuse_first -= 1;
+        log.refused += 1;
+        return StatusCode::SERVICE_UNAVAILABLE;
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    log.accepted.push(Delivery { id, body });
+    StatusCode::OK
+}
+
+/// A whole gcrun stack.
+pub struct Stack {
+    pub redis: RedisServer,
+    pub emu: EmulatorHandle,
+    pub store: Store,
+    pub queues: Queues,
+    pub producer: Producer,
+    pub hook_url: String,
+    pub sink: Arc<Mutex<SinkLog>>,
+    pub queue_settings: QueueSettings,
+}
+
+/// An in-process worker; stopped (gracefully) with [`WorkerHandle::stop`].
+pub struct WorkerHandle {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub ctx: Arc<Ctx>,
+}
+
+impl WorkerHandle {
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Fast schedules so suites finish in seconds, not minutes.
+pub fn fast_worker_config(hook_url: &str) -> WorkerConfig {
+    WorkerConfig {
+        poll_schedule: RetrySchedule {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(1),
+            floor: Duration::from_millis(100),
+        },
+        submit_schedule: RetrySchedule {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(2),
+            floor: Duration::from_millis(100),
+        },
+        webhook_schedule: RetrySchedule {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(1),
+            floor: Duration::from_millis(100),
+        },
+        max_submit_attempts: 50,
+        default_webhook_url: Some(hook_url.parse().unwrap()),
+        ..WorkerConfig::default()
+    }
+}
+
+pub fn limiter(rate: u32, burst: u32, max: u32) -> LimiterConfig {
+    LimiterConfig {
+        name: CLIENT_ID.into(),
+        rate_per_minute: rate,
+        burst,
+        max_concurrent: max,
+        lease_ttl: Duration::from_secs(60),
+    }
+}
+
+impl Stack {
+    pub async fn start(emulator: EmulatorConfig, deadline: Duration) -> Self {
+        Self::start_with(emulator, deadline, gcrun_test_support::RedisOptions::default()).await
+    }
+
+    pub async fn start_with(
+        emulator: EmulatorConfig,
+        deadline: Duration,
+        redis_options: gcrun_test_support::RedisOptions,
+    ) -> Self {
+        let redis = RedisServer::start_with(redis_options);
+        let emu = spawn_emulator(emulator).await;
+        let conn = gcrun_store::connect(&redis.url()).await.unwrap();
+        let store = Store::new(conn.clone(), StoreConfig::default());
+        let queue_settings =
+            QueueSettings { heartbeat: Duration::from_secs(1), missed_heartbeats: 3, ..QueueSettings::default() };
+        let queues = Queues::new(conn, &queue_settings);
+        let producer = Producer::new(
+            store.clone(),
+            queues.clone(),
+            ProducerConfig { run_deadline: deadline, ..ProducerConfig::default() },
+        );
+        let log = Arc::new(Mutex::new(SinkLog::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hook_url = format!("http://{}/hooks", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .route("/hooks", axum::routing::post(sink))
+            .with_state(Sink { secret: WebhookSecret::parse(HOOK_SECRET).unwrap(), log: log.clone() });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Stack { redis, emu, store, queues, producer, hook_url, sink: log, queue_settings }
+    }
+
+    pub fn genesys(&self) -> GenesysClient {
+        let env = Environment::parse(&self.emu.base_url()).unwrap();
+        GenesysClient::new(env, Credentials::new(CLIENT_ID, CLIENT_SECRET), &ClientConfig::default()).unwrap()
+    }
+
+    /// A handler context for driving single steps without a queue.
+    pub fn ctx(&self, limits: LimiterConfig) -> Arc<Ctx> {
+        let secret = WebhookSecret::parse(HOOK_SECRET).unwrap();
+        Arc::new(Ctx::new(
+            self.store.clone(),
+            self.store.limiter(limits),
+            self.genesys(),
+            fast_worker_config(&self.hook_url),
+            Metrics::new(),
+            Some(secret),
+            Some(1),
+        ))
+    }
+
+    /// Starts a worker in this process.
+    pub async fn start_worker(&self, limits: LimiterConfig) -> WorkerHandle {
+        let ctx = self.ctx(limits);
+        let settings = RunSettings {
+            poll_interval: Duration::from_millis(20),
+            shutdown_timeout: Duration::from_secs(5),
+            ..RunSettings::default()
+        };
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(gcrun_worker::run_workers(
+            ctx.clone(),
+            self.queues.clone(),
+            settings,
+            Readiness::default(),
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            },
+        ));
+        WorkerHandle { stop: tx, task, ctx }
+    }
+
+    /// Starts `gcrun worker` as a separate process.
+    pub fn spawn_worker_process(&self, extra: &[&str]) -> Child {
+        Command::new(gcrun_binary())
+            .args([
+                "worker",
+                "--admin-listen",
+                "127.0.0.1:0",
+                "--poll-base-ms",
+                "200",
+                "--poll-cap-ms",
+                "1000",
+                "--fetch-interval-ms",
+                "20",
+            ])
+            .args(["--heartbeat-secs", "1", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
+            .args(extra)
+            .env("REDIS_URL", self.redis.url())
+            .env("GENESYSCLOUD_REGION", self.emu.base_url())
+            .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+            .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+            .env("GCRUN_WEBHOOK_SECRET", HOOK_SECRET)
+            .env("GCRUN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawning gcrun worker")
+    }
+
+    /// Every run's record, by id.
+    pub async fn records(&self, ids: &[RunId]) -> HashMap<RunId, gcrun_store::RunRecord> {
+        let mut out = HashMap::new();
+        for id in ids {
+            if let Some(r) = self.store.get_run_with_history(id).await.unwrap() {
+                out.insert(*id, r);
+            }
+        }
+        out
+    }
+
+    /// Waits until every run in `ids` is terminal and no job is pending.
+    pub async fn wait_all_terminal(&self, ids: &[RunId], timeout: Duration) {
+        let started = Instant::now();
+        loop {
+            let mut open = 0;
+            for id in ids {
+                match self.store.get_run(id).await.unwrap() {
+                    Some(r) if r.status.is_terminal() => {}
+                    _ => open += 1,
+                }
+            }
+            let mut pending = 0;
+            for q in self.queues.names.all() {
+                pending += self.store.queue_depth(q).await.unwrap().pending();
+            }
+            if open == 0 && pending == 0 {
+                return;
+            }
+            assert!(started.elapsed() < timeout, "{open} runs still open and {pending} jobs pending after {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn count(&self, status: RunStatus) -> i64 {
+        self.store.counts().await.unwrap().get(status.as_str()).copied().unwrap_or(0)
+    }
+}
+
+/// The `gcrun` binary next to this test binary (`cargo test --workspace`
+/// builds it before any test runs); built on demand otherwise.
+pub fn gcrun_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().and_then(|d| d.parent()).unwrap().to_path_buf();
+    let bin = dir.join("gcrun");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO")).args(["build", "-p", "gcrun", "--bin", "gcrun"]).status().unwrap();
+        assert!(status.success(), "building the gcrun binary");
+    }
+    bin
+}
+
+/// Sends SIGTERM (graceful) or SIGKILL (crash) to a child process.
+pub fn signal(child: &Child, sig: &str) {
+    let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
+    assert!(status.success());
+}

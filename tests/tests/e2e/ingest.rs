@@ -1,0 +1,78 @@
+use std::time::Duration;
+
+use gcrun_emulator::EmulatorConfig;
+use gcrun_producer::ingest::IngestConfig;
+use gcrun_tests::{LOOKUP, Stack};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+async fn dbsize(stack: &Stack) -> i64 {
+    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
+}
+
+#[tokio::test]
+async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config = IngestConfig { tokens: vec![SecretString::from("t0ken-1".to_string())], body_limit: 64 * 1024 };
+    tokio::spawn(gcrun_producer::ingest::serve(listener, stack.producer.clone(), config, std::future::pending()));
+    let http = reqwest::Client::new();
+    let valid = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "1", "channel": "chat"}});
+
+    for token in [None, Some("wrong"), Some("t0ken-1x")] {
+        let mut req = http.post(format!("{base}/v1/runs")).json(&valid);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{token:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer");
+    }
+    let bad =
+        json!({"flavor": "runs", "inputs": {"nested": {"a": 1}, "orgId": "x"}, "webhookUrl": "ftp://x", "extra": 1});
+    let r = http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").json(&bad).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    let mut paths: Vec<&str> =
+        body["violations"].as_array().unwrap().iter().map(|v| v["path"].as_str().unwrap()).collect();
+    paths.sort();
+    assert_eq!(paths, vec!["/actionId", "/extra", "/inputs/nested", "/inputs/orgId", "/webhookUrl"]);
+    let r = http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").body("{oops").send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r =
+        http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").body(vec![b'x'; 100 * 1024]).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    assert_eq!(dbsize(&stack).await, 0, "nothing reached Redis");
+
+    // A valid request is accepted with its Location; the same idempotency
+    // key returns the same run.
+    let mut doc = valid.clone();
+    doc["idempotencyKey"] = json!("crm-1");
+    let r = http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").json(&doc).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let first: Value = r.json().await.unwrap();
+    assert_eq!(location, format!("/v1/runs/{}", first["runId"].as_str().unwrap()));
+    let r = http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").json(&doc).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let second: Value = r.json().await.unwrap();
+    assert_eq!((second["runId"].clone(), second["existing"].clone()), (first["runId"].clone(), json!(true)));
+    let record: Value =
+        http.get(format!("{base}{location}")).bearer_auth("t0ken-1").send().await.unwrap().json().await.unwrap();
+    assert_eq!(record["status"], "accepted");
+    assert_eq!(record["transitions"][0]["to"], "accepted");
+    assert_eq!(http.get(format!("{base}{location}")).send().await.unwrap().status(), 401);
+
+    let batch = json!({"runs": [valid, {"flavor": "nope"}]});
+    let r = http.post(format!("{base}/v1/runs/batch")).bearer_auth("t0ken-1").json(&batch).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(body["results"][1]["violations"][0]["path"], "/flavor");
+
+    let spec: Value = http.get(format!("{base}/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    assert!(spec["paths"]["/v1/runs"]["post"].is_object());
+}

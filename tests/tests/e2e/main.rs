@@ -1,0 +1,10 @@
+//! End-to-end suites: real Redis, the emulator over HTTP, real worker
+//! processes where a test needs to stop or kill one.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod ingest;
+mod limiter;
+mod malformed;
+mod pipeline;
+mod redelivery;
+mod restart;

@@ -1,0 +1,110 @@
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use gcrun_emulator::{EmulatorConfig, Faults, Limits, Timings};
+use gcrun_model::{RunId, RunStatus, WebhookStatus};
+use gcrun_tests::{CALLBACK, LOOKUP, ORDER_FLOW, Stack, limiter};
+use gcrun_worker::webhook;
+use serde_json::{Value, json};
+
+/// 1,000 runs over the three flavors, with invalid inputs, failures,
+/// transient run errors, injected 429s and 5xx, and a webhook receiver
+/// that refuses its first requests.
+fn batch(n: usize) -> Vec<Value> {
+    (0..n)
+        .map(|i| {
+            let note = match i % 20 {
+                0 => "emulator:fail",
+                1 | 2 => "emulator:transient=2",
+                _ => "",
+            };
+            let invalid = i % 25 == 3;
+            match i % 3 {
+                0 => {
+                    let inputs = if invalid { json!({"customerId": 42}) } else { json!({"customerId": format!("c{i}"), "channel": "chat", "note": note}) };
+                    json!({"flavor": "runs", "actionId": LOOKUP, "inputs": inputs})
+                }
+                1 => {
+                    let inputs = if invalid { json!({"phoneNumber": "nope"}) } else { json!({"phoneNumber": format!("+1 {i}"), "note": note}) };
+                    json!({"flavor": "execute", "actionId": CALLBACK, "inputs": inputs})
+                }
+                _ => json!({"flavor": "workflow", "flowId": ORDER_FLOW, "inputs": {"Flow.OrderId": format!("o{i}"), "Flow.Note": note}}),
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_runs_all_end_and_are_accounted_for() {
+    let emulator = EmulatorConfig {
+        timings: Timings {
+            queued_for: Duration::from_millis(100),
+            running_for: Duration::from_millis(300),
+            execute_for: Duration::from_millis(10),
+        },
+        limits: Limits { executions_per_window: None, max_concurrent: Some(100), ..Limits::default() },
+        faults: Faults { rate_429: 0.02, rate_5xx: 0.02, rate_run_error: 0.05, ..Faults::default() },
+        seed: 11,
+        ..EmulatorConfig::default()
+    };
+    let stack = Stack::start(emulator, Duration::from_secs(120)).await;
+    stack.sink.lock().unwrap().refuse_first = 25;
+    let w1 = stack.start_worker(limiter(60_000, 100, 100)).await;
+    let w2 = stack.start_worker(limiter(60_000, 100, 100)).await;
+
+    let docs = batch(1_000);
+    let results = stack.producer.enqueue_batch(&docs).await.unwrap();
+    let ids: Vec<RunId> = results.iter().map(|r| r.as_ref().unwrap().run_id).collect();
+    assert_eq!(ids.len(), 1_000, "everything passes the door; contract violations are found by the worker");
+    stack.wait_all_terminal(&ids, Duration::from_secs(240)).await;
+    w1.stop().await;
+    w2.stop().await;
+
+    let records = stack.records(&ids).await;
+    assert_eq!(records.len(), 1_000);
+    let mut by_status: HashMap<RunStatus, usize> = HashMap::new();
+    for r in records.values() {
+        *by_status.entry(r.status).or_default() += 1;
+    }
+    let terminal = [RunStatus::Completed, RunStatus::Failed, RunStatus::TimedOut, RunStatus::Rejected, RunStatus::Dead];
+    let accounted: usize = terminal.iter().map(|s| by_status.get(s).copied().unwrap_or(0)).sum();
+    assert_eq!(accounted, 1_000, "completed + failed + timed_out + rejected + dead = accepted: {by_status:?}");
+    let invalid = (0..1_000).filter(|i| i % 25 == 3 && i % 3 != 2).count();
+    assert_eq!(by_status.get(&RunStatus::Rejected).copied().unwrap_or(0), invalid, "{by_status:?}");
+    assert!(by_status[&RunStatus::Failed] > 0 && by_status[&RunStatus::Completed] > 800, "{by_status:?}");
+
+    // One audit entry per transition: the stream holds exactly the sum of
+    // every run's history, and one run's entries match its history.
+    let transitions: usize = records.values().map(|r| r.transitions.len()).sum();
+    assert_eq!(stack.store.audit_len().await.unwrap() as usize, transitions);
+    let sample = &records[&ids[0]];
+    let audit = stack.store.audit_for(&ids[0]).await.unwrap();
+    let audit_path: Vec<&str> = audit.iter().map(|e| e["to"].as_str()).collect();
+    let history_path: Vec<&str> = sample.transitions.iter().map(|t| t.to.as_str()).collect();
+    assert_eq!(audit_path, history_path);
+    for r in records.values() {
+        for pair in r.transitions.windows(2) {
+            assert!(pair[0].to.can_become(pair[1].to), "illegal path for {}: {:?}", r.id, r.transitions);
+        }
+    }
+
+    // Every run's webhook event id reached the sink; duplicates only
+    // repeat an id. Signatures all verified.
+    let log = stack.sink.lock().unwrap();
+    assert_eq!(log.bad_signatures, 0);
+    assert_eq!(log.refused, 25);
+    let received: HashSet<&str> = log.accepted.iter().map(|d| d.id.as_str()).collect();
+    for r in records.values() {
+        assert_eq!(r.webhook.status, Some(WebhookStatus::Delivered), "{}", r.id);
+        assert!(received.contains(webhook::event_id(r).as_str()), "webhook of {} never arrived", r.id);
+    }
+    assert_eq!(received.len(), 1_000, "no event id outside the batch");
+    let one = log.accepted.iter().find(|d| d.body["status"] == "completed").unwrap();
+    for field in
+        ["event", "runId", "status", "durationSeconds", "success", "audit", "definitionId", "flavor", "outputs"]
+    {
+        assert!(one.body.get(field).is_some(), "webhook body has {field}: {}", one.body);
+    }
+    assert_eq!(one.body["event"], "data_action_run_completed");
+    assert!(one.body["audit"]["transitions"].as_array().unwrap().len() >= 3);
+}
