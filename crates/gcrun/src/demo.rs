@@ -293,7 +293,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let producer = Producer::new(
         ctx.store.clone(),
         queues.clone(),
-        ProducerConfig { run_deadline: Duration::from_secs(20), ..ProducerConfig::default() },
+        ProducerConfig { run_deadline: Duration::from_secs(30), ..ProducerConfig::default() },
     );
     let docs = batch(args.runs, args.seed);
     let results = producer.enqueue_batch(&docs).await?;

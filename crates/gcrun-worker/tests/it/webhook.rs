@@ -1,0 +1,101 @@
+use gcrun_model::{Flavor, RunId, RunStatus, Transition};
+use gcrun_store::{RunRecord, WebhookState};
+use gcrun_worker::webhook::{self, WebhookSecret};
+use serde_json::json;
+
+#[test]
+fn signatures_match_the_standard_webhooks_example() {
+    // The example from the Standard Webhooks specification.
+    let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+    let body = br#"{"test": 2432232314}"#;
+    let sig = secret.sign("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body);
+    assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    assert!(secret.verify("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body, &format!("v1,bm9wZQ== {sig}")));
+    assert!(!secret.verify("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_331, body, &sig), "timestamp is signed");
+    assert!(!secret.verify("msg_other", 1_614_265_330, body, &sig), "id is signed");
+    assert!(!secret.verify("msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, b"{}", &sig), "body is signed");
+}
+
+#[test]
+fn secrets_are_checked_and_never_shown() {
+    assert!(WebhookSecret::parse("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").is_err());
+    assert!(WebhookSecret::parse("whsec_not base64!").is_err());
+    let err = WebhookSecret::parse("whsec_###").unwrap_err().to_string();
+    assert!(!err.contains("###"));
+    let (secret, text) = WebhookSecret::generate();
+    assert!(text.starts_with("whsec_"));
+    assert!(!format!("{secret:?}").contains(&text[6..]));
+    assert!(WebhookSecret::parse(&text).is_ok());
+}
+
+fn record(status: RunStatus) -> RunRecord {
+    RunRecord {
+        id: RunId::new(),
+        status,
+        flavor: Flavor::Runs,
+        target: "custom_-_a".into(),
+        request: json!({"flavor": "runs", "actionId": "custom_-_a", "inputs": {}, "metadata": {"batch": "b1"}}),
+        remote_id: Some("remote-1".into()),
+        remote_status: Some("completed".into()),
+        created_ms: 1_000,
+        updated_ms: 3_500,
+        submitted_ms: Some(1_200),
+        completed_ms: Some(3_500),
+        deadline_ms: 100_000,
+        poll_attempts: 2,
+        retries: 0,
+        last_error: None,
+        correlation_id: None,
+        outputs: Some(json!({"tier": "gold"})),
+        error: None,
+        webhook: WebhookState { status: None, attempts: 0, last_error: None, delivered_ms: None },
+        enqueued: true,
+        transitions: vec![
+            Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
+            Transition { from: Some(RunStatus::Accepted), to: RunStatus::Validated, at_ms: 1_100, cause: "ok".into() },
+            Transition {
+                from: Some(RunStatus::Validated),
+                to: RunStatus::Submitted,
+                at_ms: 1_200,
+                cause: "submitted".into(),
+            },
+            Transition { from: Some(RunStatus::Submitted), to: status, at_ms: 3_500, cause: "done".into() },
+        ],
+    }
+}
+
+#[test]
+fn the_body_carries_the_spec_fields_and_the_extras() {
+    let r = record(RunStatus::Completed);
+    let body = webhook::body(&r, 4_000);
+    assert_eq!(body["event"], "data_action_run_completed");
+    assert_eq!(body["runId"], r.id.to_string());
+    assert_eq!(body["status"], "completed");
+    assert_eq!(body["durationSeconds"], 2.5);
+    assert_eq!(body["success"], true);
+    assert_eq!(body["audit"]["runId"], r.id.to_string());
+    assert_eq!(body["audit"]["definitionId"], "custom_-_a");
+    assert_eq!(body["audit"]["transitions"].as_array().unwrap().len(), 4);
+    assert_eq!(body["audit"]["transitions"][1]["from"], "accepted");
+    assert_eq!(body["audit"]["timestamp"], "1970-01-01T00:00:04Z");
+    assert_eq!(body["outputs"], json!({"tier": "gold"}));
+    assert_eq!((body["flavor"].as_str(), body["remoteRunId"].as_str()), (Some("runs"), Some("remote-1")));
+    assert_eq!(body["metadata"]["batch"], "b1");
+
+    let mut failed = record(RunStatus::Failed);
+    failed.outputs = None;
+    failed.error = Some(json!({"code": "crm_down", "message": "x"}));
+    let body = webhook::body(&failed, 4_000);
+    assert_eq!((body["success"].as_bool(), body["error"]["code"].as_str()), (Some(false), Some("crm_down")));
+    assert!(body.get("outputs").is_none());
+}
+
+#[test]
+fn the_event_id_is_stable_per_ending() {
+    let r = record(RunStatus::Completed);
+    assert_eq!(webhook::event_id(&r), webhook::event_id(&r.clone()));
+    let mut again = r.clone();
+    again.completed_ms = Some(9_999); // requeued and ended again: a new event
+    assert_ne!(webhook::event_id(&r), webhook::event_id(&again));
+    assert!(webhook::event_id(&r).starts_with(&r.id.to_string()));
+}
