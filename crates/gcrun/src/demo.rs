@@ -33,7 +33,7 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 7)]
     seed: u64,
     /// Give up waiting after this many seconds.
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 300)]
     timeout_secs: u64,
     /// Keep Redis, the emulator and the worker up after the summary, until
     /// Ctrl-C, to look around with the commands it prints.
@@ -290,16 +290,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     eprintln!("demo: worker running; metrics on http://{admin_addr}/metrics");
 
     // Enqueue.
-    let producer = Producer::new(
-        ctx.store.clone(),
-        queues.clone(),
-        ProducerConfig { run_deadline: Duration::from_secs(30), ..ProducerConfig::default() },
-    );
+    // Long enough for the batch to get through the emulator's 40 slots,
+    // short enough that the runs that never finish time out within the demo.
+    let run_deadline = Duration::from_secs(30) + Duration::from_millis(100) * args.runs as u32;
+    let producer =
+        Producer::new(ctx.store.clone(), queues.clone(), ProducerConfig { run_deadline, ..ProducerConfig::default() });
     let docs = batch(args.runs, args.seed);
     let results = producer.enqueue_batch(&docs).await?;
     let ids: Vec<RunId> = results.iter().filter_map(|r| r.as_ref().ok().map(|e| e.run_id)).collect();
     let refused_at_door = results.len() - ids.len();
-    eprintln!("demo: enqueued {} runs ({} refused at the door)\n", ids.len(), refused_at_door);
+    eprintln!(
+        "demo: enqueued {} runs ({} refused at the door); run deadline {} s\n",
+        ids.len(),
+        refused_at_door,
+        run_deadline.as_secs()
+    );
 
     // Live progress until every run has ended and every webhook is settled.
     let tty = std::io::stderr().is_terminal();

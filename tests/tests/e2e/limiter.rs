@@ -24,7 +24,7 @@ async fn three_workers_share_one_limit() {
             max_concurrent: Some(C),
             requests_per_token: None,
         },
-        faults: Faults { rate_429: 0.05, retry_after_secs: 1, ..Faults::default() },
+        faults: Faults { rate_429: 0.1, retry_after_secs: 1, ..Faults::default() },
         seed: 5,
         ..EmulatorConfig::default()
     };
