@@ -40,12 +40,12 @@ impl Default for EmulatorConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timings {
-    #[serde(with = "millis")]
+    #[serde(with = "gcrun_model::serde_millis")]
     pub queued_for: Duration,
-    #[serde(with = "millis")]
+    #[serde(with = "gcrun_model::serde_millis")]
     pub running_for: Duration,
     /// How long a synchronous `execute` call takes to answer.
-    #[serde(with = "millis")]
+    #[serde(with = "gcrun_model::serde_millis")]
     pub execute_for: Duration,
 }
 
@@ -67,7 +67,7 @@ pub struct Limits {
     /// Executions (submits of any flavor) allowed per `window`.
     pub executions_per_window: Option<u32>,
     /// The rate window; a minute, as in Genesys. Tests shorten it.
-    #[serde(with = "millis")]
+    #[serde(with = "gcrun_model::serde_millis")]
     pub window: Duration,
     /// Runs in progress at once (queued or running runs and flow
     /// executions, plus execute calls being answered).
@@ -111,7 +111,7 @@ pub struct Faults {
     /// Handle the request, then answer with a truncated JSON body.
     pub rate_malformed: f64,
     /// Extra latency added to every faultable request.
-    #[serde(with = "millis")]
+    #[serde(with = "gcrun_model::serde_millis")]
     pub latency: Duration,
     /// Stop injecting after this many faults (`None`: no limit). With a rate
     /// of 1.0 this makes "fail the next N requests" exact.
@@ -155,19 +155,5 @@ impl Faults {
             return Err(format!("status5xx must be 500, 502, 503 or 504, got {}", self.status_5xx));
         }
         Ok(())
-    }
-}
-
-pub(crate) mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }

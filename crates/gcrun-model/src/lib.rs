@@ -21,6 +21,7 @@ pub mod request;
 pub mod retry;
 pub mod rules;
 pub mod schema;
+pub mod serde_millis;
 pub mod violation;
 
 pub use ids::{Flavor, RunId};

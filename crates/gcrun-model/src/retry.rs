@@ -38,13 +38,13 @@ impl ErrorClass {
 #[serde(default, deny_unknown_fields)]
 pub struct RetrySchedule {
     /// Ceiling of the first retry (attempt 0).
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub base: Duration,
     /// Largest delay ever returned, Retry-After aside.
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub cap: Duration,
     /// Smallest delay returned (clamped to the ceiling).
-    #[serde(with = "millis")]
+    #[serde(with = "crate::serde_millis")]
     pub floor: Duration,
 }
 
@@ -95,19 +95,5 @@ impl Jitter {
 
     pub fn from_entropy() -> Self {
         Self(fastrand::Rng::new())
-    }
-}
-
-mod millis {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_millis() as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        u64::deserialize(d).map(Duration::from_millis)
     }
 }
