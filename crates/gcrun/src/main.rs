@@ -5,8 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod config_file;
 mod demo;
 mod genesys_cmd;
 mod queue_cmd;
@@ -15,6 +16,11 @@ mod worker_cmd;
 #[derive(Parser, Debug)]
 #[command(name = "gcrun", version, about = "Run Genesys Cloud data actions durably, at scale")]
 struct Cli {
+    /// Settings file (keys are the environment names, e.g. REDIS_URL);
+    /// flags and the environment override it. Default: $GCRUN_CONFIG, else
+    /// ./gcrun.toml when it exists.
+    #[arg(long, global = true)]
+    config: Option<std::path::PathBuf>,
     /// Log format: `text` for people, `json` for log pipelines.
     #[arg(long, env = "GCRUN_LOG_FORMAT", default_value = "text", global = true)]
     log_format: LogFormat,
@@ -100,7 +106,13 @@ struct EmulatorArgs {
 }
 
 fn main() -> Result<()> {
-    let cli = Cli::parse();
+    let args: Vec<String> = std::env::args().collect();
+    let mut command = Cli::command();
+    if let Some(path) = config_file::locate(&args) {
+        let values = config_file::load(&path)?;
+        command = config_file::apply(command, &values)?;
+    }
+    let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
     // The demo prints its own progress; its logs would drown it.
     let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
     init_tracing(cli.log_format, default_level);

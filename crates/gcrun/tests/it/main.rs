@@ -210,3 +210,47 @@ async fn a_worker_process_serves_health_readiness_and_metrics_and_stops_on_sigte
     let exit = child.wait().unwrap();
     assert!(exit.success(), "graceful exit: {exit}");
 }
+
+#[test]
+fn settings_come_from_gcrun_toml_with_the_environment_winning() {
+    let emu = EmulatorProcess::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let path = dir.join("gcrun.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "GENESYSCLOUD_REGION = \"{}\"\ngenesyscloud_oauthclient_id = \"gcrun-demo-client\"\nGENESYSCLOUD_OAUTHCLIENT_SECRET = \"gcrun-demo-secret\"\n",
+            emu.url
+        ),
+    )
+    .unwrap();
+    let run = |envs: &[(&str, &str)], args: &[&str]| {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(&dir).args(args).env_remove("RUST_BACKTRACE");
+        for k in
+            ["GENESYSCLOUD_REGION", "GENESYSCLOUD_OAUTHCLIENT_ID", "GENESYSCLOUD_OAUTHCLIENT_SECRET", "GCRUN_CONFIG"]
+        {
+            cmd.env_remove(k);
+        }
+        cmd.envs(envs.iter().copied());
+        cmd.output().unwrap()
+    };
+    // ./gcrun.toml is read by default.
+    let out = run(&[], &["actions", "list"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The environment beats the file...
+    let out = run(&[("GENESYSCLOUD_OAUTHCLIENT_SECRET", "env-wins")], &["actions", "list"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
+    // ...and a flag beats both.
+    let out = run(&[("GENESYSCLOUD_REGION", "mars-1")], &["actions", "list", "--region", &emu.url]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // The secret from the file never shows in --help.
+    let out = run(&[], &["actions", "list", "--help"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("gcrun-demo-secret"));
+    // A typo is an error naming it.
+    std::fs::write(dir.join("typo.toml"), "GCRUN_RATE_PER_MINTUE = 10\n").unwrap();
+    let out = run(&[], &["--config", "typo.toml", "actions", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("GCRUN_RATE_PER_MINTUE"));
+}
