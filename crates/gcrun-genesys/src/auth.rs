@@ -84,7 +84,13 @@ pub struct TokenCache {
     refreshing: Mutex<()>,
     generation: AtomicU64,
     fetched: AtomicU64,
+    /// The last failed fetch: callers that waited at the gate while it
+    /// failed get its error instead of each asking again in turn.
+    last_failure: std::sync::Mutex<Option<(Instant, ApiError)>>,
 }
+
+/// How long a failed token fetch is answered from memory.
+const FAILURE_MEMORY: Duration = Duration::from_secs(1);
 
 impl fmt::Debug for TokenCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -113,6 +119,7 @@ impl TokenCache {
             refreshing: Mutex::new(()),
             generation: AtomicU64::new(0),
             fetched: AtomicU64::new(0),
+            last_failure: std::sync::Mutex::new(None),
         })
     }
 
@@ -131,7 +138,24 @@ impl TokenCache {
         if let Some(token) = self.fresh().await {
             return Ok(token);
         }
-        match self.fetch().await {
+        let recent_failure = self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
+            .map(|(_, e)| e.clone());
+        let fetched = match recent_failure {
+            Some(err) => Err(err),
+            None => {
+                let result = self.fetch().await;
+                if let Err(err) = &result {
+                    *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), err.clone()));
+                }
+                result
+            }
+        };
+        match fetched {
             Ok(token) => Ok(token),
             Err(err) => {
                 // A failed early renewal is no reason to stop while the old

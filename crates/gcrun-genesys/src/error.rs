@@ -149,7 +149,17 @@ pub struct ApiErrorDetails {
     /// Lower-level cause (transport, decode), as text.
     pub detail: Option<String>,
     pub class: ErrorClass,
+    /// The request may have reached Genesys and taken effect even though no
+    /// usable answer came back (a timeout after sending, a connection cut
+    /// mid-answer, a truncated body). Retrying a submit then risks running
+    /// it twice; a connect failure is never ambiguous.
+    pub ambiguous: bool,
 }
+
+/// The longest `Retry-After` honoured. A server (or a webhook receiver)
+/// asking for more is capped: a wait of days is indistinguishable from a
+/// bug, and an absurd value must not overflow a clock.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
 
 const RAW_BODY_LIMIT: usize = 2048;
 
@@ -178,6 +188,7 @@ impl ApiError {
             retry_after,
             detail: None,
             class,
+            ambiguous: false,
         }))
     }
 
@@ -192,12 +203,14 @@ impl ApiError {
         } else {
             "request failed"
         };
-        Self::bare(
+        let mut e = Self::bare(
             ApiErrorKind::Transport,
             endpoint,
             format!("{what}: {}", error_chain(err)),
             ErrorClass::Retryable { after: None },
-        )
+        );
+        e.ambiguous = !err.is_connect();
+        e
     }
 
     /// A 2xx whose body is not what the API documents. Retryable: it is
@@ -213,6 +226,7 @@ impl ApiError {
         e.status = Some(status);
         e.raw_body = Some(truncate(body));
         e.correlation_id = headers.get("inin-correlation-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        e.ambiguous = true;
         e
     }
 
@@ -229,6 +243,7 @@ impl ApiError {
             retry_after: None,
             detail: Some(detail),
             class,
+            ambiguous: false,
         }))
     }
 
@@ -317,18 +332,21 @@ pub fn classify(status: u16, body: Option<&ErrorBody>, retry_after: Option<Durat
 
 /// `Retry-After` is seconds (Genesys always sends seconds; the spec's sample
 /// that sleeps milliseconds is a bug) or an HTTP date (RFC 9110 §10.2.3).
+/// Capped at [`MAX_RETRY_AFTER`].
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    if let Ok(secs) = value.parse::<f64>() {
-        if secs.is_finite() && secs >= 0.0 {
-            return Some(Duration::from_secs_f64(secs));
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs.min(MAX_RETRY_AFTER.as_secs()))
+    } else if let Ok(secs) = value.parse::<f64>() {
+        if secs.is_nan() || secs < 0.0 {
+            return None;
         }
-    }
-    let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+        Duration::try_from_secs_f64(secs).unwrap_or(MAX_RETRY_AFTER)
+    } else {
+        let at = httpdate::parse_http_date(value).ok()?;
+        at.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 fn truncate(body: &[u8]) -> String {

@@ -126,7 +126,16 @@ impl Producer {
                         fresh.push(id);
                         results.push(Ok(Enqueued { run_id: id, existing: false }));
                     }
-                    Created::Existing(id) => results.push(Ok(Enqueued { run_id: id, existing: true })),
+                    Created::Existing(id) => {
+                        // A retried batch whose first try stopped before its
+                        // jobs were pushed: push them now.
+                        if let Some(rec) = self.store.get_run(&id).await? {
+                            if !rec.enqueued && rec.status == gcrun_model::RunStatus::Accepted {
+                                fresh.push(id);
+                            }
+                        }
+                        results.push(Ok(Enqueued { run_id: id, existing: true }));
+                    }
                 },
             }
         }

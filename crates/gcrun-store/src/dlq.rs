@@ -68,7 +68,7 @@ impl Store {
     /// than starting a second remote run.
     pub async fn dlq_requeue(&self, id: &RunId, now_ms: u64) -> Result<RunRecord, StoreError> {
         let record = self.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        match self.requeue_transition(id, record.status, now_ms).await? {
+        match self.requeue_transition(id, &record, now_ms).await? {
             TransitionOutcome::Applied => {}
             TransitionOutcome::Stale(now) => {
                 return Err(StoreError::Illegal(gcrun_model::IllegalTransition { from: now, to: RunStatus::Accepted }));

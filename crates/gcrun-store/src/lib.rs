@@ -33,7 +33,7 @@ pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
 pub use queues::{DeadJob, QueueDepth};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
-pub use runs::{Counter, Created, TransitionOutcome};
+pub use runs::{Claim, Counter, Created, TransitionOutcome};
 
 /// Store settings: caps and retention. Every one is configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

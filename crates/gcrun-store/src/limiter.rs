@@ -158,16 +158,12 @@ impl Limiter {
         Ok(Err((Duration::from_millis(wait_ms.max(1) as u64), denied)))
     }
 
-    /// Extends a lease while its run goes on.
+    /// Extends a lease while its run goes on (adding it back if a long
+    /// server-requested wait let it lapse: the run is still in progress).
     pub async fn renew(&self, lease: &str, now_ms: u64) -> Result<(), StoreError> {
         let expiry = now_ms + self.config.lease_ttl.as_millis() as u64;
-        let _: i64 = redis::cmd("ZADD")
-            .arg(&self.keys[1])
-            .arg("XX")
-            .arg(expiry)
-            .arg(lease)
-            .query_async(&mut self.store.conn())
-            .await?;
+        let _: i64 =
+            redis::cmd("ZADD").arg(&self.keys[1]).arg(expiry).arg(lease).query_async(&mut self.store.conn()).await?;
         Ok(())
     }
 

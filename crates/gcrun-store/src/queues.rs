@@ -86,8 +86,8 @@ impl Store {
     }
 
     /// Forgets finished jobs older than `older_than_secs` (by their
-    /// `done_at`), at most `max` per call so it never blocks Redis for long.
-    /// Returns how many were removed.
+    /// `done_at`), removing at most `max` per call and walking the whole set
+    /// with SSCAN so no part of it is skipped. Returns how many were removed.
     pub async fn trim_done(
         &self,
         queue: &str,
@@ -97,35 +97,41 @@ impl Store {
     ) -> Result<usize, StoreError> {
         let mut conn = self.conn();
         let cutoff = now_secs.saturating_sub(older_than_secs);
-        let (_, ids): (String, Vec<String>) = redis::cmd("SSCAN")
-            .arg(format!("{queue}:done"))
-            .arg(0)
-            .arg("COUNT")
-            .arg(max)
-            .query_async(&mut conn)
-            .await?;
+        let done_key = format!("{queue}:done");
+        let mut cursor: u64 = 0;
         let mut removed = 0;
-        for id in ids.into_iter().take(max) {
-            let meta_key = format!("{queue}:meta:{id}");
-            let done_at: Option<u64> = redis::cmd("HGET").arg(&meta_key).arg("done_at").query_async(&mut conn).await?;
-            if done_at.is_some_and(|t| t <= cutoff) {
-                let mut pipe = redis::pipe();
-                pipe.atomic()
-                    .cmd("SREM")
-                    .arg(format!("{queue}:done"))
-                    .arg(&id)
-                    .ignore()
-                    .cmd("HDEL")
-                    .arg(format!("{queue}:data"))
-                    .arg(&id)
-                    .ignore()
-                    .cmd("DEL")
-                    .arg(&meta_key)
-                    .ignore();
-                let _: () = pipe.query_async(&mut conn).await?;
-                removed += 1;
+        loop {
+            let (next, ids): (u64, Vec<String>) =
+                redis::cmd("SSCAN").arg(&done_key).arg(cursor).arg("COUNT").arg(500).query_async(&mut conn).await?;
+            for id in ids {
+                if removed >= max {
+                    return Ok(removed);
+                }
+                let meta_key = format!("{queue}:meta:{id}");
+                let done_at: Option<u64> =
+                    redis::cmd("HGET").arg(&meta_key).arg("done_at").query_async(&mut conn).await?;
+                if done_at.is_some_and(|t| t <= cutoff) {
+                    let mut pipe = redis::pipe();
+                    pipe.atomic()
+                        .cmd("SREM")
+                        .arg(&done_key)
+                        .arg(&id)
+                        .ignore()
+                        .cmd("HDEL")
+                        .arg(format!("{queue}:data"))
+                        .arg(&id)
+                        .ignore()
+                        .cmd("DEL")
+                        .arg(&meta_key)
+                        .ignore();
+                    let _: () = pipe.query_async(&mut conn).await?;
+                    removed += 1;
+                }
+            }
+            cursor = next;
+            if cursor == 0 {
+                return Ok(removed);
             }
         }
-        Ok(removed)
     }
 }

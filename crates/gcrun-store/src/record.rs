@@ -14,6 +14,9 @@ use crate::StoreError;
 pub struct WebhookState {
     pub status: Option<WebhookStatus>,
     pub attempts: u32,
+    /// Bumped by each operator requeue of a dead webhook, so the new
+    /// delivery chain gets job ids of its own.
+    pub epoch: u32,
     pub last_error: Option<String>,
     pub delivered_ms: Option<u64>,
 }
@@ -96,6 +99,7 @@ impl RunRecord {
                     .transpose()
                     .map_err(|e| corrupt(format!("webhook_status: {e}")))?,
                 attempts: num("webhook_attempts")?.unwrap_or(0) as u32,
+                epoch: num("webhook_epoch")?.unwrap_or(0) as u32,
                 last_error: get("webhook_last_error"),
                 delivered_ms: num("webhook_delivered_ms")?,
             },
@@ -124,6 +128,9 @@ pub struct RunUpdate {
     pub webhook_last_error: Option<String>,
     pub webhook_delivered_ms: Option<u64>,
     pub enqueued: Option<bool>,
+    pub deadline_ms: Option<u64>,
+    /// Until when a worker holds the right to submit (0 releases it).
+    pub submit_claim_until: Option<u64>,
 }
 
 impl RunUpdate {
@@ -152,6 +159,8 @@ impl RunUpdate {
         put("webhook_last_error", self.webhook_last_error.clone());
         put("webhook_delivered_ms", self.webhook_delivered_ms.map(|v| v.to_string()));
         put("enqueued", self.enqueued.map(|v| if v { "1".into() } else { "0".into() }));
+        put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
+        put("submit_claim_until", self.submit_claim_until.map(|v| v.to_string()));
         out
     }
 }

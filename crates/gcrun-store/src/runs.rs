@@ -97,6 +97,34 @@ return 1
     )
 });
 
+/// Claims the right to submit a validated run until `until`, unless another
+/// worker holds an unexpired claim: two copies of one submit job must
+/// never both call Genesys.
+/// KEYS: run; ARGV: now_ms, until_ms → {1, until} claimed, {0, held_until}
+/// held by another, {-1, 0} not validated (or gone).
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'status') ~= 'validated' then return {-1, 0} end
+local held = tonumber(redis.call('HGET', KEYS[1], 'submit_claim_until') or '0')
+if held > tonumber(ARGV[1]) then return {0, held} end
+redis.call('HSET', KEYS[1], 'submit_claim_until', ARGV[2])
+return {1, tonumber(ARGV[2])}
+",
+    )
+});
+
+/// What [`Store::claim_submit`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// This caller may submit until the given time.
+    Claimed,
+    /// Another copy holds the claim until this time (ms).
+    HeldUntil(u64),
+    /// The run is no longer `validated`.
+    NotValidated,
+}
+
 /// Which step counter [`Store::advance`] moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
@@ -227,15 +255,28 @@ impl Store {
         self.apply_transition(id, from, to, now_ms, cause, update).await
     }
 
-    /// The operator's requeue: `rejected`/`dead` back to `accepted`.
+    /// The operator's requeue: `rejected`/`dead` back to `accepted`, with a
+    /// fresh deadline of the run's original length and fresh counters, so
+    /// the run gets a whole new chance (its remote id, if any, is kept: it
+    /// resumes polling rather than being submitted again).
     pub(crate) async fn requeue_transition(
         &self,
         id: &RunId,
-        from: RunStatus,
+        record: &RunRecord,
         now_ms: u64,
     ) -> Result<TransitionOutcome, StoreError> {
+        let from = record.status;
         let to = from.requeue()?;
-        let update = RunUpdate { poll_attempts: Some(0), enqueued: Some(false), ..RunUpdate::default() };
+        let length = record.deadline_ms.saturating_sub(record.created_ms);
+        let update = RunUpdate {
+            poll_attempts: Some(0),
+            retries: Some(0),
+            webhook_attempts: Some(0),
+            submit_claim_until: Some(0),
+            deadline_ms: Some(now_ms.saturating_add(length)),
+            enqueued: Some(false),
+            ..RunUpdate::default()
+        };
         self.apply_transition(id, from, to, now_ms, "requeued by an operator", &update).await
     }
 
@@ -307,6 +348,17 @@ impl Store {
         }
         let n: i64 = inv.invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
+    }
+
+    /// Claims the submit of a validated run for `hold_ms`.
+    pub async fn claim_submit(&self, id: &RunId, now_ms: u64, hold_ms: u64) -> Result<Claim, StoreError> {
+        let (code, until): (i64, u64) =
+            CLAIM.key(keys::run(id)).arg(now_ms).arg(now_ms + hold_ms).invoke_async(&mut self.conn()).await?;
+        Ok(match code {
+            1 => Claim::Claimed,
+            0 => Claim::HeldUntil(until),
+            _ => Claim::NotValidated,
+        })
     }
 
     /// Moves `counter` from `expected` to `expected + 1`, writing `update`

@@ -31,6 +31,10 @@ pub struct WorkerConfig {
     pub webhook_allowed_hosts: Option<Vec<String>>,
     /// Timeout of one webhook POST.
     pub webhook_timeout: Duration,
+    /// How long one worker holds the right to submit a run: longer than the
+    /// slowest submit call (the client's request timeout), so two copies of
+    /// a submit job never call Genesys at once.
+    pub submit_claim: Duration,
 }
 
 impl Default for WorkerConfig {
@@ -55,6 +59,7 @@ impl Default for WorkerConfig {
             default_webhook_url: None,
             webhook_allowed_hosts: None,
             webhook_timeout: Duration::from_secs(10),
+            submit_claim: Duration::from_secs(75),
         }
     }
 }

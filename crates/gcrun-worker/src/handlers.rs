@@ -18,7 +18,7 @@ use gcrun_model::{
     ErrorClass, Flavor, InputSchema, Jitter, RetrySchedule, RunId, RunRequest, RunStatus, Target, Violation,
     Violations, WebhookStatus,
 };
-use gcrun_store::{Counter, Limiter, RunRecord, RunUpdate, Store, StoreError, TransitionOutcome};
+use gcrun_store::{Claim, Counter, Limiter, RunRecord, RunUpdate, Store, StoreError, TransitionOutcome};
 use serde_json::{Value, json};
 
 use crate::config::WorkerConfig;
@@ -26,11 +26,33 @@ use crate::metrics::Metrics;
 use crate::webhook::{self, WebhookSecret};
 
 /// A job to push after the current one.
+///
+/// Poll and webhook jobs get a deterministic job id (run, generation,
+/// attempt), and apalis-redis ignores a push whose id it already holds: a
+/// step can be pushed again after a crash or a failed push without ever
+/// making a second copy. `generation` tells a requeued run's chain from the
+/// previous one (the deadline for polls, the end time for webhooks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowUp {
     Submit { run: RunId, after: Duration },
-    Poll { run: RunId, attempt: u32, after: Duration },
-    Webhook { run: RunId, attempt: u32, after: Duration },
+    Poll { run: RunId, generation: u64, attempt: u32, after: Duration },
+    Webhook { run: RunId, generation: u64, attempt: u32, after: Duration },
+}
+
+impl FollowUp {
+    fn poll(rec: &RunRecord, attempt: u32, after: Duration) -> Self {
+        FollowUp::Poll { run: rec.id, generation: rec.deadline_ms, attempt, after }
+    }
+
+    fn webhook(rec: &RunRecord, attempt: u32, after: Duration) -> Self {
+        FollowUp::Webhook { run: rec.id, generation: webhook_generation(rec), attempt, after }
+    }
+}
+
+/// The generation of a run's webhook chain: when the run ended, plus the
+/// number of operator requeues of its webhook.
+pub fn webhook_generation(rec: &RunRecord) -> u64 {
+    rec.completed_ms.unwrap_or(rec.updated_ms).wrapping_add(u64::from(rec.webhook.epoch))
 }
 
 /// What a handler decided.
@@ -95,8 +117,11 @@ impl Ctx {
         webhook_secret: Option<WebhookSecret>,
         seed: Option<u64>,
     ) -> Self {
+        // Redirects are not followed: a 30x would turn the POST into a GET
+        // without body or signature (and could leave the host allow-list).
         let http = reqwest::Client::builder()
             .user_agent(concat!("gcrun-webhooks/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(config.webhook_timeout)
             .build()
             .unwrap_or_default();
@@ -216,6 +241,7 @@ async fn finish(
     now: u64,
 ) -> Result<Vec<FollowUp>, HandlerError> {
     let wants_webhook = webhook_url(ctx, rec).is_some();
+    update.completed_ms = Some(update.completed_ms.unwrap_or(now));
     if wants_webhook {
         update.webhook_status = Some(WebhookStatus::Pending);
         update.webhook_attempts = Some(0);
@@ -228,18 +254,17 @@ async fn finish(
     let duration = Some(now.saturating_sub(rec.created_ms) as f64 / 1000.0);
     ctx.metrics.run_ended(rec.flavor.as_str(), to.as_str(), duration);
     tracing::info!(run = %rec.id, status = %to, cause, "run ended");
-    Ok(if wants_webhook {
-        vec![FollowUp::Webhook { run: rec.id, attempt: 0, after: Duration::ZERO }]
-    } else {
-        Vec::new()
-    })
+    let ended = RunRecord { completed_ms: update.completed_ms, ..rec.clone() };
+    Ok(if wants_webhook { vec![FollowUp::webhook(&ended, 0, Duration::ZERO)] } else { Vec::new() })
 }
 
-/// A terminal run whose webhook never went out (the process stopped
-/// between the transition and the push): send it now.
+/// A terminal run whose webhook is still pending: make sure its next
+/// delivery job exists (the process may have stopped between the
+/// transition and the push). Deterministic job ids make this a no-op when
+/// the job is already there.
 fn resume_webhook(rec: &RunRecord) -> Step {
-    if rec.webhook.status == Some(WebhookStatus::Pending) && rec.webhook.attempts == 0 {
-        Step::then(FollowUp::Webhook { run: rec.id, attempt: 0, after: Duration::ZERO })
+    if rec.webhook.status == Some(WebhookStatus::Pending) {
+        Step::then(FollowUp::webhook(rec, rec.webhook.attempts, Duration::ZERO))
     } else {
         Step::none()
     }
@@ -267,10 +292,15 @@ pub async fn submit(ctx: &Ctx, id: RunId) -> Result<Step, HandlerError> {
     };
     match rec.status {
         s if s.is_terminal() => Ok(resume_webhook(&rec)),
+        // A synchronous run whose answer was stored with `submitted` but
+        // whose end was not (the process stopped in between).
+        RunStatus::Submitted if rec.remote_id.is_none() && rec.flavor.is_synchronous() => {
+            Ok(Step::Done(complete_from_record(ctx, &rec, now).await?))
+        }
         // Already submitted: the remote run exists, so never submit again;
-        // make sure its poll chain runs (duplicates dedupe on the counter).
+        // make sure its poll chain runs (the job id dedupes the push).
         RunStatus::Submitted | RunStatus::Queued | RunStatus::Running => {
-            Ok(Step::then(FollowUp::Poll { run: id, attempt: rec.poll_attempts, after: Duration::ZERO }))
+            Ok(Step::then(FollowUp::poll(&rec, rec.poll_attempts, Duration::ZERO)))
         }
         RunStatus::Accepted => validate(ctx, rec, now).await,
         RunStatus::Validated => send(ctx, rec, now).await,
@@ -360,7 +390,7 @@ async fn retry_submit(
 ) -> Result<Step, HandlerError> {
     if e.status == Some(429) {
         let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
-        ctx.store.limiter_pause(&ctx.limiter, now + wait.as_millis() as u64, now).await?;
+        ctx.store.limiter_pause(&ctx.limiter, now.saturating_add(wait.as_millis() as u64), now).await?;
     }
     let retries = rec.retries + 1;
     ctx.metrics.retry("submit", &retry_reason(e));
@@ -379,6 +409,7 @@ async fn retry_submit(
         retries: Some(retries),
         last_error: Some(e.to_string()),
         correlation_id: e.correlation_id.clone(),
+        submit_claim_until: Some(0),
         ..RunUpdate::default()
     };
     ctx.store.update(&rec.id, &update).await?;
@@ -403,9 +434,36 @@ async fn send(ctx: &Ctx, rec: RunRecord, now: u64) -> Result<Step, HandlerError>
                 .await?,
         ));
     }
+    // Requeued after it had been submitted: the remote run exists, so go
+    // back to polling it instead of starting a second one.
+    if let Some(remote_id) = rec.remote_id.clone() {
+        let cause = format!("resumed: already submitted as {remote_id}");
+        return match ctx
+            .store
+            .transition(&rec.id, RunStatus::Validated, RunStatus::Submitted, now, &cause, &RunUpdate::default())
+            .await?
+        {
+            TransitionOutcome::Applied => Ok(Step::then(FollowUp::poll(&rec, rec.poll_attempts, Duration::ZERO))),
+            TransitionOutcome::Stale(_) => Ok(Step::none()),
+        };
+    }
+    // Only one copy of a submit job may call Genesys at a time. The claim
+    // outlives the slowest call; a copy that finds it held comes back then.
+    let hold = ctx.config.submit_claim.as_millis() as u64;
+    match ctx.store.claim_submit(&rec.id, now, hold).await? {
+        Claim::Claimed => {}
+        Claim::HeldUntil(until) => {
+            return Ok(Step::then(FollowUp::Submit {
+                run: rec.id,
+                after: ctx.spread(Duration::from_millis(until.saturating_sub(now))),
+            }));
+        }
+        Claim::NotValidated => return Ok(Step::then(FollowUp::Submit { run: rec.id, after: Duration::ZERO })),
+    }
     let lease = rec.id.to_string();
     if let Err((wait, why)) = ctx.limiter.acquire(&lease, now).await? {
         ctx.metrics.limiter_wait(&format!("{why:?}").to_lowercase());
+        ctx.store.update(&rec.id, &RunUpdate { submit_claim_until: Some(0), ..RunUpdate::default() }).await?;
         return Ok(Step::then(FollowUp::Submit { run: rec.id, after: ctx.spread(wait) }));
     }
     let request = match RunRequest::parse(&rec.request, &ctx.config.limits) {
@@ -427,10 +485,19 @@ async fn send(ctx: &Ctx, rec: RunRecord, now: u64) -> Result<Step, HandlerError>
     let now = now_ms();
     match result {
         Ok(remote) => {
+            // A synchronous answer is stored with `submitted`, so a crash
+            // before the end is recorded cannot lose it.
+            let (outputs, error) = match &remote.phase {
+                RemotePhase::Completed { outputs } => (Some(outputs.clone()), None),
+                RemotePhase::Failed { code, message } => (None, Some(json!({"code": code, "message": message}))),
+                _ => (None, None),
+            };
             let update = RunUpdate {
                 remote_id: remote.remote_id.clone(),
                 remote_status: Some(remote.remote_status.clone()),
                 submitted_ms: Some(now),
+                outputs,
+                error,
                 ..RunUpdate::default()
             };
             let cause = match &remote.remote_id {
@@ -446,21 +513,35 @@ async fn send(ctx: &Ctx, rec: RunRecord, now: u64) -> Result<Step, HandlerError>
                 TransitionOutcome::Stale(_) => return Ok(Step::none()),
             }
             let rec = RunRecord { status: RunStatus::Submitted, remote_id: remote.remote_id.clone(), ..rec };
-            let step = apply_phase(ctx, &rec, remote, now).await?;
-            match step {
+            match apply_phase(ctx, &rec, remote, now).await? {
                 Some(follow) => Ok(Step::Done(follow)),
-                None => Ok(Step::then(FollowUp::Poll {
-                    run: rec.id,
-                    attempt: 0,
-                    after: next_poll(ctx, &rec, 0, None, now),
-                })),
+                None => Ok(Step::then(FollowUp::poll(&rec, 0, next_poll(ctx, &rec, 0, None, now)))),
             }
+        }
+        // The request may have run even though no answer came back. Only
+        // `runs` carries a name the remote side can deduplicate on; for the
+        // others a blind retry could run the action twice, so the run goes
+        // to the dead-letter set for an operator to check and requeue.
+        Err(e) if e.is_retryable() && e.ambiguous && rec.flavor != Flavor::Runs => {
+            let update = RunUpdate {
+                last_error: Some(format!("outcome unknown, not retried to avoid running it twice: {e}")),
+                correlation_id: e.correlation_id.clone(),
+                error: Some(api_error_json(&e)),
+                ..RunUpdate::default()
+            };
+            Ok(Step::Done(
+                finish(ctx, &rec, RunStatus::Validated, RunStatus::Dead, "submit outcome unknown", update, now).await?,
+            ))
         }
         Err(e) if e.is_retryable() => {
             let _ = ctx.limiter.release(&lease).await;
             retry_submit(ctx, &rec, RunStatus::Validated, &e, now).await
         }
         Err(e) => {
+            // Refused credentials or permissions are gcrun's setup, not the
+            // run's fault: dead-letter (requeueable once fixed), not failed.
+            let setup = e.kind == gcrun_genesys::ApiErrorKind::Auth || matches!(e.status, Some(401 | 403));
+            let to = if setup { RunStatus::Dead } else { RunStatus::Failed };
             let update = RunUpdate {
                 last_error: Some(e.to_string()),
                 correlation_id: e.correlation_id.clone(),
@@ -468,17 +549,38 @@ async fn send(ctx: &Ctx, rec: RunRecord, now: u64) -> Result<Step, HandlerError>
                 ..RunUpdate::default()
             };
             Ok(Step::Done(
-                finish(
-                    ctx,
-                    &rec,
-                    RunStatus::Validated,
-                    RunStatus::Failed,
-                    &format!("submit refused: {e}"),
-                    update,
-                    now,
-                )
-                .await?,
+                finish(ctx, &rec, RunStatus::Validated, to, &format!("submit refused: {e}"), update, now).await?,
             ))
+        }
+    }
+}
+
+/// Ends a synchronous run from the answer stored with its `submitted`
+/// transition.
+async fn complete_from_record(ctx: &Ctx, rec: &RunRecord, now: u64) -> Result<Vec<FollowUp>, HandlerError> {
+    match (&rec.outputs, &rec.error) {
+        (Some(_), _) => {
+            finish(ctx, rec, RunStatus::Submitted, RunStatus::Completed, "completed", RunUpdate::default(), now).await
+        }
+        (None, Some(error)) => {
+            let code = error["code"].as_str().unwrap_or("failed").to_string();
+            finish(
+                ctx,
+                rec,
+                RunStatus::Submitted,
+                RunStatus::Failed,
+                &format!("failed: {code}"),
+                RunUpdate::default(),
+                now,
+            )
+            .await
+        }
+        (None, None) => {
+            let update = RunUpdate {
+                last_error: Some("submitted, but its answer was not recorded".into()),
+                ..RunUpdate::default()
+            };
+            finish(ctx, rec, RunStatus::Submitted, RunStatus::Dead, "answer lost", update, now).await
         }
     }
 }
@@ -503,7 +605,9 @@ fn status_endpoint(flavor: Flavor) -> &'static str {
 fn next_poll(ctx: &Ctx, rec: &RunRecord, attempt: u32, retry_after: Option<Duration>, now: u64) -> Duration {
     let d = ctx.delay(&ctx.config.poll_schedule, attempt, retry_after);
     let to_deadline = Duration::from_millis(rec.deadline_ms.saturating_sub(now)) + Duration::from_millis(100);
-    d.min(to_deadline)
+    // Never below a second: apalis schedules in whole seconds, and a burst of
+    // sub-second polls just before the deadline would only cost API calls.
+    d.min(to_deadline).max(Duration::from_secs(1))
 }
 
 /// Records what the remote side says. `Some(follow-ups)` when the run
@@ -565,12 +669,23 @@ pub async fn poll(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step, HandlerErr
     if rec.status.is_terminal() {
         return Ok(resume_webhook(&rec));
     }
-    if !matches!(rec.status, RunStatus::Submitted | RunStatus::Queued | RunStatus::Running)
-        || rec.poll_attempts != attempt
-    {
-        return Ok(Step::none()); // a stale or duplicate poll
+    if !matches!(rec.status, RunStatus::Submitted | RunStatus::Queued | RunStatus::Running) {
+        return Ok(Step::none()); // from before a requeue
+    }
+    if rec.poll_attempts != attempt {
+        // A duplicate, or a copy of this step whose successor may never
+        // have been pushed (a crash or a failed push after the counter
+        // moved): push the current step again; its job id dedupes it.
+        return Ok(if rec.poll_attempts == attempt + 1 {
+            Step::then(FollowUp::poll(&rec, rec.poll_attempts, next_poll(ctx, &rec, rec.poll_attempts, None, now)))
+        } else {
+            Step::none()
+        });
     }
     let Some(remote_id) = rec.remote_id.clone() else {
+        if rec.flavor.is_synchronous() {
+            return Ok(Step::Done(complete_from_record(ctx, &rec, now).await?));
+        }
         let update = RunUpdate { last_error: Some("submitted run has no remote id".into()), ..RunUpdate::default() };
         return Ok(Step::Done(
             finish(ctx, &rec, rec.status, RunStatus::Dead, "no remote id to poll", update, now).await?,
@@ -602,7 +717,7 @@ pub async fn poll(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step, HandlerErr
             ctx.metrics.retry("poll", &retry_reason(&e));
             if e.status == Some(429) {
                 let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
-                ctx.store.limiter_pause(&ctx.limiter, now + wait.as_millis() as u64, now).await?;
+                ctx.store.limiter_pause(&ctx.limiter, now.saturating_add(wait.as_millis() as u64), now).await?;
             }
             let update = RunUpdate {
                 retries: Some(rec.retries + 1),
@@ -630,11 +745,7 @@ pub async fn poll(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step, HandlerErr
         return Ok(Step::none());
     }
     let _ = ctx.limiter.renew(&rec.id.to_string(), now).await;
-    Ok(Step::then(FollowUp::Poll {
-        run: rec.id,
-        attempt: attempt + 1,
-        after: next_poll(ctx, &rec, attempt + 1, retry_after, now),
-    }))
+    Ok(Step::then(FollowUp::poll(&rec, attempt + 1, next_poll(ctx, &rec, attempt + 1, retry_after, now))))
 }
 
 // ------------------------------------------------------------------ webhook
@@ -645,14 +756,27 @@ pub async fn deliver_webhook(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step,
     let Some(rec) = ctx.store.get_run_with_history(&id).await? else {
         return Ok(Step::Abort(format!("run {id} has no record (expired or never created)")));
     };
-    if rec.webhook.status != Some(WebhookStatus::Pending) || rec.webhook.attempts != attempt {
+    // Only ended runs have something to report (a job from before a
+    // requeue finds its run going again).
+    if !rec.status.is_terminal() || rec.webhook.status != Some(WebhookStatus::Pending) {
         return Ok(Step::none());
     }
+    if rec.webhook.attempts != attempt {
+        // As for polls: re-push the current step in case this copy's
+        // successor was never pushed; its job id dedupes it.
+        return Ok(if rec.webhook.attempts == attempt + 1 {
+            Step::then(FollowUp::webhook(&rec, rec.webhook.attempts, Duration::ZERO))
+        } else {
+            Step::none()
+        });
+    }
     let Some(url) = webhook_url(ctx, &rec) else { return Ok(Step::none()) };
+    // Messages name the URL without its query, which may carry a token.
+    let shown = format!("{}{}", url.origin().ascii_serialization(), url.path());
     if let Some(allowed) = &ctx.config.webhook_allowed_hosts {
         if !url.host_str().is_some_and(|h| allowed.iter().any(|a| a.eq_ignore_ascii_case(h))) {
             ctx.metrics.webhook("dead");
-            ctx.store.webhook_dead(&id, &format!("host of {url} is not in the webhook allow-list"), now).await?;
+            ctx.store.webhook_dead(&id, &format!("host of {shown} is not in the webhook allow-list"), now).await?;
             return Ok(Step::none());
         }
     }
@@ -682,6 +806,11 @@ pub async fn deliver_webhook(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step,
             }
             return Ok(Step::none());
         }
+        Ok(resp) if resp.status().is_redirection() => (
+            false,
+            format!("receiver at {shown} answered a redirect ({}); configure the final URL", resp.status().as_u16()),
+            None,
+        ),
         Ok(resp) => {
             let status = resp.status().as_u16();
             let retry_after = resp
@@ -690,9 +819,9 @@ pub async fn deliver_webhook(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step,
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| gcrun_genesys::error::parse_retry_after(v, SystemTime::now()));
             let retryable = !(400..500).contains(&status) || status == 408 || status == 429;
-            (retryable, format!("receiver answered HTTP {status}"), retry_after)
+            (retryable, format!("receiver at {shown} answered HTTP {status}"), retry_after)
         }
-        Err(e) => (true, format!("could not deliver: {e}"), None),
+        Err(e) => (true, format!("could not deliver to {shown}: {}", e.without_url()), None),
     };
     let attempts = attempt + 1;
     if !retryable || attempts >= ctx.config.max_webhook_attempts {
@@ -710,9 +839,6 @@ pub async fn deliver_webhook(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step,
     }
     ctx.metrics.webhook("retried");
     ctx.metrics.retry("webhook", "delivery");
-    Ok(Step::then(FollowUp::Webhook {
-        run: id,
-        attempt: attempts,
-        after: ctx.delay(&ctx.config.webhook_schedule, attempt, retry_after),
-    }))
+    let after = ctx.delay(&ctx.config.webhook_schedule, attempt, retry_after);
+    Ok(Step::then(FollowUp::webhook(&rec, attempts, after)))
 }

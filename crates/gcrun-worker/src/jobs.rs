@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use apalis::prelude::{AbortError, BoxDynError, Data, TaskBuilder, TaskSink};
+use apalis::prelude::{AbortError, BoxDynError, Data, TaskBuilder, TaskId, TaskSink};
 use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use gcrun_model::RunId;
 use serde::{Deserialize, Serialize};
@@ -116,7 +116,7 @@ impl Queues {
     /// Pushes the submit job of a run, due now.
     pub async fn push_submit(&self, run: RunId, after: Duration) -> Result<(), PushError> {
         let job = SubmitJob { run: run.to_string() };
-        push(self.submit.clone(), &self.names.submit, job, after).await
+        push(self.submit.clone(), &self.names.submit, job, after, None).await
     }
 
     /// Pushes the submit jobs of many runs in one batch.
@@ -129,27 +129,45 @@ impl Queues {
             .map_err(|e| PushError { queue: self.names.submit.clone(), message: e.to_string() })
     }
 
-    /// Pushes a follow-up job.
+    /// Pushes a follow-up job. Poll and webhook jobs get deterministic ids
+    /// (`p:<run>:<generation>:<attempt>`), which apalis-redis ignores when
+    /// it already holds them: pushing the same step twice makes one job.
     pub async fn push(&self, follow: FollowUp) -> Result<(), PushError> {
         match follow {
             FollowUp::Submit { run, after } => self.push_submit(run, after).await,
-            FollowUp::Poll { run, attempt, after } => {
-                push(self.poll.clone(), &self.names.poll, PollJob { run: run.to_string(), attempt }, after).await
-            }
-            FollowUp::Webhook { run, attempt, after } => {
-                push(self.webhook.clone(), &self.names.webhook, WebhookJob { run: run.to_string(), attempt }, after)
+            FollowUp::Poll { run, generation, attempt, after } => {
+                let id = format!("p:{run}:{generation}:{attempt}");
+                push(self.poll.clone(), &self.names.poll, PollJob { run: run.to_string(), attempt }, after, Some(id))
                     .await
+            }
+            FollowUp::Webhook { run, generation, attempt, after } => {
+                let id = format!("w:{run}:{generation}:{attempt}");
+                let job = WebhookJob { run: run.to_string(), attempt };
+                push(self.webhook.clone(), &self.names.webhook, job, after, Some(id)).await
             }
         }
     }
 }
 
-async fn push<T>(mut storage: RedisStorage<T>, queue: &str, job: T, after: Duration) -> Result<(), PushError>
+/// The longest delay a job is scheduled with (a guard against absurd
+/// server-requested waits overflowing the scheduler's clock arithmetic).
+const MAX_DELAY: Duration = Duration::from_secs(86_400);
+
+async fn push<T>(
+    mut storage: RedisStorage<T>,
+    queue: &str,
+    job: T,
+    after: Duration,
+    id: Option<String>,
+) -> Result<(), PushError>
 where
     T: Serialize + for<'de> Deserialize<'de> + Unpin + Send + Sync + 'static,
 {
-    let task = TaskBuilder::new(job).run_after(after).build();
-    storage.push_task(task).await.map_err(|e| PushError { queue: queue.to_string(), message: e.to_string() })
+    let mut builder = TaskBuilder::new(job).run_after(after.min(MAX_DELAY));
+    if let Some(id) = id {
+        builder = builder.task_id(TaskId::from_string(&id));
+    }
+    storage.push_task(builder.build()).await.map_err(|e| PushError { queue: queue.to_string(), message: e.to_string() })
 }
 
 fn parse_run(raw: &str) -> Result<RunId, BoxDynError> {
@@ -160,7 +178,14 @@ fn parse_run(raw: &str) -> Result<RunId, BoxDynError> {
 /// Applies a handler's decision: push follow-ups, or abort the job (it then
 /// lands in the queue's dead set with the reason as its result).
 async fn conclude(step: Result<Step, handlers::HandlerError>, queues: &Queues) -> Result<(), BoxDynError> {
-    match step? {
+    // A record that is not what gcrun wrote will not get better by retrying.
+    let step = match step {
+        Err(handlers::HandlerError::Store(gcrun_store::StoreError::Corrupt { run, detail })) => {
+            Step::Abort(format!("run {run} has a corrupt record: {detail}"))
+        }
+        other => other?,
+    };
+    match step {
         Step::Done(follow) => {
             for f in follow {
                 queues.push(f).await?;

@@ -148,7 +148,9 @@ pub async fn run_workers(
         // into a tight restart loop.
         .should_restart(|worker, error| {
             tracing::warn!(worker = %worker.name(), %error, restarts = worker.restarts(), "restarting worker");
-            std::thread::sleep(Duration::from_millis((100 * (worker.restarts() as u64 + 1)).min(2_000)));
+            // Blocks a runtime thread briefly: apalis calls this synchronously
+            // and has no restart backoff of its own.
+            std::thread::sleep(Duration::from_millis((50 * (worker.restarts() as u64 + 1)).min(500)));
             true
         })
         .shutdown_timeout(settings.shutdown_timeout);

@@ -402,7 +402,16 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
                 let reason = store.get_run(&id).await?.and_then(|r| r.webhook.last_error).unwrap_or_default();
                 if requeue {
                     store.webhook_requeue(&id).await?;
-                    queues.push(gcrun_worker::FollowUp::Webhook { run: id, attempt: 0, after: Duration::ZERO }).await?;
+                    let Some(rec) = store.get_run(&id).await? else { continue };
+                    let generation = gcrun_worker::handlers::webhook_generation(&rec);
+                    queues
+                        .push(gcrun_worker::FollowUp::Webhook {
+                            run: id,
+                            generation,
+                            attempt: 0,
+                            after: Duration::ZERO,
+                        })
+                        .await?;
                     println!("requeued webhook of {id}");
                 } else {
                     println!("{id}  {reason}");

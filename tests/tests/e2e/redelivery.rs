@@ -34,17 +34,26 @@ async fn a_redelivered_submit_never_submits_again() {
     // remote run, just the poll chain resumed at its current attempt.
     for _ in 0..3 {
         let again = handlers::submit(&ctx, id).await.unwrap();
-        assert_eq!(again, Step::Done(vec![FollowUp::Poll { run: id, attempt: 0, after: Duration::ZERO }]));
+        let generation = stack.store.get_run(&id).await.unwrap().unwrap().deadline_ms;
+        assert_eq!(again, Step::Done(vec![FollowUp::Poll { run: id, generation, attempt: 0, after: Duration::ZERO }]));
     }
     let stats = stack.emu.emulator.stats();
     assert_eq!(stats.submissions, 1);
     assert_eq!(stats.duplicate_submissions, 0);
 
-    // Duplicate polls of one attempt: only one moves the chain on.
+    // Duplicate polls of one attempt: one moves the counter on; the other
+    // names the same next step, which is one job in the queue (its job id
+    // is deterministic).
     let a = handlers::poll(&ctx, id, 0).await.unwrap();
     let b = handlers::poll(&ctx, id, 0).await.unwrap();
-    let scheduled = [&a, &b].iter().filter(|s| matches!(s, Step::Done(f) if !f.is_empty())).count();
-    assert_eq!(scheduled, 1, "{a:?} {b:?}");
+    assert_eq!(a, b);
+    assert!(matches!(a, Step::Done(ref f) if matches!(f[..], [FollowUp::Poll { attempt: 1, .. }])), "{a:?}");
+    for step in [a, b] {
+        let Step::Done(follow) = step else { unreachable!() };
+        stack.queues.push(follow[0]).await.unwrap();
+    }
+    assert_eq!(stack.store.queue_depth(&stack.queues.names.poll).await.unwrap().pending(), 1);
+    assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().poll_attempts, 1);
 
     // Through the real queue too: a worker finishes the run, then a
     // re-delivered submit job changes nothing.

@@ -85,6 +85,7 @@ async fn a_dropped_connection_is_a_retryable_transport_error() {
     let err = client.get_action(LOOKUP).await.unwrap_err();
     assert_eq!(err.kind, ApiErrorKind::Transport, "{err}");
     assert!(err.is_retryable());
+    assert!(err.ambiguous, "the request was handled before the answer was cut: {err:?}");
     assert!(client.get_action(LOOKUP).await.is_ok());
 }
 
@@ -94,6 +95,7 @@ async fn a_malformed_body_is_a_retryable_decode_error_keeping_the_raw_text() {
     let err = client.get_action(LOOKUP).await.unwrap_err();
     assert_eq!((err.kind, err.status), (ApiErrorKind::Decode, Some(200)));
     assert!(err.is_retryable());
+    assert!(err.ambiguous);
     assert_eq!(err.raw_body.as_deref(), Some("{\"id\": \"trunc"));
     assert!(err.correlation_id.is_some());
 }
@@ -124,6 +126,7 @@ async fn nothing_listening_is_a_retryable_connect_error() {
     assert_eq!(err.kind, ApiErrorKind::Auth, "the token request is the first to fail");
     assert!(err.is_retryable());
     assert!(err.to_string().contains("could not connect"), "{err}");
+    assert!(!err.ambiguous, "nothing was sent");
     assert!(!err.to_string().contains("s3cr3t-value"));
 }
 
@@ -160,6 +163,12 @@ fn retry_after_is_seconds_or_an_http_date() {
     assert_eq!(parse_retry_after(&date, now), Some(Duration::from_secs(30)));
     let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
     assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+    // Absurd values are capped, never a panic or an overflow later.
+    let cap = gcrun_genesys::error::MAX_RETRY_AFTER;
+    assert_eq!(parse_retry_after("1e300", now), Some(cap));
+    assert_eq!(parse_retry_after("18446744073709551615", now), Some(cap));
+    assert_eq!(parse_retry_after("NaN", now), None);
+    assert_eq!(parse_retry_after(&httpdate::fmt_http_date(now + Duration::from_secs(86_400 * 365)), now), Some(cap));
     assert_eq!(parse_retry_after("soon", now), None);
     assert_eq!(parse_retry_after("-4", now), None);
 }

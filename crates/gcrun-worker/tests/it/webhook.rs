@@ -48,7 +48,7 @@ fn record(status: RunStatus) -> RunRecord {
         correlation_id: None,
         outputs: Some(json!({"tier": "gold"})),
         error: None,
-        webhook: WebhookState { status: None, attempts: 0, last_error: None, delivered_ms: None },
+        webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
         enqueued: true,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
