@@ -188,11 +188,16 @@ impl Stack {
 
     /// Starts a worker in this process.
     pub async fn start_worker(&self, limits: LimiterConfig) -> WorkerHandle {
+        self.start_worker_with(limits, RunSettings::default()).await
+    }
+
+    /// Starts a worker in this process with `settings` (fetching fast).
+    pub async fn start_worker_with(&self, limits: LimiterConfig, settings: RunSettings) -> WorkerHandle {
         let ctx = self.ctx(limits);
         let settings = RunSettings {
             poll_interval: Duration::from_millis(20),
             shutdown_timeout: Duration::from_secs(5),
-            ..RunSettings::default()
+            ..settings
         };
         let (tx, mut rx) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(gcrun_worker::run_workers(

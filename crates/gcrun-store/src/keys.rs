@@ -32,6 +32,11 @@ pub fn dlq() -> String {
     format!("{TAG}:dlq")
 }
 
+/// Sorted set: runs that have not ended, scored by their deadline (ms).
+pub fn open() -> String {
+    format!("{TAG}:open")
+}
+
 /// Sorted set: runs whose webhook is dead, scored by when (ms).
 pub fn webhook_dlq() -> String {
     format!("{TAG}:webhook-dlq")

@@ -10,7 +10,7 @@ use crate::record::{RunRecord, RunUpdate};
 use crate::{Store, StoreError, keys};
 
 /// Creates a run unless its idempotency key already names one.
-/// KEYS: run, history, audit, counts, idempotency
+/// KEYS: run, history, audit, counts, idempotency, open
 /// ARGV: id, now_ms, audit_cap, idem_ttl_ms (0: no key), transition_json,
 ///       cause, field pairs...
 static CREATE: LazyLock<Script> = LazyLock::new(|| {
@@ -28,6 +28,7 @@ redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6])
 redis.call('HINCRBY', KEYS[4], 'accepted', 1)
 redis.call('HINCRBY', KEYS[4], 'total', 1)
+redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
 if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
 return {1, ARGV[1]}
 ",
@@ -35,7 +36,7 @@ return {1, ARGV[1]}
 });
 
 /// Moves a run from `from` to `to` if it is still in `from`.
-/// KEYS: run, history, audit, counts, dlq
+/// KEYS: run, history, audit, counts, dlq, open (runs not yet ended, by deadline)
 /// ARGV: id, from, to, now_ms, transition_json, cause, audit_cap,
 ///       expire_ms (0: keep), dlq ('add', 'remove' or ''), field pairs...
 static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
@@ -53,6 +54,11 @@ redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
 redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
 if ARGV[9] == 'add' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
 if ARGV[9] == 'remove' then redis.call('ZREM', KEYS[5], ARGV[1]) end
+if ARGV[8] ~= '0' then
+  redis.call('ZREM', KEYS[6], ARGV[1])
+else
+  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms') or '0', ARGV[1])
+end
 if ARGV[8] ~= '0' then
   redis.call('PEXPIRE', KEYS[1], ARGV[8])
   redis.call('PEXPIRE', KEYS[2], ARGV[8])
@@ -184,6 +190,7 @@ impl Store {
             .key(keys::audit())
             .key(keys::counts())
             .key(keys::idempotency(idem_key.unwrap_or("-")))
+            .key(keys::open())
             .arg(id.to_string())
             .arg(now_ms)
             .arg(self.config.audit_cap)
@@ -309,6 +316,7 @@ impl Store {
             .key(keys::audit())
             .key(keys::counts())
             .key(keys::dlq())
+            .key(keys::open())
             .arg(id.to_string())
             .arg(from.as_str())
             .arg(to.as_str())
@@ -424,6 +432,23 @@ impl Store {
         let _: i64 =
             redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
         Ok(())
+    }
+
+    /// Runs that have not ended although their deadline passed more than
+    /// `grace_ms` ago, oldest first: the ones whose job chain was lost (for
+    /// instance with Redis data that had no AOF). A sweeper drives them to
+    /// an end.
+    pub async fn overdue(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
+        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::open())
+            .arg("-inf")
+            .arg(now_ms.saturating_sub(grace_ms))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
     }
 
     /// Runs per status, plus `total` (every run ever accepted).

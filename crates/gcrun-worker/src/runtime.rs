@@ -30,6 +30,10 @@ pub struct RunSettings {
     pub shutdown_timeout: Duration,
     /// Finished jobs are forgotten after this long.
     pub done_retention: Duration,
+    /// How often the sweeper looks for runs past their deadline that have
+    /// not ended (their job chain was lost), and how far past it they must be.
+    pub sweep_interval: Duration,
+    pub sweep_grace: Duration,
     /// A name unique to this process (host, pid, random), so two processes
     /// never share a worker name (apalis refuses or mis-recovers them).
     pub instance: String,
@@ -44,6 +48,8 @@ impl Default for RunSettings {
             poll_interval: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(30),
             done_retention: Duration::from_secs(3_600),
+            sweep_interval: Duration::from_secs(30),
+            sweep_grace: Duration::from_secs(60),
             instance: default_instance(),
         }
     }
@@ -155,7 +161,7 @@ pub async fn run_workers(
         })
         .shutdown_timeout(settings.shutdown_timeout);
 
-    let retention = tokio::spawn(retention_loop(ctx.clone(), queues.clone(), settings.done_retention));
+    let retention = tokio::spawn(retention_loop(ctx.clone(), queues.clone(), settings.clone()));
     readiness.set(true);
     tracing::info!(instance = %instance, "workers started");
     let result = monitor
@@ -171,13 +177,36 @@ pub async fn run_workers(
     result.map_err(std::io::Error::other)
 }
 
-/// Trims each queue's `done` set and refreshes the depth gauges.
-async fn retention_loop(ctx: Arc<Ctx>, queues: Queues, keep: Duration) {
-    let mut tick = tokio::time::interval(Duration::from_secs(30));
+/// Housekeeping: trims each queue's `done` set, and sweeps runs that are
+/// past their deadline without having ended (a lost job chain) by pushing a
+/// submit job for each: the submit step resumes whatever state the run is
+/// in, and the deadline then ends it. Pushes are idempotent in effect, so
+/// several workers sweeping at once do no harm.
+async fn retention_loop(ctx: Arc<Ctx>, queues: Queues, settings: RunSettings) {
+    let mut tick = tokio::time::interval(settings.sweep_interval.max(Duration::from_millis(10)));
+    let mut ticks: u64 = 0;
     loop {
         tick.tick().await;
+        ticks += 1;
+        let now = now_ms();
+        match ctx.store.overdue(now, settings.sweep_grace.as_millis() as u64, 500).await {
+            Ok(ids) => {
+                for id in ids {
+                    tracing::warn!(run = %id, "run is past its deadline without an end; driving it on");
+                    if let Err(e) = queues.push_submit(id, Duration::ZERO).await {
+                        tracing::warn!(error = %e, "sweep push failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "sweep failed"),
+        }
+        // Trimming is heavier: about every 30 s whatever the sweep interval.
+        let every = (30_000 / settings.sweep_interval.as_millis().max(1) as u64).max(1);
+        if (ticks - 1) % every != 0 {
+            continue;
+        }
         for q in queues.names.all() {
-            match ctx.store.trim_done(q, now_ms() / 1000, keep.as_secs(), 1_000).await {
+            match ctx.store.trim_done(q, now / 1000, settings.done_retention.as_secs(), 1_000).await {
                 Ok(n) if n > 0 => tracing::debug!(queue = q, removed = n, "trimmed finished jobs"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(queue = q, error = %e, "retention failed"),

@@ -147,3 +147,40 @@ async fn hostile_webhook_receivers_neither_fool_nor_crash_the_worker() {
         }
     }
 }
+
+#[tokio::test]
+async fn runs_whose_jobs_were_lost_are_swept_to_an_end() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    // Records whose jobs never made it to Redis (say, a Redis without AOF
+    // restarted): one accepted, one mid-poll. Both are past their deadline.
+    let now = handlers::now_ms();
+    let request = |name: &str| {
+        gcrun_model::RunRequest::builder(gcrun_model::Flavor::Runs, LOOKUP)
+            .input("customerId", name)
+            .input("channel", "chat")
+            .build(&gcrun_model::RequestLimits::default())
+            .unwrap()
+    };
+    let accepted = gcrun_model::RunId::new();
+    stack.store.create_run(accepted, &request("a"), now - 10_000, now - 5_000).await.unwrap();
+    let polling = gcrun_model::RunId::new();
+    stack.store.create_run(polling, &request("b"), now - 10_000, now - 5_000).await.unwrap();
+    for (from, to) in [(RunStatus::Accepted, RunStatus::Validated), (RunStatus::Validated, RunStatus::Submitted)] {
+        let u = RunUpdate { remote_id: Some("lost-remote".into()), ..RunUpdate::default() };
+        stack.store.transition(&polling, from, to, now - 9_000, "before the loss", &u).await.unwrap();
+    }
+    assert_eq!(stack.store.overdue(now, 0, 10).await.unwrap().len(), 2);
+    let settings = gcrun_worker::RunSettings {
+        sweep_interval: Duration::from_millis(100),
+        sweep_grace: Duration::ZERO,
+        ..gcrun_worker::RunSettings::default()
+    };
+    let worker = stack.start_worker_with(limiter(60_000, 100, 100), settings).await;
+    stack.wait_all_terminal(&[accepted, polling], Duration::from_secs(20)).await;
+    worker.stop().await;
+    for id in [accepted, polling] {
+        assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().status, RunStatus::TimedOut);
+    }
+    assert!(stack.store.overdue(handlers::now_ms(), 0, 10).await.unwrap().is_empty(), "ended runs leave the open set");
+    assert_eq!(stack.emu.emulator.stats().submissions, 0, "nothing past its deadline is submitted");
+}

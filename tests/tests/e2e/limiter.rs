@@ -42,7 +42,7 @@ async fn three_workers_share_one_limit() {
     // minute, under L = 60. Concurrency: C.
     let args = ["--rate-per-minute", "50", "--rate-burst", "4", "--max-concurrent", "4"];
     let mut workers: Vec<_> = (0..3).map(|_| stack.spawn_worker_process(&args)).collect();
-    stack.wait_all_terminal(&ids, Duration::from_secs(90)).await;
+    stack.wait_all_terminal(&ids, Duration::from_secs(180)).await;
     for w in &workers {
         signal(w, "TERM");
     }

@@ -56,7 +56,7 @@ async fn a_thousand_runs_all_end_and_are_accounted_for() {
     let results = stack.producer.enqueue_batch(&docs).await.unwrap();
     let ids: Vec<RunId> = results.iter().map(|r| r.as_ref().unwrap().run_id).collect();
     assert_eq!(ids.len(), 1_000, "everything passes the door; contract violations are found by the worker");
-    stack.wait_all_terminal(&ids, Duration::from_secs(240)).await;
+    stack.wait_all_terminal(&ids, Duration::from_secs(400)).await;
     w1.stop().await;
     w2.stop().await;
 
