@@ -209,7 +209,13 @@ pub struct IngestArgs {
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let (store, queues) = args.redis.open().await?;
     let producer = Producer::new(store, queues, producer_config(args.deadline_secs));
-    let tokens: Vec<SecretString> = args.tokens.into_iter().filter(|t| !t.is_empty()).map(SecretString::from).collect();
+    let tokens: Vec<SecretString> = args
+        .tokens
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+        .map(SecretString::from)
+        .collect();
     if tokens.is_empty() {
         bail!("GCRUN_INGEST_TOKENS holds no token");
     }

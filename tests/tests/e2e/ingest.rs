@@ -64,6 +64,9 @@ async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
     assert_eq!(record["status"], "accepted");
     assert_eq!(record["transitions"][0]["to"], "accepted");
     assert_eq!(http.get(format!("{base}{location}")).send().await.unwrap().status(), 401);
+    // The auth scheme is case-insensitive (RFC 9110 §11.1).
+    let r = http.get(format!("{base}{location}")).header("authorization", "bearer t0ken-1").send().await.unwrap();
+    assert_eq!(r.status(), 200);
 
     let batch = json!({"runs": [valid, {"flavor": "nope"}]});
     let r = http.post(format!("{base}/v1/runs/batch")).bearer_auth("t0ken-1").json(&batch).send().await.unwrap();
