@@ -426,12 +426,17 @@ async fn list_actions(
     json_response(StatusCode::OK, body)
 }
 
-fn unknown_action(cid: Option<&CorrelationId>, id: &str) -> Response {
+/// Genesys's 404 for an entity: `not.found` with the id as `entityId`.
+fn entity_not_found(cid: Option<&CorrelationId>, what: &str, id: &str) -> Response {
     error_body_with(
         cid,
         StatusCode::NOT_FOUND,
-        json!({"code": "not.found", "message": format!("Action {id} not found"), "entityId": id}),
+        json!({"code": "not.found", "message": format!("{what} {id} not found"), "entityId": id}),
     )
+}
+
+fn unknown_action(cid: Option<&CorrelationId>, id: &str) -> Response {
+    entity_not_found(cid, "Action", id)
 }
 
 /// `GET /api/v2/integrations/actions/{actionId}?expand=contract`.
@@ -648,11 +653,7 @@ async fn get_run(
     let mut runs = lock(&em.0.runs);
     let Some(run) = runs.get_mut(&id).filter(|r| matches!(r.kind, RunKind::Action { .. })) else {
         drop(runs);
-        return error_body_with(
-            cid.as_ref(),
-            StatusCode::NOT_FOUND,
-            json!({"code": "not.found", "message": format!("Run {id} not found"), "entityId": id}),
-        );
+        return entity_not_found(cid.as_ref(), "Run", &id);
     };
     let transient = if run.transient_left > 0 {
         run.transient_left -= 1;
@@ -691,11 +692,7 @@ async fn launch_flow(State(em): State<Emulator>, cid: Option<axum::Extension<Cor
         Some(_) => return bad("name must be a string"),
     };
     let Some(flow) = em.0.flows.get(flow_id) else {
-        return error_body_with(
-            cid,
-            StatusCode::NOT_FOUND,
-            json!({"code": "not.found", "message": format!("Flow {flow_id} not found"), "entityId": flow_id}),
-        );
+        return entity_not_found(cid, "Flow", flow_id);
     };
     match doc.get("flowVersion") {
         None | Some(Value::Null) => {}
@@ -728,16 +725,11 @@ async fn get_flow_execution(
     Path(id): Path<String>,
 ) -> Response {
     let cid = cid.map(|c| c.0);
-    let run = lock(&em.0.runs).get(&id).filter(|r| matches!(r.kind, RunKind::Flow { .. })).cloned();
-    let Some(run) = run else {
-        return error_body_with(
-            cid.as_ref(),
-            StatusCode::NOT_FOUND,
-            json!({"code": "not.found", "message": format!("Flow execution {id} not found"), "entityId": id}),
-        );
+    let run = lock(&em.0.runs).get(&id).cloned();
+    let Some((run, RunKind::Flow { flow_version, flow_id })) = run.map(|r| (r.clone(), r.kind)) else {
+        return entity_not_found(cid.as_ref(), "Flow execution", &id);
     };
-    let RunKind::Flow { flow_version, flow_id } = &run.kind else { return not_found_flow(cid.as_ref(), &id) };
-    let flow_name = em.0.flows.get(flow_id).map(|f| f.name.clone()).unwrap_or_default();
+    let flow_name = em.0.flows.get(&flow_id).map(|f| f.name.clone()).unwrap_or_default();
     let mut v = json!({
         "id": run.id,
         "name": run.name.clone().unwrap_or(flow_name),
@@ -762,10 +754,6 @@ async fn get_flow_execution(
         }
     }
     json_response(StatusCode::OK, v)
-}
-
-fn not_found_flow(cid: Option<&CorrelationId>, id: &str) -> Response {
-    error_body(cid, StatusCode::NOT_FOUND, "not.found", &format!("Flow execution {id} not found"))
 }
 
 // ---------------------------------------------------------------- admin

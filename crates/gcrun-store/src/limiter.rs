@@ -114,11 +114,6 @@ pub struct Limiter {
 }
 
 impl Store {
-    /// Sets the shared pause (see [`Limiter::pause_until`]).
-    pub async fn limiter_pause(&self, limiter: &Limiter, until_ms: u64, now_ms: u64) -> Result<(), StoreError> {
-        limiter.pause_until(until_ms, now_ms).await
-    }
-
     pub fn limiter(&self, config: LimiterConfig) -> Limiter {
         let keys = keys::limiter(&config.name);
         Limiter { store: self.clone(), config, keys }

@@ -379,6 +379,16 @@ async fn reject(ctx: &Ctx, rec: &RunRecord, v: &Violations, now: u64) -> Result<
     Ok(Step::Done(finish(ctx, rec, RunStatus::Accepted, RunStatus::Rejected, &v.to_string(), update, now).await?))
 }
 
+/// A 429 tells every worker of this client to wait, not just this one: the
+/// shared limiter pauses until the server's `Retry-After` (1 s without one).
+async fn pause_all_on_429(ctx: &Ctx, e: &ApiError, now: u64) -> Result<(), HandlerError> {
+    if e.status == Some(429) {
+        let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
+        ctx.limiter.pause_until(now.saturating_add(wait.as_millis() as u64), now).await?;
+    }
+    Ok(())
+}
+
 /// A transient failure before the remote run exists: try the submit again
 /// later, or give up after `max_submit_attempts`.
 async fn retry_submit(
@@ -388,10 +398,7 @@ async fn retry_submit(
     e: &ApiError,
     now: u64,
 ) -> Result<Step, HandlerError> {
-    if e.status == Some(429) {
-        let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
-        ctx.store.limiter_pause(&ctx.limiter, now.saturating_add(wait.as_millis() as u64), now).await?;
-    }
+    pause_all_on_429(ctx, e, now).await?;
     let retries = rec.retries + 1;
     ctx.metrics.retry("submit", &retry_reason(e));
     if retries >= ctx.config.max_submit_attempts {
@@ -715,10 +722,7 @@ pub async fn poll(ctx: &Ctx, id: RunId, attempt: u32) -> Result<Step, HandlerErr
         }
         Err(e) if e.is_retryable() => {
             ctx.metrics.retry("poll", &retry_reason(&e));
-            if e.status == Some(429) {
-                let wait = e.retry_after.unwrap_or(Duration::from_secs(1));
-                ctx.store.limiter_pause(&ctx.limiter, now.saturating_add(wait.as_millis() as u64), now).await?;
-            }
+            pause_all_on_429(ctx, &e, now).await?;
             let update = RunUpdate {
                 retries: Some(rec.retries + 1),
                 last_error: Some(e.to_string()),
