@@ -12,68 +12,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
 use gcrun_emulator::EmulatorConfig;
-use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_genesys::{ClientConfig, Credentials, Environment};
+use gcrun_harness::{EmulatorHandle, RedisServer, SinkLog, SinkRules, WebhookSink, spawn_emulator};
 use gcrun_model::{RetrySchedule, RunId, RunStatus};
 use gcrun_producer::{Producer, ProducerConfig};
+use gcrun_queue::{QueueSettings, Queues};
 use gcrun_store::{LimiterConfig, Store, StoreConfig};
-use gcrun_test_support::{EmulatorHandle, RedisServer, spawn_emulator};
-use gcrun_worker::metrics::Metrics;
 use gcrun_worker::webhook::WebhookSecret;
-use gcrun_worker::{Ctx, QueueSettings, Queues, Readiness, RunSettings, WorkerConfig};
-use serde_json::Value;
+use gcrun_worker::{Deps, GenesysSettings, RunSettings, Worker, WorkerConfig, WorkerSettings};
 
-pub const CLIENT_ID: &str = "gcrun-demo-client";
-pub const CLIENT_SECRET: &str = "gcrun-demo-secret";
-pub const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
-pub const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
-pub const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+pub use gcrun_emulator::fixtures::demo::{CALLBACK, CLIENT_ID, CLIENT_SECRET, LOOKUP, ORDER_FLOW};
 /// The webhook secret every test worker signs with.
 pub const HOOK_SECRET: &str = "whsec_Z2NydW4tdGVzdC13ZWJob29rLXNlY3JldC0zMmJ5dGVz";
-
-/// One delivery the sink accepted.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub id: String,
-    pub body: Value,
-}
-
-/// What the webhook sink saw.
-#[derive(Debug, Default)]
-pub struct SinkLog {
-    pub accepted: Vec<Delivery>,
-    pub refused: u64,
-    pub bad_signatures: u64,
-    /// Refuse this many requests first (503), to exercise retries.
-    pub refuse_first: u64,
-}
-
-#[derive(Clone)]
-struct Sink {
-    secret: WebhookSecret,
-    log: Arc<Mutex<SinkLog>>,
-}
-
-async fn sink(State(s): State<Sink>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let h = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let (id, ts) = (h("webhook-id"), h("webhook-timestamp").parse::<u64>().unwrap_or(0));
-    let mut log = s.log.lock().unwrap();
-    if !s.secret.verify(&id, ts, &body, &h("webhook-signature")) {
-        log.bad_signatures += 1;
-        return StatusCode::UNAUTHORIZED;
-    }
-    if log.refuse_first > 0 {
-        log.refuse_first -= 1;
-        log.refused += 1;
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    log.accepted.push(Delivery { id, body });
-    StatusCode::OK
-}
 
 /// A whole gcrun stack.
 pub struct Stack {
@@ -85,13 +36,14 @@ pub struct Stack {
     pub hook_url: String,
     pub sink: Arc<Mutex<SinkLog>>,
     pub queue_settings: QueueSettings,
+    _sink: WebhookSink,
 }
 
 /// An in-process worker; stopped (gracefully) with [`WorkerHandle::stop`].
 pub struct WorkerHandle {
     stop: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    pub ctx: Arc<Ctx>,
+    pub deps: Arc<Deps>,
 }
 
 impl WorkerHandle {
@@ -137,13 +89,13 @@ pub fn limiter(rate: u32, burst: u32, max: u32) -> LimiterConfig {
 
 impl Stack {
     pub async fn start(emulator: EmulatorConfig, deadline: Duration) -> Self {
-        Self::start_with(emulator, deadline, gcrun_test_support::RedisOptions::default()).await
+        Self::start_with(emulator, deadline, gcrun_harness::RedisOptions::default()).await
     }
 
     pub async fn start_with(
         emulator: EmulatorConfig,
         deadline: Duration,
-        redis_options: gcrun_test_support::RedisOptions,
+        redis_options: gcrun_harness::RedisOptions,
     ) -> Self {
         let redis = RedisServer::start_with(redis_options);
         let emu = spawn_emulator(emulator).await;
@@ -157,33 +109,45 @@ impl Stack {
             queues.clone(),
             ProducerConfig { run_deadline: deadline, ..ProducerConfig::default() },
         );
-        let log = Arc::new(Mutex::new(SinkLog::default()));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let hook_url = format!("http://{}/hooks", listener.local_addr().unwrap());
-        let app = axum::Router::new()
-            .route("/hooks", axum::routing::post(sink))
-            .with_state(Sink { secret: WebhookSecret::parse(HOOK_SECRET).unwrap(), log: log.clone() });
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        Stack { redis, emu, store, queues, producer, hook_url, sink: log, queue_settings }
-    }
-
-    pub fn genesys(&self) -> GenesysClient {
-        let env = Environment::parse(&self.emu.base_url()).unwrap();
-        GenesysClient::new(env, Credentials::new(CLIENT_ID, CLIENT_SECRET), &ClientConfig::default()).unwrap()
-    }
-
-    /// A handler context for driving single steps without a queue.
-    pub fn ctx(&self, limits: LimiterConfig) -> Arc<Ctx> {
         let secret = WebhookSecret::parse(HOOK_SECRET).unwrap();
-        Arc::new(Ctx::new(
-            self.store.clone(),
-            self.store.limiter(limits),
-            self.genesys(),
-            fast_worker_config(&self.hook_url),
-            Metrics::new(),
-            Some(secret),
-            Some(1),
-        ))
+        let verify = Arc::new(move |id: &str, ts: u64, body: &[u8], sig: &str| secret.verify(id, ts, body, sig));
+        let sink = WebhookSink::start(verify, SinkRules::default()).await.unwrap();
+        Stack {
+            redis,
+            emu,
+            store,
+            queues,
+            producer,
+            hook_url: sink.url.clone(),
+            sink: sink.log.clone(),
+            queue_settings,
+            _sink: sink,
+        }
+    }
+
+    /// What `gcrun worker` would be built from, against this stack.
+    pub fn worker_settings(&self, limits: LimiterConfig, run: RunSettings) -> WorkerSettings {
+        WorkerSettings {
+            redis_url: self.redis.url(),
+            genesys: GenesysSettings {
+                environment: Environment::parse(&self.emu.base_url()).unwrap(),
+                credentials: Credentials::new(CLIENT_ID, CLIENT_SECRET),
+                client: ClientConfig::default(),
+            },
+            limiter: limits,
+            policy: fast_worker_config(&self.hook_url),
+            run,
+            queues: self.queue_settings.clone(),
+            store: StoreConfig::default(),
+            webhook_secret: Some(WebhookSecret::parse(HOOK_SECRET).unwrap()),
+            jitter_seed: Some(1),
+        }
+    }
+
+    /// The steps' dependencies, for driving single steps without a queue
+    /// worker (their follow-up jobs are pushed; nothing consumes them).
+    pub async fn deps(&self, limits: LimiterConfig) -> Arc<Deps> {
+        Worker::build(self.worker_settings(limits, RunSettings::default())).await.unwrap().deps().clone()
     }
 
     /// Starts a worker in this process.
@@ -193,23 +157,18 @@ impl Stack {
 
     /// Starts a worker in this process with `settings` (fetching fast).
     pub async fn start_worker_with(&self, limits: LimiterConfig, settings: RunSettings) -> WorkerHandle {
-        let ctx = self.ctx(limits);
         let settings = RunSettings {
             poll_interval: Duration::from_millis(20),
             shutdown_timeout: Duration::from_secs(5),
             ..settings
         };
+        let worker = Worker::build(self.worker_settings(limits, settings)).await.unwrap();
+        let deps = worker.deps().clone();
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(gcrun_worker::run_workers(
-            ctx.clone(),
-            self.queues.clone(),
-            settings,
-            Readiness::default(),
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        ));
-        WorkerHandle { stop: tx, task, ctx }
+        let task = tokio::spawn(worker.run(None, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        WorkerHandle { stop: tx, task, deps }
     }
 
     /// Starts `gcrun worker` as a separate process.
@@ -264,7 +223,7 @@ impl Stack {
             }
             let mut pending = 0;
             for q in self.queues.names.all() {
-                pending += self.store.queue_depth(q).await.unwrap().pending();
+                pending += self.queues.depth(q).await.unwrap().pending();
             }
             if open == 0 && pending == 0 {
                 return;

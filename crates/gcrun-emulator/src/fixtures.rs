@@ -12,6 +12,23 @@ use thiserror::Error;
 /// The demo set shipped with gcrun (see README, "The emulator").
 pub const DEMO_FIXTURES: &str = include_str!("../fixtures/demo.json");
 
+/// The ids of the shipped demo set, so the demo, the tests and users'
+/// own checks name them once (a test holds them to `fixtures/demo.json`).
+pub mod demo {
+    pub const CLIENT_ID: &str = "gcrun-demo-client";
+    pub const CLIENT_SECRET: &str = "gcrun-demo-secret";
+    /// Customer lookup: `customerId` (string, ≤ 16), `channel` (enum).
+    pub const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
+    /// Callback request: `phoneNumber` (pattern), `priority` (1–5).
+    pub const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
+    /// Score: `amount` (≥ 0), `vip` (boolean), `region`.
+    pub const SCORE: &str = "custom_-_1a9c7e5b-3d2f-4b6a-8c0e-5f7a9b1d3e26";
+    /// Case update: `caseId` (required), `status` (enum).
+    pub const CASE: &str = "custom_-_5d3b1f9e-7c6a-4e2d-a8b0-9e1c3a5d7f42";
+    pub const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+    pub const SURVEY_FLOW: &str = "2b8d6f4a-0e9c-4a1b-8d3f-5c7e9a1b3d64";
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Fixtures {

@@ -260,6 +260,85 @@ impl ApiError {
     pub fn reason(&self) -> String {
         self.to_string()
     }
+
+    /// What this failure means for the caller: the one thing the worker
+    /// decides on. Nothing outside this crate reads Genesys status codes.
+    pub fn verdict(&self) -> Verdict {
+        // A token request that failed says nothing about the run itself: it
+        // was never sent, so it is never ambiguous.
+        if self.kind == ApiErrorKind::Auth {
+            return match (self.is_retryable(), self.status) {
+                (false, _) => Verdict::Refused,
+                (true, Some(429)) => Verdict::RateLimited(self.retry_after),
+                (true, _) => Verdict::RetryAfter(self.retry_after),
+            };
+        }
+        if self.ambiguous {
+            return Verdict::AmbiguousOutcome;
+        }
+        match (self.status, self.class) {
+            (Some(429), _) => Verdict::RateLimited(self.retry_after),
+            (_, ErrorClass::Retryable { after }) => Verdict::RetryAfter(after),
+            (Some(401 | 403), _) => Verdict::Refused,
+            (Some(404), _) => Verdict::NotFound,
+            (Some(500), _) => Verdict::ActionFailed,
+            _ => Verdict::Invalid,
+        }
+    }
+
+    /// The metric label of this failure: the HTTP status, or the kind of
+    /// failure when there was no answer (`transport`, `decode`, `auth`).
+    pub fn label(&self) -> String {
+        match (self.kind, self.status) {
+            (ApiErrorKind::Http | ApiErrorKind::Auth, Some(s)) => s.to_string(),
+            (kind, _) => format!("{kind:?}").to_lowercase(),
+        }
+    }
+}
+
+/// What a failed Genesys call means for the caller, so that callers match
+/// on meaning instead of reading status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Transient (502/503/504, 408, a 500 that is not the action's own
+    /// failure, a connect failure): try again, no sooner than the server's
+    /// `Retry-After` when it sent one.
+    RetryAfter(Option<Duration>),
+    /// 429: a limit of the org or the token. Every worker of this client
+    /// should wait (the server's `Retry-After`, when it sent one).
+    RateLimited(Option<Duration>),
+    /// The request may have reached Genesys and taken effect, but no usable
+    /// answer came back (a timeout after sending, a cut or undecodable
+    /// answer). Harmless to repeat for a read; a blind repeat of a submit
+    /// may run the action twice.
+    AmbiguousOutcome,
+    /// 404: the action, flow or remote run does not exist.
+    NotFound,
+    /// The credentials or permissions were refused (401 after a fresh
+    /// token, 403, the OAuth service saying no): gcrun's setup, not the
+    /// run's fault.
+    Refused,
+    /// The action ran and failed (a 500 whose details name an `ACTION.*`
+    /// error): permanent for this request.
+    ActionFailed,
+    /// The request itself is wrong (400, 409, 413, 422, an unsupported
+    /// call): permanent.
+    Invalid,
+}
+
+impl Verdict {
+    /// Whether trying the same call again can help.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Verdict::RetryAfter(_) | Verdict::RateLimited(_) | Verdict::AmbiguousOutcome)
+    }
+
+    /// The server's requested wait, if any.
+    pub fn retry_after(self) -> Option<Duration> {
+        match self {
+            Verdict::RetryAfter(d) | Verdict::RateLimited(d) => d,
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ApiError {

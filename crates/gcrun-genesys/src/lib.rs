@@ -6,7 +6,8 @@
 //!   cache ([`TokenCache`]).
 //! - [`error`]: [`ApiError`], the one error type: status, parsed
 //!   [`ErrorBody`], correlation id, rate-limit headers, and an
-//!   [`ErrorClass`](gcrun_model::ErrorClass) saying whether to retry.
+//!   [`ErrorClass`](gcrun_model::ErrorClass) saying whether to retry, and
+//!   its [`Verdict`]: what the failure means for the caller.
 //! - [`types`]: the API's JSON shapes (actions, contracts, runs, flow
 //!   executions), as `reference/genesys-cloud.md` gives them.
 //! - [`client`]: [`GenesysClient`], every call gcrun makes.
@@ -22,6 +23,6 @@ pub mod types;
 
 pub use auth::{Credentials, TokenCache};
 pub use client::{ClientConfig, GenesysClient};
-pub use error::{ApiError, ApiErrorDetails, ApiErrorKind, ErrorBody, RateLimit};
+pub use error::{ApiError, ApiErrorDetails, ApiErrorKind, ErrorBody, RateLimit, Verdict};
 pub use flavor::{RemotePhase, RemoteRun, RunApi, SubmitRequest};
 pub use region::{Environment, Region, RegionError};

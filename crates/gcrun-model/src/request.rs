@@ -309,7 +309,7 @@ fn target_for(
             ));
         }
         if let Some(version) = &flow_version {
-            check_text("/flowVersion", version, 64, v);
+            check_text("/flowVersion", version, limits.max_flow_version_chars, v);
         }
         match flow_id {
             None => {

@@ -71,12 +71,16 @@ impl RetrySchedule {
 
     /// The delay before attempt `attempt` when the server may have asked
     /// for a wait: the larger of the two wins. `Retry-After` is honoured
-    /// even past `cap` (the server knows best), and jitter is still drawn so
-    /// that many clients told the same thing do not return in lockstep.
+    /// even past `cap` (the server knows best), and jitter is still drawn on
+    /// top of it (up to a tenth of the wait, at most the attempt's ceiling)
+    /// so that many clients told the same thing do not return in lockstep.
     pub fn delay_after(&self, attempt: u32, retry_after: Option<Duration>, jitter: &mut Jitter) -> Duration {
         let drawn = self.delay(attempt, jitter);
         match retry_after {
-            Some(server) if server > drawn => server,
+            Some(server) if server > drawn => {
+                let spread = (server / 10).min(self.ceiling(attempt)).as_millis() as u64;
+                server + Duration::from_millis(jitter.0.u64(0..=spread))
+            }
             _ => drawn,
         }
     }

@@ -31,6 +31,8 @@ pub struct RequestLimits {
     pub max_id_chars: usize,
     /// Longest `runName` accepted.
     pub max_run_name_chars: usize,
+    /// Longest `flowVersion` accepted.
+    pub max_flow_version_chars: usize,
     /// Longest idempotency key accepted.
     pub max_idempotency_key_chars: usize,
     /// Most metadata entries accepted.
@@ -51,6 +53,7 @@ impl Default for RequestLimits {
             reserved_names: vec!["orgId".into(), "integrationId".into(), "rawRequest".into()],
             max_id_chars: 256,
             max_run_name_chars: 200,
+            max_flow_version_chars: 64,
             max_idempotency_key_chars: 256,
             max_metadata_entries: 32,
             max_metadata_chars: 1024,

@@ -7,14 +7,17 @@
 //! - [`ingest`]: the HTTP service in front of it (`POST /v1/runs`,
 //!   `POST /v1/runs/batch`, `GET /v1/runs/{id}`, `GET /v1/openapi.json`)
 //!   with bearer-token auth and a body size limit.
+//! - [`operator`]: what operators do to runs (requeue runs and webhooks,
+//!   purge), as library calls the CLI only parses and prints around.
 
 pub mod ingest;
+pub mod operator;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcrun_model::{RequestLimits, RunId, RunRequest, Violations};
+use gcrun_queue::{PushError, Queues};
 use gcrun_store::{Created, RunUpdate, Store, StoreError};
-use gcrun_worker::{PushError, Queues};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -64,7 +67,8 @@ pub struct Producer {
     config: ProducerConfig,
 }
 
-fn now_ms() -> u64 {
+/// The wall clock in unix milliseconds.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
@@ -96,14 +100,14 @@ impl Producer {
         match self.store.create_run(RunId::new(), request, now, deadline).await? {
             Created::New(id) => {
                 self.queues.push_submit(id, Duration::ZERO).await?;
-                self.store.update(&id, &RunUpdate { enqueued: Some(true), ..RunUpdate::default() }).await?;
+                self.store.update(&id, &RunUpdate::enqueued()).await?;
                 Ok(Enqueued { run_id: id, existing: false })
             }
             Created::Existing(id) => {
                 if let Some(rec) = self.store.get_run(&id).await? {
                     if !rec.enqueued && rec.status == gcrun_model::RunStatus::Accepted {
                         self.queues.push_submit(id, Duration::ZERO).await?;
-                        self.store.update(&id, &RunUpdate { enqueued: Some(true), ..RunUpdate::default() }).await?;
+                        self.store.update(&id, &RunUpdate::enqueued()).await?;
                     }
                 }
                 Ok(Enqueued { run_id: id, existing: true })
@@ -142,7 +146,7 @@ impl Producer {
         for chunk in fresh.chunks(500) {
             self.queues.push_submits(chunk).await?;
             for id in chunk {
-                self.store.update(id, &RunUpdate { enqueued: Some(true), ..RunUpdate::default() }).await?;
+                self.store.update(id, &RunUpdate::enqueued()).await?;
             }
         }
         Ok(results)

@@ -7,21 +7,26 @@
 //! - [`runs`]: create (with idempotency), read, and [`Store::transition`]:
 //!   status, history, audit stream, counts and dead-letter index in one Lua
 //!   script, compare-and-set on the current status.
+//! - [`webhooks`]: webhook delivery attempts (compare-and-set), the webhook
+//!   dead-letter index and its requeue.
+//! - [`audit`]: status counts and the audit stream.
+//! - [`definitions`]: action definitions cached for every worker.
 //! - [`dlq`]: list, filter, requeue and purge dead-lettered runs.
 //! - [`limiter`]: the limiter shared by every worker process: GCRA rate,
 //!   concurrency leases that expire, and a pause-until set from any 429.
-//! - [`queues`]: depths of the apalis queues (ready, scheduled, in flight,
-//!   done, dead) and retention of their `done`/`dead` sets.
 //!
-//! Writes that must be atomic with each other are one Lua script; anything
-//! else is a single command.
+//! Writes that must be atomic with each other are one Lua script, kept in
+//! `lua/` with its KEYS and ARGV named at the top; anything else is a
+//! single command.
 
+pub mod audit;
+pub mod definitions;
 pub mod dlq;
 pub mod keys;
 pub mod limiter;
-pub mod queues;
 pub mod record;
 pub mod runs;
+pub mod webhooks;
 
 use std::time::Duration;
 
@@ -30,10 +35,10 @@ use thiserror::Error;
 
 pub use dlq::DlqFilter;
 pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
-pub use queues::{DeadJob, QueueDepth};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
 pub use runs::{Claim, Counter, Created, TransitionOutcome};
+pub use webhooks::{WebhookAttempt, WebhookRequeue};
 
 /// Store settings: caps and retention. Every one is configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -64,6 +64,92 @@ impl RunRecord {
         self.completed_ms.map(|c| c.saturating_sub(self.created_ms))
     }
 
+    /// A run as [`Store::create_run`](crate::Store::create_run) records it:
+    /// `accepted`, nothing done yet.
+    pub fn accepted(id: RunId, request: &gcrun_model::RunRequest, now_ms: u64, deadline_ms: u64) -> Self {
+        Self {
+            id,
+            status: RunStatus::Accepted,
+            flavor: request.flavor(),
+            target: request.target().id().to_string(),
+            request: request.to_value(),
+            remote_id: None,
+            remote_status: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            submitted_ms: None,
+            completed_ms: None,
+            deadline_ms,
+            poll_attempts: 0,
+            retries: 0,
+            last_error: None,
+            correlation_id: None,
+            outputs: None,
+            error: None,
+            webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
+            enqueued: false,
+            transitions: Vec::new(),
+        }
+    }
+
+    /// The generation of the run's poll chain: its deadline, which an
+    /// operator's requeue renews, so a requeued run's polls get job ids of
+    /// their own.
+    pub fn poll_generation(&self) -> u64 {
+        self.deadline_ms
+    }
+
+    /// The generation of the run's webhook chain: when the run ended, plus
+    /// the number of operator requeues of its webhook.
+    pub fn webhook_generation(&self) -> u64 {
+        self.completed_ms.unwrap_or(self.updated_ms).wrapping_add(u64::from(self.webhook.epoch))
+    }
+
+    /// The record as it is after a write of `update` (with a move to `to`)
+    /// at `now_ms`: what the store's scripts do, in memory. Lets a step go
+    /// on with what it just wrote without reading it back, and lets
+    /// `run-now` drive the steps with no Redis at all.
+    pub fn apply(&mut self, to: Option<RunStatus>, update: &RunUpdate, now_ms: u64) {
+        if let Some(to) = to {
+            self.status = to;
+            self.updated_ms = now_ms;
+            if to.is_terminal() && update.completed_ms.is_none() {
+                self.completed_ms = Some(now_ms);
+            }
+        }
+        let u = update.clone();
+        macro_rules! set {
+            ($($field:ident => $target:expr),* $(,)?) => {
+                $(if let Some(v) = u.$field { $target = v; })*
+            };
+        }
+        set!(
+            poll_attempts => self.poll_attempts,
+            retries => self.retries,
+            deadline_ms => self.deadline_ms,
+            webhook_attempts => self.webhook.attempts,
+            enqueued => self.enqueued,
+        );
+        macro_rules! set_some {
+            ($($field:ident => $target:expr),* $(,)?) => {
+                $(if let Some(v) = u.$field { $target = Some(v); })*
+            };
+        }
+        set_some!(
+            remote_id => self.remote_id,
+            remote_status => self.remote_status,
+            submitted_ms => self.submitted_ms,
+            completed_ms => self.completed_ms,
+            last_error => self.last_error,
+            correlation_id => self.correlation_id,
+            outputs => self.outputs,
+            error => self.error,
+            webhook_status => self.webhook.status,
+            webhook_last_error => self.webhook.last_error,
+            webhook_delivered_ms => self.webhook.delivered_ms,
+        );
+    }
+
     pub(crate) fn from_hash(id: &str, h: &HashMap<String, String>) -> Result<Self, StoreError> {
         let corrupt = |detail: String| StoreError::Corrupt { run: id.to_string(), detail };
         let get = |k: &str| h.get(k).filter(|v| !v.is_empty()).cloned();
@@ -133,7 +219,75 @@ pub struct RunUpdate {
     pub submit_claim_until: Option<u64>,
 }
 
+/// Named updates, so that a step says what it records rather than
+/// spelling a struct literal. Each returns the update for chaining.
 impl RunUpdate {
+    /// An update that records a failure's reason.
+    pub fn failure(reason: impl Into<String>) -> Self {
+        Self { last_error: Some(reason.into()), ..Self::default() }
+    }
+
+    /// The correlation id Genesys sent with an answer.
+    pub fn correlated(mut self, correlation_id: Option<String>) -> Self {
+        self.correlation_id = correlation_id;
+        self
+    }
+
+    /// The structured error a run ends with (`{code, message, ...}`).
+    pub fn error(mut self, error: Value) -> Self {
+        self.error = Some(error);
+        self
+    }
+
+    pub fn outputs(mut self, outputs: Value) -> Self {
+        self.outputs = Some(outputs);
+        self
+    }
+
+    pub fn remote_status(mut self, status: impl Into<String>) -> Self {
+        self.remote_status = Some(status.into());
+        self
+    }
+
+    /// One more transient failure retried.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    pub fn poll_attempts(mut self, attempts: u32) -> Self {
+        self.poll_attempts = Some(attempts);
+        self
+    }
+
+    /// Gives the submit claim back, so another copy may submit at once.
+    pub fn release_claim(mut self) -> Self {
+        self.submit_claim_until = Some(0);
+        self
+    }
+
+    /// The remote run now exists (or the synchronous answer arrived).
+    pub fn submitted(remote_id: Option<String>, remote_status: String, at_ms: u64) -> Self {
+        Self { remote_id, remote_status: Some(remote_status), submitted_ms: Some(at_ms), ..Self::default() }
+    }
+
+    /// The webhook is owed: pending, no attempts yet.
+    pub fn webhook_owed(mut self) -> Self {
+        self.webhook_status = Some(WebhookStatus::Pending);
+        self.webhook_attempts = Some(0);
+        self
+    }
+
+    pub fn completed_at(mut self, at_ms: u64) -> Self {
+        self.completed_ms = Some(at_ms);
+        self
+    }
+
+    /// The producer pushed the run's submit job.
+    pub fn enqueued() -> Self {
+        Self { enqueued: Some(true), ..Self::default() }
+    }
+
     pub(crate) fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();
         let mut put = |k: &'static str, v: Option<String>| {

@@ -9,116 +9,12 @@ use redis::Script;
 use crate::record::{RunRecord, RunUpdate};
 use crate::{Store, StoreError, keys};
 
-/// Creates a run unless its idempotency key already names one.
-/// KEYS: run, history, audit, counts, idempotency, open
-/// ARGV: id, now_ms, audit_cap, idem_ttl_ms (0: no key), transition_json,
-///       cause, field pairs...
-static CREATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if ARGV[4] ~= '0' then
-  local existing = redis.call('GET', KEYS[5])
-  if existing then return {0, existing} end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6])
-redis.call('HINCRBY', KEYS[4], 'accepted', 1)
-redis.call('HINCRBY', KEYS[4], 'total', 1)
-redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
-return {1, ARGV[1]}
-",
-    )
-});
-
-/// Moves a run from `from` to `to` if it is still in `from`.
-/// KEYS: run, history, audit, counts, dlq, open (runs not yet ended, by deadline)
-/// ARGV: id, from, to, now_ms, transition_json, cause, audit_cap,
-///       expire_ms (0: keep), dlq ('add', 'remove' or ''), field pairs...
-static TRANSITION: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {-1, ''} end
-if cur ~= ARGV[2] then return {0, cur} end
-local fields = {'status', ARGV[3], 'updated_ms', ARGV[4]}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'run', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], 'at', ARGV[4], 'cause', ARGV[6])
-redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
-redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-if ARGV[9] == 'add' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
-if ARGV[9] == 'remove' then redis.call('ZREM', KEYS[5], ARGV[1]) end
-if ARGV[8] ~= '0' then
-  redis.call('ZREM', KEYS[6], ARGV[1])
-else
-  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms') or '0', ARGV[1])
-end
-if ARGV[8] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
-else
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
-end
-return {1, cur}
-",
-    )
-});
-
-/// Sets fields of an existing run (never recreates an expired one).
-static UPDATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
-return 1
-",
-    )
-});
-
-/// Advances a counter field from `expected` to `expected + 1` (with more
-/// fields) only if it still holds `expected`: at most one of several
-/// duplicate jobs for the same step goes on.
-/// KEYS: run; ARGV: field, expected, field pairs...
-static ADVANCE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-if cur ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
-if #ARGV > 2 then
-  local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
-end
-return 1
-",
-    )
-});
-
-/// Claims the right to submit a validated run until `until`, unless another
-/// worker holds an unexpired claim: two copies of one submit job must
-/// never both call Genesys.
-/// KEYS: run; ARGV: now_ms, until_ms → {1, until} claimed, {0, held_until}
-/// held by another, {-1, 0} not validated (or gone).
-static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('HGET', KEYS[1], 'status') ~= 'validated' then return {-1, 0} end
-local held = tonumber(redis.call('HGET', KEYS[1], 'submit_claim_until') or '0')
-if held > tonumber(ARGV[1]) then return {0, held} end
-redis.call('HSET', KEYS[1], 'submit_claim_until', ARGV[2])
-return {1, tonumber(ARGV[2])}
-",
-    )
-});
+// One script per operation; each `.lua` file names its KEYS and ARGV.
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/create_run.lua")));
+static TRANSITION: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/transition.lua")));
+static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/update.lua")));
+static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/advance.lua")));
+static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim_submit.lua")));
 
 /// What [`Store::claim_submit`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,14 +31,12 @@ pub enum Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     Poll,
-    Webhook,
 }
 
 impl Counter {
     fn field(self) -> &'static str {
         match self {
             Counter::Poll => "poll_attempts",
-            Counter::Webhook => "webhook_attempts",
         }
     }
 }
@@ -393,47 +287,6 @@ impl Store {
         }
     }
 
-    /// Marks a run's webhook `dead` with its reason and indexes it for
-    /// operators (`{gcrun}:webhook-dlq`).
-    pub async fn webhook_dead(&self, id: &RunId, reason: &str, now_ms: u64) -> Result<(), StoreError> {
-        let update = RunUpdate {
-            webhook_status: Some(gcrun_model::WebhookStatus::Dead),
-            webhook_last_error: Some(reason.to_string()),
-            ..RunUpdate::default()
-        };
-        self.update(id, &update).await?;
-        let _: i64 = redis::cmd("ZADD")
-            .arg(keys::webhook_dlq())
-            .arg(now_ms)
-            .arg(id.to_string())
-            .query_async(&mut self.conn())
-            .await?;
-        Ok(())
-    }
-
-    /// Runs whose webhook is dead, oldest first.
-    pub async fn webhook_dlq(&self) -> Result<Vec<RunId>, StoreError> {
-        let ids: Vec<String> =
-            redis::cmd("ZRANGE").arg(keys::webhook_dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
-        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
-    }
-
-    /// Puts a dead webhook back to `pending` with no attempts; the caller
-    /// pushes its webhook job.
-    pub async fn webhook_requeue(&self, id: &RunId) -> Result<(), StoreError> {
-        let update = RunUpdate {
-            webhook_status: Some(gcrun_model::WebhookStatus::Pending),
-            webhook_attempts: Some(0),
-            ..RunUpdate::default()
-        };
-        if !self.update(id, &update).await? {
-            return Err(StoreError::NotFound(id.to_string()));
-        }
-        let _: i64 =
-            redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
     /// Runs that have not ended although their deadline passed more than
     /// `grace_ms` ago, oldest first: the ones whose job chain was lost (for
     /// instance with Redis data that had no AOF). A sweeper drives them to
@@ -449,52 +302,5 @@ impl Store {
             .query_async(&mut self.conn())
             .await?;
         Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
-    }
-
-    /// Runs per status, plus `total` (every run ever accepted).
-    pub async fn counts(&self) -> Result<HashMap<String, i64>, StoreError> {
-        Ok(redis::cmd("HGETALL").arg(keys::counts()).query_async(&mut self.conn()).await?)
-    }
-
-    /// Entries in the audit stream.
-    pub async fn audit_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("XLEN").arg(keys::audit()).query_async(&mut self.conn()).await?)
-    }
-
-    /// The audit entries of one run (scans the stream: for tests and
-    /// operators, not hot paths).
-    pub async fn audit_for(&self, id: &RunId) -> Result<Vec<HashMap<String, String>>, StoreError> {
-        let reply: redis::streams::StreamRangeReply =
-            redis::cmd("XRANGE").arg(keys::audit()).arg("-").arg("+").query_async(&mut self.conn()).await?;
-        let id = id.to_string();
-        Ok(reply
-            .ids
-            .into_iter()
-            .map(|e| {
-                e.map
-                    .into_iter()
-                    .filter_map(|(k, v)| redis::from_redis_value::<String>(v).ok().map(|v| (k, v)))
-                    .collect::<HashMap<_, _>>()
-            })
-            .filter(|m| m.get("run") == Some(&id))
-            .collect())
-    }
-
-    /// Caches an action definition (JSON) for workers; `ttl` bounds staleness.
-    pub async fn cache_definition(&self, id: &str, json: &str, ttl_ms: u64, now_ms: u64) -> Result<(), StoreError> {
-        let value = serde_json::json!({"at": now_ms, "ttl": ttl_ms, "def": json}).to_string();
-        let _: () =
-            redis::cmd("HSET").arg(keys::definitions()).arg(id).arg(value).query_async(&mut self.conn()).await?;
-        Ok(())
-    }
-
-    /// A cached definition that is still fresh at `now_ms`.
-    pub async fn cached_definition(&self, id: &str, now_ms: u64) -> Result<Option<String>, StoreError> {
-        let raw: Option<String> =
-            redis::cmd("HGET").arg(keys::definitions()).arg(id).query_async(&mut self.conn()).await?;
-        let Some(raw) = raw else { return Ok(None) };
-        let v: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
-        let fresh = v["at"].as_u64().zip(v["ttl"].as_u64()).is_some_and(|(at, ttl)| now_ms < at.saturating_add(ttl));
-        Ok(if fresh { v["def"].as_str().map(str::to_owned) } else { None })
     }
 }

@@ -143,3 +143,26 @@ impl Metrics {
         out
     }
 }
+
+/// The endpoint label of a flavor's submit call.
+pub fn submit_endpoint(flavor: gcrun_model::Flavor) -> &'static str {
+    match flavor {
+        gcrun_model::Flavor::Runs => "POST /api/v2/actions/runs",
+        gcrun_model::Flavor::Execute => "POST /api/v2/integrations/actions/{actionId}/execute",
+        gcrun_model::Flavor::Workflow => "POST /api/v2/flows/executions",
+    }
+}
+
+/// The endpoint label of a flavor's status call.
+pub fn status_endpoint(flavor: gcrun_model::Flavor) -> &'static str {
+    match flavor {
+        gcrun_model::Flavor::Runs => "GET /api/v2/actions/runs/{runId}",
+        gcrun_model::Flavor::Execute => "status (execute)",
+        gcrun_model::Flavor::Workflow => "GET /api/v2/flows/executions/{flowExecutionId}",
+    }
+}
+
+/// The status label of a call's result.
+pub fn result_label<T>(result: &Result<T, gcrun_genesys::ApiError>) -> String {
+    result.as_ref().map_or_else(|e| e.label(), |_| "2xx".into())
+}

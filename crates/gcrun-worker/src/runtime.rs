@@ -1,24 +1,33 @@
-//! Running the workers: one apalis Monitor with a worker per queue, the
-//! admin HTTP server (metrics, health), retention, graceful shutdown.
+//! The composition root: [`Worker::build`] assembles a worker process from
+//! its settings, [`Worker::run`] runs it (one apalis worker per queue, the
+//! sweeper, the admin server) until the caller's shutdown future completes.
+//! `gcrun worker`, the demo and the test stack all go through here.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use apalis::prelude::{BackendExt, Event, Monitor, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_queue::{QueueSettings, Queues};
+use gcrun_store::{LimiterConfig, Store, StoreConfig, StoreError};
+use tokio::sync::watch;
 
-use crate::handlers::{Ctx, now_ms};
-use crate::jobs::{Queues, poll_job, submit_job, webhook_job};
+use crate::config::WorkerConfig;
+use crate::interpret::{Deps, DepsParts, now_ms};
+use crate::jobs::{poll_job, submit_job, webhook_job};
+use crate::metrics::Metrics;
+use crate::webhook::WebhookSecret;
 
-/// How many jobs each queue's worker runs at once, and how fast idle
-/// workers look for new jobs.
+/// How many jobs each queue's worker runs at once, how fast idle workers
+/// look for new jobs, and the housekeeping intervals.
 #[derive(Debug, Clone)]
 pub struct RunSettings {
     pub submit_concurrency: usize,
@@ -62,6 +71,223 @@ pub fn default_instance() -> String {
     format!("{host}-{}-{}", std::process::id(), &random[..8])
 }
 
+/// Where Genesys Cloud is, and who this worker is there.
+#[derive(Debug, Clone)]
+pub struct GenesysSettings {
+    pub environment: Environment,
+    pub credentials: Credentials,
+    pub client: ClientConfig,
+}
+
+/// Everything a worker process is built from.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// `redis://` or `rediss://` (credentials allowed; never logged).
+    pub redis_url: String,
+    pub genesys: GenesysSettings,
+    pub limiter: LimiterConfig,
+    pub policy: WorkerConfig,
+    pub run: RunSettings,
+    pub queues: QueueSettings,
+    pub store: StoreConfig,
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Seed of the retry jitter (`None`: from entropy).
+    pub jitter_seed: Option<u64>,
+}
+
+/// Why a worker could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("connecting to Redis (REDIS_URL): {0}")]
+    Redis(#[from] StoreError),
+    #[error("building the Genesys Cloud client: {0}")]
+    Genesys(#[from] gcrun_genesys::ApiError),
+    #[error(transparent)]
+    Webhooks(#[from] crate::interpret::BuildError),
+}
+
+/// A worker process, assembled and not yet running.
+#[derive(Debug)]
+pub struct Worker {
+    deps: Arc<Deps>,
+    metrics: Metrics,
+    run: RunSettings,
+    readiness: Readiness,
+}
+
+/// Whether the workers are up, for `/readyz`.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn set(&self, up: bool) {
+        self.0.store(up, Ordering::SeqCst);
+    }
+    pub fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl Worker {
+    /// Connects to Redis (and checks it answers), builds the Genesys client,
+    /// the shared limiter and the steps' dependencies.
+    pub async fn build(settings: WorkerSettings) -> Result<Self, BuildError> {
+        let conn = gcrun_store::connect(&settings.redis_url).await?;
+        let store = Store::new(conn.clone(), settings.store.clone());
+        store.ping().await?;
+        let queues = Queues::new(conn, &settings.queues);
+        let g = settings.genesys;
+        let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;
+        let metrics = Metrics::new();
+        let deps = Deps::new(DepsParts {
+            limiter: store.limiter(settings.limiter),
+            store,
+            genesys,
+            queues,
+            metrics: metrics.clone(),
+            policy: settings.policy,
+            webhook_secret: settings.webhook_secret,
+            seed: settings.jitter_seed,
+        })?;
+        Ok(Self { deps: Arc::new(deps), metrics, run: settings.run, readiness: Readiness::default() })
+    }
+
+    /// The steps' dependencies, for driving single steps (tests) or reading
+    /// the store and queues the worker uses.
+    pub fn deps(&self) -> &Arc<Deps> {
+        &self.deps
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.run.instance
+    }
+
+    /// Runs until `shutdown` completes: the admin server on `admin` (when
+    /// given), a worker per queue and the sweeper. Then it stops fetching,
+    /// gives in-flight jobs `shutdown_timeout` to finish, and stops the
+    /// admin server last, so `/readyz` says "not ready" while it drains.
+    /// Jobs still running then are left in flight and re-delivered by
+    /// another worker after the heartbeat timeout: steps are idempotent.
+    pub async fn run(
+        self,
+        admin: Option<tokio::net::TcpListener>,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let admin_task = admin.map(|listener| {
+            let state = AdminState {
+                deps: self.deps.clone(),
+                metrics: self.metrics.clone(),
+                readiness: self.readiness.clone(),
+            };
+            tokio::spawn(serve_admin(listener, state, wait_for(stop_rx.clone())))
+        });
+        let (workers_tx, workers_rx) = watch::channel(false);
+        let sweeper = tokio::spawn(sweep_loop(self.deps.clone(), self.run.clone(), wait_for(workers_rx.clone())));
+        let signal = tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutdown requested: no new jobs; waiting for in-flight jobs");
+            let _ = workers_tx.send(true);
+        });
+        self.readiness.set(true);
+        tracing::info!(instance = %self.run.instance, "workers started");
+        let (d, r) = (self.deps.clone(), self.run.clone());
+        let (d1, d2, d3, r1, r2, r3) = (d.clone(), d.clone(), d, r.clone(), r.clone(), r);
+        tokio::join!(
+            supervise("submit", &self.run, workers_rx.clone(), move |monitor, name| {
+                let (deps, r) = (d1.clone(), r1.clone());
+                monitor.register(move |_| {
+                    let backend = deps.queues().submit.clone().poll_with_strategy(Rearming::new(r.poll_interval));
+                    let n = r.submit_concurrency.max(1);
+                    WorkerBuilder::new(name.clone())
+                        .backend(backend)
+                        .data(deps.clone())
+                        .concurrency(n)
+                        .build(submit_job)
+                })
+            }),
+            supervise("poll", &self.run, workers_rx.clone(), move |monitor, name| {
+                let (deps, r) = (d2.clone(), r2.clone());
+                monitor.register(move |_| {
+                    let backend = deps.queues().poll.clone().poll_with_strategy(Rearming::new(r.poll_interval));
+                    let n = r.poll_concurrency.max(1);
+                    WorkerBuilder::new(name.clone()).backend(backend).data(deps.clone()).concurrency(n).build(poll_job)
+                })
+            }),
+            supervise("webhook", &self.run, workers_rx.clone(), move |monitor, name| {
+                let (deps, r) = (d3.clone(), r3.clone());
+                monitor.register(move |_| {
+                    let backend = deps.queues().webhook.clone().poll_with_strategy(Rearming::new(r.poll_interval));
+                    let n = r.webhook_concurrency.max(1);
+                    WorkerBuilder::new(name.clone())
+                        .backend(backend)
+                        .data(deps.clone())
+                        .concurrency(n)
+                        .build(webhook_job)
+                })
+            }),
+        );
+        self.readiness.set(false);
+        signal.abort();
+        let _ = sweeper.await;
+        tracing::info!("workers stopped");
+        let _ = stop_tx.send(true);
+        if let Some(task) = admin_task {
+            task.await.map_err(std::io::Error::other)??;
+        }
+        Ok(())
+    }
+}
+
+/// Completes once the watched flag is set.
+async fn wait_for(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Runs one queue's apalis worker until shutdown, restarting it after an
+/// error (apalis ends a worker on any backend error, such as a Redis blip)
+/// with a growing pause that an async sleep waits out: no runtime thread
+/// blocks, so the admin server and the other queues go on meanwhile.
+async fn supervise<F>(queue: &'static str, run: &RunSettings, stop: watch::Receiver<bool>, register: F)
+where
+    F: Fn(Monitor, String) -> Monitor,
+{
+    let mut restarts: u32 = 0;
+    loop {
+        let name = format!("{queue}-{}-r{restarts}", run.instance);
+        let monitor = register(Monitor::new(), name)
+            .on_event(|worker, event| {
+                if let Event::Error(e) = event {
+                    tracing::warn!(worker = %worker.name(), error = %e, "worker error");
+                }
+            })
+            .should_restart(|_, _| false)
+            .shutdown_timeout(run.shutdown_timeout);
+        let started = Instant::now();
+        let stopped = wait_for(stop.clone());
+        let result = monitor
+            .run_with_signal(async move {
+                stopped.await;
+                Ok(())
+            })
+            .await;
+        if *stop.borrow() {
+            return;
+        }
+        // A worker that ran a good while before failing starts afresh.
+        if started.elapsed() > Duration::from_secs(30) {
+            restarts = 0;
+        }
+        restarts += 1;
+        let pause = Duration::from_millis((50 * u64::from(restarts)).min(2_000));
+        tracing::warn!(queue, restarts, ?result, pause_ms = pause.as_millis() as u64, "worker stopped; restarting");
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = wait_for(stop.clone()) => return,
+        }
+    }
+}
+
 /// An idle-fetch timer that re-arms itself every time it fires.
 /// apalis's built-in `poll_with_interval` can lose its wake-up when a fetch
 /// comes back empty in the same poll, leaving an idle worker asleep until
@@ -89,111 +315,27 @@ impl PollStrategy for Rearming {
     }
 }
 
-/// Whether the workers are up, for `/readyz`.
-#[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
-
-impl Readiness {
-    pub fn set(&self, up: bool) {
-        self.0.store(up, Ordering::SeqCst);
-    }
-    pub fn get(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// Runs the workers until `shutdown` completes, then stops fetching and
-/// gives in-flight jobs `shutdown_timeout` to finish. Jobs still running
-/// then are left in flight and re-delivered by another worker after the
-/// heartbeat timeout: handlers are idempotent.
-pub async fn run_workers(
-    ctx: Arc<Ctx>,
-    queues: Queues,
-    settings: RunSettings,
-    readiness: Readiness,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let instance = settings.instance.clone();
-    let every = settings.poll_interval;
-    let (c1, c2, c3) = (ctx.clone(), ctx.clone(), ctx.clone());
-    let (q1, q2, q3) = (queues.clone(), queues.clone(), queues.clone());
-    let (i1, i2, i3) = (instance.clone(), instance.clone(), instance.clone());
-    let (n1, n2, n3) = (settings.submit_concurrency, settings.poll_concurrency, settings.webhook_concurrency);
-    let monitor = Monitor::new()
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("submit-{i1}-r{restarts}"))
-                .backend(q1.submit.clone().poll_with_strategy(Rearming::new(every)))
-                .data(c1.clone())
-                .data(q1.clone())
-                .concurrency(n1.max(1))
-                .build(submit_job)
-        })
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("poll-{i2}-r{restarts}"))
-                .backend(q2.poll.clone().poll_with_strategy(Rearming::new(every)))
-                .data(c2.clone())
-                .data(q2.clone())
-                .concurrency(n2.max(1))
-                .build(poll_job)
-        })
-        .register(move |restarts| {
-            WorkerBuilder::new(format!("webhook-{i3}-r{restarts}"))
-                .backend(q3.webhook.clone().poll_with_strategy(Rearming::new(every)))
-                .data(c3.clone())
-                .data(q3.clone())
-                .concurrency(n3.max(1))
-                .build(webhook_job)
-        })
-        .on_event(|worker, event| {
-            if let Event::Error(e) = event {
-                tracing::warn!(worker = %worker.name(), error = %e, "worker error");
-            }
-        })
-        // Any Redis error stops an apalis worker; restarting it is how the
-        // pool survives a blip. The pause keeps a Redis outage from turning
-        // into a tight restart loop.
-        .should_restart(|worker, error| {
-            tracing::warn!(worker = %worker.name(), %error, restarts = worker.restarts(), "restarting worker");
-            // Blocks a runtime thread briefly: apalis calls this synchronously
-            // and has no restart backoff of its own.
-            std::thread::sleep(Duration::from_millis((50 * (worker.restarts() as u64 + 1)).min(500)));
-            true
-        })
-        .shutdown_timeout(settings.shutdown_timeout);
-
-    let retention = tokio::spawn(retention_loop(ctx.clone(), queues.clone(), settings.clone()));
-    readiness.set(true);
-    tracing::info!(instance = %instance, "workers started");
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.await;
-            tracing::info!("shutdown requested: no new jobs; waiting for in-flight jobs");
-            Ok(())
-        })
-        .await;
-    readiness.set(false);
-    retention.abort();
-    tracing::info!("workers stopped");
-    result.map_err(std::io::Error::other)
-}
-
-/// Housekeeping: trims each queue's `done` set, and sweeps runs that are
-/// past their deadline without having ended (a lost job chain) by pushing a
-/// submit job for each: the submit step resumes whatever state the run is
-/// in, and the deadline then ends it. Pushes are idempotent in effect, so
-/// several workers sweeping at once do no harm.
-async fn retention_loop(ctx: Arc<Ctx>, queues: Queues, settings: RunSettings) {
+/// Housekeeping until `stop`: trims each queue's `done` set, and sweeps
+/// runs that are past their deadline without having ended (a lost job
+/// chain) by pushing a submit job for each: the submit step resumes
+/// whatever state the run is in, and the deadline then ends it. Pushes are
+/// idempotent in effect, so several workers sweeping at once do no harm.
+async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Output = ()>) {
+    let mut stop = std::pin::pin!(stop);
     let mut tick = tokio::time::interval(settings.sweep_interval.max(Duration::from_millis(10)));
     let mut ticks: u64 = 0;
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = &mut stop => return,
+        }
         ticks += 1;
         let now = now_ms();
-        match ctx.store.overdue(now, settings.sweep_grace.as_millis() as u64, 500).await {
+        match deps.store().overdue(now, settings.sweep_grace.as_millis() as u64, 500).await {
             Ok(ids) => {
                 for id in ids {
                     tracing::warn!(run = %id, "run is past its deadline without an end; driving it on");
-                    if let Err(e) = queues.push_submit(id, Duration::ZERO).await {
+                    if let Err(e) = deps.queues().push_submit(id, Duration::ZERO).await {
                         tracing::warn!(error = %e, "sweep push failed");
                     }
                 }
@@ -205,8 +347,9 @@ async fn retention_loop(ctx: Arc<Ctx>, queues: Queues, settings: RunSettings) {
         if (ticks - 1) % every != 0 {
             continue;
         }
+        let queues = deps.queues();
         for q in queues.names.all() {
-            match ctx.store.trim_done(q, now / 1000, settings.done_retention.as_secs(), 1_000).await {
+            match queues.trim_done(q, now / 1000, settings.done_retention.as_secs(), 1_000).await {
                 Ok(n) if n > 0 => tracing::debug!(queue = q, removed = n, "trimmed finished jobs"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(queue = q, error = %e, "retention failed"),
@@ -217,31 +360,29 @@ async fn retention_loop(ctx: Arc<Ctx>, queues: Queues, settings: RunSettings) {
 
 #[derive(Clone)]
 struct AdminState {
-    ctx: Arc<Ctx>,
-    queues: Queues,
+    deps: Arc<Deps>,
+    metrics: Metrics,
     readiness: Readiness,
 }
 
-/// The admin server: `/metrics`, `/healthz`, `/readyz`. Takes its listener
-/// and shutdown from the caller.
-pub async fn serve_admin(
+/// The admin server: `/metrics`, `/healthz`, `/readyz`.
+async fn serve_admin(
     listener: tokio::net::TcpListener,
-    ctx: Arc<Ctx>,
-    queues: Queues,
-    readiness: Readiness,
+    state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(AdminState { ctx, queues, readiness });
+        .with_state(state);
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    for q in s.queues.names.all() {
-        if let Ok(d) = s.ctx.store.queue_depth(q).await {
+    let queues = s.deps.queues();
+    for q in queues.names.all() {
+        if let Ok(d) = queues.depth(q).await {
             for (state, n) in [
                 ("ready", d.ready),
                 ("scheduled", d.scheduled),
@@ -249,25 +390,24 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
                 ("done", d.done),
                 ("dead", d.dead),
             ] {
-                s.ctx
-                    .metrics
+                s.metrics
                     .queue_depth
                     .get_or_create(&crate::metrics::QueueLabels { queue: q.to_string(), state: state.into() })
                     .set(n as i64);
             }
         }
     }
-    if let Ok(n) = s.ctx.store.dlq_len().await {
-        s.ctx.metrics.dead_letter_size.set(n as i64);
+    if let Ok(n) = s.deps.store().dlq_len().await {
+        s.metrics.dead_letter_size.set(n as i64);
     }
-    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.ctx.metrics.encode())
+    ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode())
 }
 
 async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     if !s.readiness.get() {
         return (StatusCode::SERVICE_UNAVAILABLE, "workers not running".to_string());
     }
-    match s.ctx.store.ping().await {
+    match s.deps.store().ping().await {
         Ok(()) => (StatusCode::OK, "ready".to_string()),
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis unreachable: {e}")),
     }

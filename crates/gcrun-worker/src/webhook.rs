@@ -7,6 +7,7 @@
 //! hmac + sha2 (RustCrypto) rather than hand-rolled crypto.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -14,6 +15,7 @@ use gcrun_store::RunRecord;
 use hmac::{KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
+use url::Url;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
@@ -132,4 +134,77 @@ pub fn rfc3339_ms(ms: u64) -> String {
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// One webhook request, as the webhook step decided it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outgoing {
+    pub url: Url,
+    /// The stable event id (`webhook-id`).
+    pub event_id: String,
+    pub body: Value,
+}
+
+/// What a receiver's answer means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// 2xx.
+    Delivered,
+    /// Worth another attempt (408, 429, 5xx, no answer), no sooner than
+    /// the receiver's `Retry-After` when it sent one.
+    Retry { reason: String, after: Option<Duration> },
+    /// Another attempt cannot help (any other 4xx, a redirect).
+    Dead(String),
+}
+
+/// A URL as messages show it: without its query, which may carry a token.
+pub fn shown_url(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
+}
+
+/// The HTTP client webhooks are sent with. Redirects are not followed: a
+/// 30x would turn the POST into a GET without body or signature (and could
+/// leave the host allow-list). The timeout bounds one attempt.
+pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .user_agent(concat!("gcrun-webhooks/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .build()
+}
+
+/// Sends one signed delivery and says what the answer means.
+pub async fn deliver(http: &reqwest::Client, secret: Option<&WebhookSecret>, out: &Outgoing, now_ms: u64) -> Delivery {
+    let shown = shown_url(&out.url);
+    let bytes = serde_json::to_vec(&out.body).unwrap_or_default();
+    let timestamp = now_ms / 1000;
+    let mut request = http
+        .post(out.url.clone())
+        .header("content-type", "application/json")
+        .header("webhook-id", &out.event_id)
+        .header("webhook-timestamp", timestamp.to_string());
+    if let Some(secret) = secret {
+        request = request.header("webhook-signature", secret.sign(&out.event_id, timestamp, &bytes));
+    }
+    match request.body(bytes).send().await {
+        Ok(resp) => {
+            classify(&shown, resp.status().as_u16(), resp.headers().get("retry-after").and_then(|v| v.to_str().ok()))
+        }
+        Err(e) => Delivery::Retry { reason: format!("could not deliver to {shown}: {}", e.without_url()), after: None },
+    }
+}
+
+/// What a receiver's status (and `Retry-After`) means.
+pub fn classify(shown: &str, status: u16, retry_after: Option<&str>) -> Delivery {
+    match status {
+        200..=299 => Delivery::Delivered,
+        300..=399 => {
+            Delivery::Dead(format!("receiver at {shown} answered a redirect ({status}); configure the final URL"))
+        }
+        408 | 429 | 500.. => Delivery::Retry {
+            reason: format!("receiver at {shown} answered HTTP {status}"),
+            after: retry_after.and_then(|v| gcrun_genesys::error::parse_retry_after(v, SystemTime::now())),
+        },
+        _ => Delivery::Dead(format!("receiver at {shown} answered HTTP {status}")),
+    }
 }

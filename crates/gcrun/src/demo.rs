@@ -4,21 +4,18 @@
 //! fails at first; enqueues a mixed batch over the three flavors; shows
 //! live progress; prints a summary; and stops everything it started.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use gcrun_emulator::{EmulatorConfig, Faults, Limits, Timings};
+use gcrun_harness::{RedisOptions, RedisServer, SinkRules, WebhookSink};
 use gcrun_model::{RunId, RunStatus};
 use gcrun_producer::{Producer, ProducerConfig};
+use gcrun_worker::Worker;
 use gcrun_worker::webhook::WebhookSecret;
 use serde_json::{Value, json};
 
@@ -41,103 +38,9 @@ pub struct DemoArgs {
     keep: bool,
 }
 
-const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
-const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
-const SCORE: &str = "custom_-_1a9c7e5b-3d2f-4b6a-8c0e-5f7a9b1d3e26";
-const CASE: &str = "custom_-_5d3b1f9e-7c6a-4e2d-a8b0-9e1c3a5d7f42";
-const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
-const SURVEY_FLOW: &str = "2b8d6f4a-0e9c-4a1b-8d3f-5c7e9a1b3d64";
-
-/// A private redis-server, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl PrivateRedis {
-    fn start() -> Result<Self> {
-        let binary = std::env::var_os("GCRUN_REDIS_SERVER").unwrap_or_else(|| "redis-server".into());
-        let dir = tempfile::tempdir()?;
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-            let mut child = Command::new(&binary)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .context("starting redis-server (install Debian's redis-server package, or set GCRUN_REDIS_SERVER)")?;
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Ok(Self { child, port, _dir: dir });
-                }
-                if child.try_wait()?.is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        bail!("redis-server did not start")
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// What the webhook receiver saw.
-#[derive(Default)]
-struct Received {
-    deliveries: u64,
-    refused_on_purpose: u64,
-    bad_signature: u64,
-    per_event: HashMap<String, u64>,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    secret: WebhookSecret,
-    started: Instant,
-    seen: Arc<Mutex<Received>>,
-}
-
-/// Verifies the signature; refuses everything for the first second
-/// and the first attempt of every fifth event, to show webhook retries.
-async fn receive(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |n: &str| headers.get(n).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    let (id, ts, sig) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
-    let mut seen = r.seen.lock().unwrap_or_else(|p| p.into_inner());
-    seen.deliveries += 1;
-    let Ok(ts) = ts.parse::<u64>() else {
-        seen.bad_signature += 1;
-        return StatusCode::BAD_REQUEST;
-    };
-    if !r.secret.verify(&id, ts, &body, &sig) {
-        seen.bad_signature += 1;
-        return StatusCode::UNAUTHORIZED;
-    }
-    let fifth = id.bytes().fold(0u32, |a, b| a.wrapping_mul(31).wrapping_add(u32::from(b))) % 5 == 0;
-    let first_attempt = !seen.per_event.contains_key(&id) && !seen.per_event.contains_key(&format!("tried:{id}"));
-    if r.started.elapsed() < Duration::from_secs(1) || (fifth && first_attempt) {
-        seen.refused_on_purpose += 1;
-        seen.per_event.insert(format!("tried:{id}"), 0);
-        return StatusCode::SERVICE_UNAVAILABLE;
-    }
-    *seen.per_event.entry(id).or_default() += 1;
-    StatusCode::NO_CONTENT
-}
+use gcrun_emulator::fixtures::demo::{
+    CALLBACK, CASE, CLIENT_ID, CLIENT_SECRET, LOOKUP, ORDER_FLOW, SCORE, SURVEY_FLOW,
+};
 
 /// The mixed batch: the three flavors, valid and invalid inputs, transient
 /// errors, failures and runs that never finish.
@@ -198,8 +101,8 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     let started = Instant::now();
-    let redis = PrivateRedis::start()?;
-    eprintln!("demo: private redis-server on 127.0.0.1:{}", redis.port);
+    let redis = RedisServer::try_start_with(RedisOptions::default()).map_err(|e| anyhow!(e))?;
+    eprintln!("demo: private redis-server on 127.0.0.1:{}", redis.port());
 
     // The emulator, with faults switched on.
     let emulator = gcrun_emulator::Emulator::new(EmulatorConfig {
@@ -233,22 +136,21 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     tokio::spawn(gcrun_emulator::serve(emu_listener, emulator.clone(), stopper(stop_rx.clone())));
     eprintln!("demo: Genesys Cloud emulator on http://{emu_addr} (3% 429s, 2% 503s, 5% transient run errors)");
 
-    // The webhook receiver.
+    // The webhook receiver: checks signatures, refuses everything for the
+    // first second and the first attempt of every fifth event, to show
+    // webhook retries.
     let (secret, secret_text) = WebhookSecret::generate();
-    let receiver = Receiver { secret, started: Instant::now(), seen: Arc::new(Mutex::new(Received::default())) };
-    let hook_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let hook_addr: SocketAddr = hook_listener.local_addr()?;
-    let app = axum::Router::new().route("/hooks", axum::routing::post(receive)).with_state(receiver.clone());
-    let rx = stop_rx.clone();
-    tokio::spawn(async move { axum::serve(hook_listener, app).with_graceful_shutdown(stopper(rx)).await });
-    eprintln!("demo: webhook receiver on http://{hook_addr}/hooks (verifies signatures; refuses at first)");
+    let verify = Arc::new(move |id: &str, ts: u64, body: &[u8], sig: &str| secret.verify(id, ts, body, sig));
+    let rules = SinkRules { refuse_during: Duration::from_secs(1), refuse_first_attempt_one_in: 5 };
+    let sink = WebhookSink::start(verify, rules).await?;
+    eprintln!("demo: webhook receiver on {} (verifies signatures; refuses at first)", sink.url);
 
     // The worker, configured as `gcrun worker` would be.
     let worker_args = WorkerArgs {
         redis: RedisArgs { url: redis.url() },
         region: format!("http://{emu_addr}"),
-        client_id: "gcrun-demo-client".into(),
-        client_secret: "gcrun-demo-secret".into(),
+        client_id: CLIENT_ID.into(),
+        client_secret: CLIENT_SECRET.into(),
         admin_listen: "127.0.0.1:0".into(),
         submit_concurrency: 32,
         poll_concurrency: 64,
@@ -257,7 +159,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         rate_burst: 40,
         max_concurrent: 40,
         webhook_secret: Some(secret_text),
-        default_webhook_url: Some(format!("http://{hook_addr}/hooks").parse()?),
+        default_webhook_url: Some(sink.url.parse()?),
         webhook_allowed_hosts: None,
         max_webhook_attempts: 12,
         max_submit_attempts: 20,
@@ -268,25 +170,12 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         shutdown_timeout_secs: 10,
         jitter_seed: Some(args.seed),
     };
-    let worker = worker_args.assemble().await?;
+    let worker = Worker::build(worker_args.settings()?).await?;
+    let deps = worker.deps().clone();
+    let (store, queues) = (deps.store().clone(), deps.queues().clone());
     let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let admin_addr = admin_listener.local_addr()?;
-    let ctx = worker.ctx.clone();
-    let queues = worker.queues.clone();
-    tokio::spawn(gcrun_worker::serve_admin(
-        admin_listener,
-        ctx.clone(),
-        queues.clone(),
-        worker.readiness.clone(),
-        stopper(stop_rx.clone()),
-    ));
-    let worker_task = tokio::spawn(gcrun_worker::run_workers(
-        worker.ctx,
-        worker.queues,
-        worker.settings,
-        worker.readiness,
-        stopper(stop_rx.clone()),
-    ));
+    let worker_task = tokio::spawn(worker.run(Some(admin_listener), stopper(stop_rx.clone())));
     eprintln!("demo: worker running; metrics on http://{admin_addr}/metrics");
 
     // Enqueue.
@@ -294,7 +183,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     // short enough that the runs that never finish time out within the demo.
     let run_deadline = Duration::from_secs(30) + Duration::from_millis(100) * args.runs as u32;
     let producer =
-        Producer::new(ctx.store.clone(), queues.clone(), ProducerConfig { run_deadline, ..ProducerConfig::default() });
+        Producer::new(store.clone(), queues.clone(), ProducerConfig { run_deadline, ..ProducerConfig::default() });
     let docs = batch(args.runs, args.seed);
     let results = producer.enqueue_batch(&docs).await?;
     let ids: Vec<RunId> = results.iter().filter_map(|r| r.as_ref().ok().map(|e| e.run_id)).collect();
@@ -311,21 +200,14 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
     let mut last_line = Instant::now() - Duration::from_secs(10);
     let finished = loop {
-        let counts = ctx.store.counts().await?;
+        let counts = store.counts().await?;
         let get = |s: RunStatus| counts.get(s.as_str()).copied().unwrap_or(0).max(0) as u64;
         let terminal: u64 = RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| get(*s)).sum();
         let mut pending_jobs = 0;
         for q in queues.names.all() {
-            pending_jobs += ctx.store.queue_depth(q).await?.pending();
+            pending_jobs += queues.depth(q).await?.pending();
         }
-        let delivered = receiver
-            .seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .per_event
-            .keys()
-            .filter(|k| !k.starts_with("tried:"))
-            .count();
+        let delivered = sink.with_log(|log| log.unique_events());
         let line = format!(
             "[{:>5.1}s] accepted {} validated {} submitted {} queued {} running {} | completed {} failed {} timed_out {} rejected {} dead {} | webhooks {}",
             started.elapsed().as_secs_f64(),
@@ -367,7 +249,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let mut webhooks_delivered = 0usize;
     let mut dlq_reasons: BTreeMap<String, usize> = BTreeMap::new();
     for id in &ids {
-        let Some(r) = ctx.store.get_run(id).await? else { continue };
+        let Some(r) = store.get_run(id).await? else { continue };
         *by_status.entry(r.status.to_string()).or_default() += 1;
         if let Some(d) = r.duration_ms() {
             durations.push(d);
@@ -382,13 +264,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         }
     }
     durations.sort_unstable();
-    let (unique_events, duplicates, refused_on_purpose, bad_signature) = {
-        let seen = receiver.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let events = seen.per_event.iter().filter(|(k, _)| !k.starts_with("tried:"));
-        let unique = events.clone().count();
-        let dups: u64 = events.map(|(_, n)| n.saturating_sub(1)).sum();
-        (unique, dups, seen.refused_on_purpose, seen.bad_signature)
-    };
+    let (unique_events, duplicates, refused_on_purpose, bad_signature) =
+        sink.with_log(|log| (log.unique_events(), log.duplicates(), log.refused, log.bad_signatures));
     let stats = emulator.stats();
     let accounted: usize = by_status.values().sum();
 

@@ -1,12 +1,14 @@
 //! Subcommands that talk to Genesys Cloud (or the emulator) directly.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::{Args, Subcommand};
 use gcrun_genesys::types::ActionQuery;
-use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient, RemotePhase, SubmitRequest};
-use gcrun_model::{Flavor, InputSchema, Jitter, RequestLimits, RetrySchedule, RunId, RunRequest};
+use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_model::{Flavor, RequestLimits, RunRequest};
+use gcrun_store::RunRecord;
+use gcrun_worker::WorkerConfig;
 use serde_json::{Map, Value, json};
 
 /// Where Genesys Cloud is and who we are, from the standard variables.
@@ -113,6 +115,8 @@ fn parse_json_input(s: &str) -> Result<(String, Value), String> {
     Ok((name.to_string(), value))
 }
 
+/// `gcrun run-now`: the worker's own steps (contract check, submit, polls
+/// with backoff), driven in this process with the record in memory.
 pub async fn run_now(args: RunNowArgs) -> Result<()> {
     let client = args.genesys.client()?;
     let inputs: Map<String, Value> = args.inputs.into_iter().chain(args.json_inputs).collect();
@@ -120,61 +124,33 @@ pub async fn run_now(args: RunNowArgs) -> Result<()> {
         .inputs(inputs)
         .build(&RequestLimits::default())
         .map_err(|v| anyhow::anyhow!("invalid request: {v}"))?;
-    if args.flavor.targets_action() {
-        let action = client.get_action(&args.target).await?;
-        if let Some(schema) = action.input_schema() {
-            let violations = InputSchema::compile(schema)?.validate(request.inputs());
-            if !violations.is_empty() {
-                bail!("inputs do not match the action's contract: {violations}");
-            }
+    let policy = WorkerConfig { default_webhook_url: None, ..WorkerConfig::default() };
+    let deadline = Duration::from_secs(args.deadline_secs);
+    let progress = |rec: &RunRecord| {
+        if let Some(t) = rec.transitions.last() {
+            eprintln!("{}: {}", t.to, t.cause);
         }
-    }
-    let api = client.run_api(args.flavor);
-    let run_id = RunId::new().to_string();
-    let started = Instant::now();
-    let submitted = api
-        .submit(SubmitRequest { target: request.target(), inputs: request.inputs(), run_name: &run_id })
-        .await
-        .context("submit")?;
-    let schedule = RetrySchedule::default();
-    let mut jitter = Jitter::from_entropy();
-    let mut state = submitted;
-    let mut attempt = 0;
-    while !state.phase.is_terminal() {
-        if started.elapsed() > Duration::from_secs(args.deadline_secs) {
-            bail!("run {run_id} still {} after {} s", state.remote_status, args.deadline_secs);
-        }
-        tokio::time::sleep(schedule.delay(attempt, &mut jitter)).await;
-        attempt += 1;
-        let remote_id = state.remote_id.clone().context("remote run has no id to poll")?;
-        state = match api.status(&remote_id).await {
-            Ok(s) => s,
-            Err(e) if e.is_retryable() => {
-                eprintln!("poll failed, retrying: {e}");
-                tokio::time::sleep(e.retry_after.unwrap_or_default()).await;
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-    }
-    let (status, detail) = match &state.phase {
-        RemotePhase::Completed { outputs } => ("completed", json!({"outputs": outputs})),
-        RemotePhase::Failed { code, message } => ("failed", json!({"error": {"code": code, "message": message}})),
-        _ => ("unknown", Value::Null),
     };
+    let rec = gcrun_worker::local::run_now(client, policy, &request, deadline, progress).await?;
     let mut out = json!({
-        "runId": run_id,
-        "remoteRunId": state.remote_id,
-        "flavor": args.flavor,
-        "status": status,
-        "durationSeconds": started.elapsed().as_secs_f64(),
-        "polls": attempt,
+        "runId": rec.id,
+        "remoteRunId": rec.remote_id,
+        "flavor": rec.flavor,
+        "status": rec.status,
+        "durationSeconds": rec.duration_ms().map(|ms| ms as f64 / 1000.0),
+        "polls": rec.poll_attempts,
+        "transitions": rec.transitions,
     });
-    if let (Some(out), Value::Object(detail)) = (out.as_object_mut(), detail) {
-        out.extend(detail);
+    match (&rec.outputs, &rec.error) {
+        (Some(outputs), _) if rec.status.is_success() => out["outputs"] = outputs.clone(),
+        (_, Some(error)) => out["error"] = error.clone(),
+        _ => {}
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
-    if status != "completed" {
+    if !rec.status.is_success() {
+        if let Some(reason) = &rec.last_error {
+            eprintln!("{}: {reason}", rec.status);
+        }
         std::process::exit(3);
     }
     Ok(())

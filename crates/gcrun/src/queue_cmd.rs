@@ -8,7 +8,8 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use gcrun_model::{Flavor, RunId, RunStatus};
 use gcrun_producer::ingest::IngestConfig;
-use gcrun_producer::{Producer, ProducerConfig, ProducerError};
+use gcrun_producer::operator::{Operator, Selection};
+use gcrun_producer::{Producer, ProducerConfig, ProducerError, now_ms};
 use gcrun_store::DlqFilter;
 use secrecy::SecretString;
 use serde_json::{Map, Value, json};
@@ -263,7 +264,7 @@ pub async fn runs(cmd: RunsCommand) -> Result<()> {
                 println!("{status:<12} {n}");
             }
             for q in queues.names.all() {
-                let d = store.queue_depth(q).await?;
+                let d = queues.depth(q).await?;
                 println!(
                     "{q:<18} ready {} scheduled {} in-flight {} dead {}",
                     d.ready, d.scheduled, d.in_flight, d.dead
@@ -302,7 +303,7 @@ impl DlqFilterArgs {
             flavor: self.flavor,
             target: self.target.clone(),
             reason_contains: self.reason.clone(),
-            since_ms: self.since_secs.map(|s| gcrun_worker::handlers::now_ms().saturating_sub(s * 1000)),
+            since_ms: self.since_secs.map(|s| now_ms().saturating_sub(s * 1000)),
             limit: self.limit,
         }
     }
@@ -357,7 +358,7 @@ pub enum DlqCommand {
 }
 
 pub async fn dlq(cmd: DlqCommand) -> Result<()> {
-    let now = gcrun_worker::handlers::now_ms();
+    let now = now_ms();
     match cmd {
         DlqCommand::List { redis, filter, json } => {
             let (store, _) = redis.open().await?;
@@ -382,52 +383,40 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
         }
         DlqCommand::Requeue { redis, filter, runs } => {
             let (store, queues) = redis.open().await?;
-            let ids: Vec<RunId> = if runs.is_empty() {
-                store.dlq_list(&filter.filter()).await?.into_iter().map(|r| r.id).collect()
-            } else {
-                runs
-            };
-            for id in &ids {
-                store.dlq_requeue(id, now).await?;
-                queues.push_submit(*id, Duration::ZERO).await?;
-                println!("requeued {id}");
+            let selection = if runs.is_empty() { Selection::Matching(filter.filter()) } else { Selection::Runs(runs) };
+            let requeued = Operator::new(store, queues).requeue_runs(&selection, now).await?;
+            for r in &requeued {
+                println!("requeued {}", r.id);
             }
-            eprintln!("{} run(s) requeued", ids.len());
+            eprintln!("{} run(s) requeued", requeued.len());
         }
         DlqCommand::Purge { redis, filter, yes } => {
             if !yes {
                 bail!("purge deletes runs for good: add --yes");
             }
-            let (store, _) = redis.open().await?;
-            let n = store.dlq_purge(&filter.filter()).await?;
+            let (store, queues) = redis.open().await?;
+            let n = Operator::new(store, queues).purge(&filter.filter()).await?;
             eprintln!("{n} run(s) purged");
         }
         DlqCommand::Webhooks { redis, requeue } => {
             let (store, queues) = redis.open().await?;
-            for id in store.webhook_dlq().await? {
-                let reason = store.get_run(&id).await?.and_then(|r| r.webhook.last_error).unwrap_or_default();
-                if requeue {
-                    store.webhook_requeue(&id).await?;
-                    let Some(rec) = store.get_run(&id).await? else { continue };
-                    let generation = gcrun_worker::handlers::webhook_generation(&rec);
-                    queues
-                        .push(gcrun_worker::FollowUp::Webhook {
-                            run: id,
-                            generation,
-                            attempt: 0,
-                            after: Duration::ZERO,
-                        })
-                        .await?;
+            let operator = Operator::new(store, queues);
+            let dead = operator.dead_webhooks().await?;
+            if requeue {
+                let ids: Vec<RunId> = dead.iter().map(|(id, _)| *id).collect();
+                for id in operator.requeue_webhooks(&ids).await? {
                     println!("requeued webhook of {id}");
-                } else {
+                }
+            } else {
+                for (id, reason) in dead {
                     println!("{id}  {reason}");
                 }
             }
         }
         DlqCommand::Jobs { redis, limit } => {
-            let (store, queues) = redis.open().await?;
+            let (_, queues) = redis.open().await?;
             for q in queues.names.all() {
-                for job in store.dead_jobs(q, limit).await? {
+                for job in queues.dead_jobs(q, limit).await? {
                     println!(
                         "{q} {}  payload={}  result={}",
                         job.id,

@@ -1,17 +1,17 @@
-//! `gcrun worker`: configuration from flags and the environment, and the
-//! assembly of a worker process (also used by `gcrun demo`).
+//! `gcrun worker`: its settings from flags and the environment. The
+//! worker itself is assembled by `gcrun_worker::Worker::build`, the one
+//! composition root (the demo and the tests use it too).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_genesys::{ClientConfig, Credentials, Environment};
 use gcrun_model::RetrySchedule;
+use gcrun_queue::{QueueSettings, Queues};
 use gcrun_store::{LimiterConfig, Store, StoreConfig};
-use gcrun_worker::metrics::Metrics;
 use gcrun_worker::webhook::WebhookSecret;
-use gcrun_worker::{Ctx, QueueSettings, Queues, Readiness, RunSettings, WorkerConfig};
+use gcrun_worker::{GenesysSettings, RunSettings, Worker, WorkerConfig, WorkerSettings};
 
 /// Where Redis is.
 #[derive(Args, Debug, Clone)]
@@ -93,84 +93,63 @@ pub struct WorkerArgs {
     pub jitter_seed: Option<u64>,
 }
 
-/// A worker process, assembled.
-pub struct Assembled {
-    pub ctx: Arc<Ctx>,
-    pub queues: Queues,
-    pub settings: RunSettings,
-    pub readiness: Readiness,
-}
-
 impl WorkerArgs {
-    pub async fn assemble(&self) -> Result<Assembled> {
-        let env = Environment::parse(&self.region)?;
-        let genesys =
-            GenesysClient::new(env, Credentials::new(&self.client_id, &self.client_secret), &ClientConfig::default())?;
-        let conn = gcrun_store::connect(&self.redis.url).await.context("connecting to Redis (REDIS_URL)")?;
-        let store = Store::new(conn.clone(), StoreConfig::default());
-        store.ping().await.context("Redis does not answer PING")?;
-        let queue_settings =
-            QueueSettings { heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)), ..QueueSettings::default() };
-        let queues = Queues::new(conn, &queue_settings);
-        let limiter = store.limiter(LimiterConfig {
-            name: self.client_id.clone(),
-            rate_per_minute: self.rate_per_minute,
-            burst: self.rate_burst,
-            max_concurrent: self.max_concurrent,
-            ..LimiterConfig::default()
-        });
-        let secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
-        let config = WorkerConfig {
-            poll_schedule: RetrySchedule {
-                base: Duration::from_millis(self.poll_base_ms),
-                cap: Duration::from_millis(self.poll_cap_ms),
-                floor: Duration::from_millis(self.poll_base_ms / 2),
+    /// The worker's settings; fails on a bad region or webhook secret.
+    pub fn settings(&self) -> Result<WorkerSettings> {
+        let environment = Environment::parse(&self.region)?;
+        let webhook_secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
+        Ok(WorkerSettings {
+            redis_url: self.redis.url.clone(),
+            genesys: GenesysSettings {
+                environment,
+                credentials: Credentials::new(&self.client_id, &self.client_secret),
+                client: ClientConfig::default(),
             },
-            max_submit_attempts: self.max_submit_attempts,
-            max_webhook_attempts: self.max_webhook_attempts,
-            default_webhook_url: self.default_webhook_url.clone(),
-            webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
-            ..WorkerConfig::default()
-        };
-        let ctx = Arc::new(Ctx::new(store, limiter, genesys, config, Metrics::new(), secret, self.jitter_seed));
-        let settings = RunSettings {
-            submit_concurrency: self.submit_concurrency,
-            poll_concurrency: self.poll_concurrency,
-            webhook_concurrency: self.webhook_concurrency,
-            poll_interval: Duration::from_millis(self.fetch_interval_ms.max(1)),
-            shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
-            ..RunSettings::default()
-        };
-        Ok(Assembled { ctx, queues, settings, readiness: Readiness::default() })
+            limiter: LimiterConfig {
+                name: self.client_id.clone(),
+                rate_per_minute: self.rate_per_minute,
+                burst: self.rate_burst,
+                max_concurrent: self.max_concurrent,
+                ..LimiterConfig::default()
+            },
+            policy: WorkerConfig {
+                poll_schedule: RetrySchedule {
+                    base: Duration::from_millis(self.poll_base_ms),
+                    cap: Duration::from_millis(self.poll_cap_ms),
+                    floor: Duration::from_millis(self.poll_base_ms / 2),
+                },
+                max_submit_attempts: self.max_submit_attempts,
+                max_webhook_attempts: self.max_webhook_attempts,
+                default_webhook_url: self.default_webhook_url.clone(),
+                webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
+                ..WorkerConfig::default()
+            },
+            run: RunSettings {
+                submit_concurrency: self.submit_concurrency,
+                poll_concurrency: self.poll_concurrency,
+                webhook_concurrency: self.webhook_concurrency,
+                poll_interval: Duration::from_millis(self.fetch_interval_ms.max(1)),
+                shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+                ..RunSettings::default()
+            },
+            queues: QueueSettings {
+                heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
+                ..QueueSettings::default()
+            },
+            store: StoreConfig::default(),
+            webhook_secret,
+            jitter_seed: self.jitter_seed,
+        })
     }
 }
 
 /// `gcrun worker`: runs until SIGTERM/SIGINT.
 pub async fn run(args: WorkerArgs) -> Result<()> {
-    let a = args.assemble().await?;
+    let worker = Worker::build(args.settings()?).await?;
     let listener = tokio::net::TcpListener::bind(&args.admin_listen)
         .await
         .with_context(|| format!("binding {}", args.admin_listen))?;
-    let admin_addr = listener.local_addr()?;
-    println!("gcrun worker {} admin on http://{admin_addr}", a.settings.instance);
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let admin = {
-        let mut rx = stop_rx.clone();
-        tokio::spawn(gcrun_worker::serve_admin(
-            listener,
-            a.ctx.clone(),
-            a.queues.clone(),
-            a.readiness.clone(),
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            },
-        ))
-    };
-    let signal = async move {
-        crate::shutdown_signal().await;
-    };
-    gcrun_worker::run_workers(a.ctx, a.queues, a.settings, a.readiness, signal).await?;
-    let _ = stop_tx.send(true);
-    let _ = admin.await;
+    println!("gcrun worker {} admin on http://{}", worker.instance(), listener.local_addr()?);
+    worker.run(Some(listener), crate::shutdown_signal()).await?;
     Ok(())
 }

@@ -7,9 +7,10 @@ use std::time::Duration;
 use axum::http::{HeaderMap, StatusCode};
 use gcrun_emulator::{EmulatorConfig, Timings};
 use gcrun_model::{RunStatus, WebhookStatus};
+use gcrun_queue::Job;
 use gcrun_store::RunUpdate;
 use gcrun_tests::{LOOKUP, Stack, limiter};
-use gcrun_worker::handlers::{self, FollowUp, Step};
+use gcrun_worker::{Outcome, now_ms};
 use serde_json::json;
 
 fn slow() -> EmulatorConfig {
@@ -26,28 +27,26 @@ fn slow() -> EmulatorConfig {
 #[tokio::test]
 async fn two_copies_of_one_submit_job_call_genesys_once() {
     let stack = Stack::start(slow(), Duration::from_secs(60)).await;
-    let ctx = stack.ctx(limiter(60_000, 100, 100));
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
     for flavor in ["execute", "runs"] {
         let doc = json!({"flavor": flavor, "actionId": LOOKUP, "inputs": {"customerId": flavor, "channel": "chat"}});
         // Racing from `accepted`: validation is compare-and-set; one goes on.
         let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-        let (a, b) = tokio::join!(handlers::submit(&ctx, id), handlers::submit(&ctx, id));
+        let (a, b) = tokio::join!(deps.submit(id), deps.submit(id));
         assert!(a.is_ok() && b.is_ok());
         // Racing from `validated` (both copies past validation): the claim
         // lets one call Genesys; the other comes back after it.
         let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-        let now = handlers::now_ms();
+        let now = now_ms();
         stack
             .store
             .transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "valid", &RunUpdate::default())
             .await
             .unwrap();
-        let (a, b) = tokio::join!(handlers::submit(&ctx, id), handlers::submit(&ctx, id));
+        let (a, b) = tokio::join!(deps.submit(id), deps.submit(id));
         let (a, b) = (a.unwrap(), b.unwrap());
-        let deferred = [&a, &b]
-            .iter()
-            .filter(|s| matches!(s, Step::Done(f) if matches!(f[..], [FollowUp::Submit { .. }])))
-            .count();
+        let deferred =
+            [&a, &b].iter().filter(|s| matches!(s, Outcome::Done(f) if matches!(f[..], [Job::Submit { .. }]))).count();
         assert_eq!(deferred, 1, "{flavor}: {a:?} / {b:?}");
     }
     assert_eq!(stack.emu.emulator.stats().submissions, 4, "one remote call per run");
@@ -56,10 +55,10 @@ async fn two_copies_of_one_submit_job_call_genesys_once() {
 #[tokio::test]
 async fn a_requeued_run_that_was_submitted_resumes_polling_with_a_new_deadline() {
     let stack = Stack::start(slow(), Duration::from_secs(60)).await;
-    let ctx = stack.ctx(limiter(60_000, 100, 100));
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
     let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "rq", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-    handlers::submit(&ctx, id).await.unwrap();
+    deps.submit(id).await.unwrap();
     let before = stack.store.get_run(&id).await.unwrap().unwrap();
     let remote = before.remote_id.clone().unwrap();
     // An operator gave up on it, then requeues it.
@@ -69,37 +68,37 @@ async fn a_requeued_run_that_was_submitted_resumes_polling_with_a_new_deadline()
         .transition(&id, before.status, RunStatus::Dead, before.updated_ms + 1, "gave up", &update)
         .await
         .unwrap();
-    let now = handlers::now_ms();
+    let now = now_ms();
     let requeued = stack.store.dlq_requeue(&id, now).await.unwrap();
     assert_eq!((requeued.status, requeued.retries), (RunStatus::Accepted, 0));
     assert!(requeued.deadline_ms >= now + 59_000, "a fresh deadline of the original length");
 
-    let step = handlers::submit(&ctx, id).await.unwrap();
+    let step = deps.submit(id).await.unwrap();
     let after = stack.store.get_run_with_history(&id).await.unwrap().unwrap();
     assert_eq!(after.status, RunStatus::Submitted);
     assert_eq!(after.remote_id.as_deref(), Some(remote.as_str()));
     assert!(after.transitions.last().unwrap().cause.starts_with("resumed"));
-    assert!(matches!(step, Step::Done(ref f) if matches!(f[..], [FollowUp::Poll { .. }])), "{step:?}");
+    assert!(matches!(step, Outcome::Done(ref f) if matches!(f[..], [Job::Poll { .. }])), "{step:?}");
     assert_eq!(stack.emu.emulator.stats().submissions, 1, "never submitted twice");
 }
 
 #[tokio::test]
 async fn a_poll_whose_successor_was_lost_pushes_it_again() {
     let stack = Stack::start(slow(), Duration::from_secs(60)).await;
-    let ctx = stack.ctx(limiter(60_000, 100, 100));
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
     let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "lost", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-    handlers::submit(&ctx, id).await.unwrap();
-    let first = handlers::poll(&ctx, id, 0).await.unwrap();
-    let Step::Done(f) = &first else { panic!("{first:?}") };
-    let [FollowUp::Poll { attempt: 1, generation, .. }] = f[..] else { panic!("{first:?}") };
+    deps.submit(id).await.unwrap();
+    let first = deps.poll(id, 0).await.unwrap();
+    let Outcome::Done(f) = &first else { panic!("{first:?}") };
+    let [Job::Poll { attempt: 1, generation, .. }] = f[..] else { panic!("{first:?}") };
     // The process died before pushing that job: apalis re-delivers poll 0.
-    let again = handlers::poll(&ctx, id, 0).await.unwrap();
-    let Step::Done(f) = &again else { panic!("{again:?}") };
-    assert!(matches!(f[..], [FollowUp::Poll { attempt: 1, generation: g, .. }] if g == generation), "{again:?}");
+    let again = deps.poll(id, 0).await.unwrap();
+    let Outcome::Done(f) = &again else { panic!("{again:?}") };
+    assert!(matches!(f[..], [Job::Poll { attempt: 1, generation: g, .. }] if g == generation), "{again:?}");
     // An older copy does nothing.
     stack.store.advance(&id, gcrun_store::Counter::Poll, 1, &RunUpdate::default()).await.unwrap();
-    assert_eq!(handlers::poll(&ctx, id, 0).await.unwrap(), Step::Done(vec![]));
+    assert_eq!(deps.poll(id, 0).await.unwrap(), Outcome::Done(vec![]));
 }
 
 async fn receiver(status: StatusCode, headers: &'static [(&'static str, &'static str)]) -> String {
@@ -122,27 +121,24 @@ async fn receiver(status: StatusCode, headers: &'static [(&'static str, &'static
 #[tokio::test]
 async fn hostile_webhook_receivers_neither_fool_nor_crash_the_worker() {
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
-    let ctx = stack.ctx(limiter(60_000, 100, 100));
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
     let redirect = receiver(StatusCode::FOUND, &[("location", "http://127.0.0.1:9/elsewhere")]).await;
     let absurd = receiver(StatusCode::SERVICE_UNAVAILABLE, &[("retry-after", "1e300")]).await;
     let huge = receiver(StatusCode::TOO_MANY_REQUESTS, &[("retry-after", "18446744073709551615")]).await;
     for (url, expect_dead) in [(redirect, true), (absurd, false), (huge, false)] {
         let doc = json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "w", "channel": "chat"}, "webhookUrl": url});
         let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-        let step = handlers::submit(&ctx, id).await.unwrap();
-        assert!(
-            matches!(step, Step::Done(ref f) if matches!(f[..], [FollowUp::Webhook { attempt: 0, .. }])),
-            "{step:?}"
-        );
-        let step = handlers::deliver_webhook(&ctx, id, 0).await.unwrap();
+        let step = deps.submit(id).await.unwrap();
+        assert!(matches!(step, Outcome::Done(ref f) if matches!(f[..], [Job::Webhook { attempt: 0, .. }])), "{step:?}");
+        let step = deps.webhook(id, 0).await.unwrap();
         let rec = stack.store.get_run(&id).await.unwrap().unwrap();
         if expect_dead {
             assert_eq!(rec.webhook.status, Some(WebhookStatus::Dead), "a redirect is not a delivery");
             assert!(rec.webhook.last_error.unwrap().contains("redirect"));
         } else {
-            let Step::Done(f) = step else { panic!() };
-            let [FollowUp::Webhook { attempt: 1, after, .. }] = f[..] else { panic!("{f:?}") };
-            assert!(after <= Duration::from_secs(3_600), "Retry-After is capped: {after:?}");
+            let Outcome::Done(f) = step else { panic!() };
+            let [Job::Webhook { attempt: 1, after, .. }] = f[..] else { panic!("{f:?}") };
+            assert!(after <= Duration::from_secs(3_601), "Retry-After is capped (plus its jitter): {after:?}");
             stack.queues.push(f[0]).await.unwrap(); // and can be scheduled without overflow
         }
     }
@@ -153,7 +149,7 @@ async fn runs_whose_jobs_were_lost_are_swept_to_an_end() {
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
     // Records whose jobs never made it to Redis (say, a Redis without AOF
     // restarted): one accepted, one mid-poll. Both are past their deadline.
-    let now = handlers::now_ms();
+    let now = now_ms();
     let request = |name: &str| {
         gcrun_model::RunRequest::builder(gcrun_model::Flavor::Runs, LOOKUP)
             .input("customerId", name)
@@ -181,6 +177,6 @@ async fn runs_whose_jobs_were_lost_are_swept_to_an_end() {
     for id in [accepted, polling] {
         assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().status, RunStatus::TimedOut);
     }
-    assert!(stack.store.overdue(handlers::now_ms(), 0, 10).await.unwrap().is_empty(), "ended runs leave the open set");
+    assert!(stack.store.overdue(now_ms(), 0, 10).await.unwrap().is_empty(), "ended runs leave the open set");
     assert_eq!(stack.emu.emulator.stats().submissions, 0, "nothing past its deadline is submitted");
 }

@@ -6,6 +6,7 @@ mod hardening;
 mod ingest;
 mod limiter;
 mod malformed;
+mod operator;
 mod pipeline;
 mod redelivery;
 mod restart;

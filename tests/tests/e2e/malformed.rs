@@ -2,15 +2,15 @@ use std::time::Duration;
 
 use apalis_free::push_raw;
 use gcrun_emulator::EmulatorConfig;
+use gcrun_harness::wait_until;
 use gcrun_model::RunId;
-use gcrun_test_support::wait_until;
 use gcrun_tests::{Stack, limiter};
 
 mod apalis_free {
-    use gcrun_worker::jobs::SubmitJob;
+    use gcrun_queue::{Queues, SubmitJob};
 
     /// Pushes a submit job whose run id is whatever the caller says.
-    pub async fn push_raw(queues: &gcrun_worker::Queues, run: &str) {
+    pub async fn push_raw(queues: &Queues, run: &str) {
         let mut storage = queues.submit.clone();
         apalis::prelude::TaskSink::push(&mut storage, SubmitJob { run: run.to_string() }).await.unwrap();
     }
@@ -23,7 +23,7 @@ async fn malformed_jobs_end_in_the_dead_set_with_a_reason_and_the_worker_lives_o
     push_raw(&stack.queues, "not-a-uuid").await;
     push_raw(&stack.queues, &RunId::new().to_string()).await; // a run that does not exist
     let dead = wait_until("both jobs in the dead set", Duration::from_secs(15), || async {
-        let jobs = stack.store.dead_jobs(&stack.queues.names.submit, 10).await.unwrap();
+        let jobs = stack.queues.dead_jobs(&stack.queues.names.submit, 10).await.unwrap();
         (jobs.len() == 2).then_some(jobs)
     })
     .await;

@@ -1,8 +1,8 @@
 use std::time::Duration;
 
 use gcrun_emulator::{EmulatorConfig, Timings};
+use gcrun_harness::wait_until;
 use gcrun_model::{RunId, RunStatus};
-use gcrun_test_support::wait_until;
 use gcrun_tests::{LOOKUP, ORDER_FLOW, Stack, signal};
 use serde_json::json;
 
@@ -62,7 +62,7 @@ async fn scheduled_polls_wait_in_redis_for_a_worker_started_later() {
     // No worker now: the backoff lives in Redis as poll jobs, scheduled or
     // held in the stopped worker's in-flight set (fetched, not started),
     // which the next worker's orphan check re-queues.
-    let depth = stack.store.queue_depth(&stack.queues.names.poll).await.unwrap();
+    let depth = stack.queues.depth(&stack.queues.names.poll).await.unwrap();
     assert_eq!(depth.pending(), ids.len() as u64, "one live poll job per run: {depth:?}");
     assert!(depth.scheduled > 0, "{depth:?}");
     tokio::time::sleep(Duration::from_millis(1500)).await; // some fall due with nobody there

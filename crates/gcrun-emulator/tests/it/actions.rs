@@ -80,3 +80,16 @@ async fn fixture_files_are_checked_when_loaded() {
     assert!(!format!("{f:?}").contains("gcrun-demo-secret"));
     let _ = EmulatorConfig::default();
 }
+
+#[test]
+fn the_demo_ids_name_what_the_demo_fixtures_hold() {
+    use gcrun_emulator::fixtures::demo;
+    let f = Fixtures::demo();
+    let actions: Vec<&str> = f.actions.iter().map(|a| a.id.as_str()).collect();
+    for id in [demo::LOOKUP, demo::CALLBACK, demo::SCORE, demo::CASE] {
+        assert!(actions.contains(&id), "{id} in {actions:?}");
+    }
+    let flows: Vec<&str> = f.flows.iter().map(|fl| fl.id.as_str()).collect();
+    assert!(flows.contains(&demo::ORDER_FLOW) && flows.contains(&demo::SURVEY_FLOW), "{flows:?}");
+    assert!(f.clients.iter().any(|c| c.client_id == demo::CLIENT_ID));
+}

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use gcrun_emulator::{EmulatorConfig, Timings};
-use gcrun_test_support::wait_until;
+use gcrun_harness::wait_until;
 use serde_json::{Value, json};
 
 use crate::{App, CALLBACK, LOOKUP, ORDER_FLOW, keys};

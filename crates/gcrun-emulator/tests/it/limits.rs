@@ -54,7 +54,7 @@ async fn the_window_slides() {
     assert_eq!(app.post("/api/v2/actions/runs", body(0)).await.status, 201);
     assert_eq!(app.post("/api/v2/actions/runs", body(1)).await.status, 201);
     assert_eq!(app.post("/api/v2/actions/runs", body(2)).await.status, 429);
-    gcrun_test_support::wait_until("the rate window to slide", Duration::from_secs(5), || async {
+    gcrun_harness::wait_until("the rate window to slide", Duration::from_secs(5), || async {
         (app.post("/api/v2/actions/runs", body(3)).await.status == 201).then_some(())
     })
     .await;
@@ -85,7 +85,7 @@ async fn concurrency_counts_runs_in_progress_and_frees_up_as_they_end() {
     assert_eq!(r.body["limit"]["key"], "executions.concurrent");
     let stats = app.emu.emulator.stats();
     assert_eq!((stats.peak_concurrency, stats.current_concurrency), (2, 2));
-    gcrun_test_support::wait_until("a slot to free up", Duration::from_secs(5), || async {
+    gcrun_harness::wait_until("a slot to free up", Duration::from_secs(5), || async {
         (app.post("/api/v2/actions/runs", body(3)).await.status == 201).then_some(())
     })
     .await;
@@ -109,7 +109,7 @@ async fn execute_calls_hold_a_concurrency_slot_while_they_run() {
     let input = json!({"customerId": "c", "channel": "chat"});
     let (slow, blocked) = tokio::join!(app.post(&path, input.clone()), async {
         // Wait until the first call holds the slot, then try a second.
-        gcrun_test_support::wait_until("the first call to hold the slot", Duration::from_secs(5), || async {
+        gcrun_harness::wait_until("the first call to hold the slot", Duration::from_secs(5), || async {
             (app.emu.emulator.stats().current_concurrency == 1).then_some(())
         })
         .await;

@@ -10,14 +10,10 @@ mod limits;
 mod oauth;
 
 use gcrun_emulator::EmulatorConfig;
-use gcrun_test_support::{EmulatorHandle, spawn_emulator};
+use gcrun_harness::{EmulatorHandle, spawn_emulator};
 use serde_json::Value;
 
-pub const CLIENT_ID: &str = "gcrun-demo-client";
-pub const CLIENT_SECRET: &str = "gcrun-demo-secret";
-pub const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
-pub const CALLBACK: &str = "custom_-_8e2d4b6a-1f3c-4a5e-b7d9-0c2e4f6a8b13";
-pub const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+pub use gcrun_emulator::fixtures::demo::{CALLBACK, CLIENT_ID, CLIENT_SECRET, LOOKUP, ORDER_FLOW};
 
 /// A running emulator and a plain HTTP client holding a valid token.
 #[derive(Debug)]

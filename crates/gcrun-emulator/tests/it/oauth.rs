@@ -65,7 +65,7 @@ async fn the_api_wants_a_valid_unexpired_bearer_token() {
 
     // Expiry: wait (with a deadline) until the 1 s token is refused.
     let token = app.token.clone();
-    let expired = gcrun_test_support::wait_until("the token to expire", Duration::from_secs(5), || {
+    let expired = gcrun_harness::wait_until("the token to expire", Duration::from_secs(5), || {
         let req = app.http.get(app.url(&path)).bearer_auth(&token);
         async move {
             let r = Reply::from(req.send().await.unwrap()).await;

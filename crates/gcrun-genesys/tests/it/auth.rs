@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use gcrun_emulator::EmulatorConfig;
 use gcrun_genesys::{ApiErrorKind, ClientConfig, Credentials};
+use gcrun_harness::wait_until;
 use gcrun_model::{ErrorClass, Flavor, Target};
-use gcrun_test_support::wait_until;
 
 use crate::{CLIENT_SECRET, LOOKUP, lookup_inputs, quick, spawn, spawn_with};
 

@@ -2,8 +2,8 @@ use std::time::Duration;
 
 use gcrun_genesys::types::{ActionQuery, ActionRunRequest, FlowLaunchRequest};
 use gcrun_genesys::{RemotePhase, SubmitRequest};
+use gcrun_harness::wait_until;
 use gcrun_model::{Flavor, Target};
-use gcrun_test_support::wait_until;
 use serde_json::{Map, json};
 
 use crate::{LOOKUP, ORDER_FLOW, lookup_inputs, quick, spawn};

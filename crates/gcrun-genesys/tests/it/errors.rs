@@ -117,7 +117,7 @@ async fn the_request_timeout_is_configuration() {
 
 #[tokio::test]
 async fn nothing_listening_is_a_retryable_connect_error() {
-    let port = gcrun_test_support::free_port();
+    let port = gcrun_harness::free_port();
     let env = gcrun_genesys::Environment::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let config = ClientConfig { connect_timeout: Duration::from_millis(300), ..ClientConfig::default() };
     let client =
@@ -187,4 +187,50 @@ fn a_non_json_error_body_is_kept_raw() {
     let huge = vec![b'x'; 10_000];
     let err = ApiError::from_response("GET /x".into(), 400, &HeaderMap::new(), &huge);
     assert!(err.raw_body.as_ref().unwrap().len() < 2100, "raw bodies are truncated");
+}
+
+#[test]
+fn every_answer_gets_a_verdict_and_a_label() {
+    use gcrun_genesys::Verdict;
+    let answer = |status: u16, retry_after: Option<&str>, body: &[u8]| {
+        let mut headers = HeaderMap::new();
+        if let Some(r) = retry_after {
+            headers.insert("retry-after", r.parse().unwrap());
+        }
+        ApiError::from_response("POST /x".into(), status, &headers, body)
+    };
+    let secs = |s| Some(Duration::from_secs(s));
+    assert_eq!(answer(429, Some("4"), b"").verdict(), Verdict::RateLimited(secs(4)));
+    assert_eq!(answer(429, None, b"").verdict(), Verdict::RateLimited(None));
+    assert_eq!(answer(503, Some("2"), b"").verdict(), Verdict::RetryAfter(secs(2)));
+    assert_eq!(answer(502, None, b"").verdict(), Verdict::RetryAfter(None));
+    assert_eq!(answer(500, None, b"").verdict(), Verdict::RetryAfter(None));
+    assert_eq!(answer(408, None, b"").verdict(), Verdict::RetryAfter(None));
+    let action = br#"{"status":500,"code":"internal.server.error","details":[{"errorCode":"ACTION.REMOTE_ENDPOINT"}]}"#;
+    assert_eq!(answer(500, None, action).verdict(), Verdict::ActionFailed);
+    assert_eq!(answer(401, None, b"").verdict(), Verdict::Refused);
+    assert_eq!(answer(403, None, b"").verdict(), Verdict::Refused);
+    assert_eq!(answer(404, None, b"").verdict(), Verdict::NotFound);
+    for s in [400, 409, 413, 422, 501] {
+        assert_eq!(answer(s, None, b"").verdict(), Verdict::Invalid, "{s}");
+    }
+    assert_eq!(answer(429, None, b"").label(), "429");
+    let decode_err = serde_json::from_slice::<serde_json::Value>(b"{").unwrap_err();
+    let cut = ApiError::decode("POST /x".into(), 200, &HeaderMap::new(), b"{", &decode_err);
+    assert_eq!((cut.verdict(), cut.label().as_str()), (Verdict::AmbiguousOutcome, "decode"));
+    assert!(Verdict::AmbiguousOutcome.is_retryable() && !Verdict::Refused.is_retryable());
+}
+
+#[tokio::test]
+async fn transport_failures_are_ambiguous_only_once_something_was_sent() {
+    use gcrun_genesys::Verdict;
+    let (_emu, client) = spawn(faulty(Faults { rate_drop: 1.0, budget: Some(1), ..Faults::default() })).await;
+    let err = client.execute_action(LOOKUP, &lookup_inputs("a"), false).await.unwrap_err();
+    assert_eq!((err.verdict(), err.label().as_str()), (Verdict::AmbiguousOutcome, "transport"), "{err}");
+    let port = gcrun_harness::free_port();
+    let env = gcrun_genesys::Environment::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+    let config = ClientConfig { connect_timeout: Duration::from_millis(300), ..ClientConfig::default() };
+    let closed = gcrun_genesys::GenesysClient::new(env, gcrun_genesys::Credentials::new("id", "s"), &config).unwrap();
+    let err = closed.get_action(LOOKUP).await.unwrap_err();
+    assert_eq!(err.verdict(), Verdict::RetryAfter(None), "nothing was sent: {err}");
 }

@@ -12,12 +12,9 @@ use std::time::Duration;
 
 use gcrun_emulator::{EmulatorConfig, Timings};
 use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
-use gcrun_test_support::{EmulatorHandle, spawn_emulator};
+use gcrun_harness::{EmulatorHandle, spawn_emulator};
 
-pub const CLIENT_ID: &str = "gcrun-demo-client";
-pub const CLIENT_SECRET: &str = "gcrun-demo-secret";
-pub const LOOKUP: &str = "custom_-_3c1f5a2e-7b4d-4c8e-9a61-2f0d8b7e5c41";
-pub const ORDER_FLOW: &str = "7f3a9c1e-5b2d-4f8a-9e6c-1d3b5a7c9e20";
+pub use gcrun_emulator::fixtures::demo::{CLIENT_ID, CLIENT_SECRET, LOOKUP, ORDER_FLOW};
 
 pub fn quick() -> EmulatorConfig {
     EmulatorConfig {

@@ -167,6 +167,18 @@ fn metadata_is_bounded() {
 }
 
 #[test]
+fn the_flow_version_length_is_a_configurable_limit() {
+    let doc = json!({"flavor": "workflow", "flowId": "f", "flowVersion": "1.2.3"});
+    let tight = RequestLimits { max_flow_version_chars: 3, ..RequestLimits::default() };
+    let v = RunRequest::parse(&doc, &tight).unwrap_err();
+    assert_eq!(v.into_iter().map(|v| (v.path, v.code)).collect::<Vec<_>>(), pairs(&[("/flowVersion", "too_long")]));
+    let long = json!({"flavor": "workflow", "flowId": "f", "flowVersion": "9".repeat(100)});
+    let roomy = RequestLimits { max_flow_version_chars: 128, ..RequestLimits::default() };
+    assert!(RunRequest::parse(&long, &roomy).is_ok());
+    assert!(RunRequest::parse(&long, &RequestLimits::default()).is_err(), "64 by default");
+}
+
+#[test]
 fn the_builder_applies_the_same_rules() {
     let limits = RequestLimits::default();
     let req = RunRequest::builder(Flavor::Execute, "custom_-_1")

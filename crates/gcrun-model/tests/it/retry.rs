@@ -62,11 +62,23 @@ fn the_same_seed_gives_the_same_delays() {
 fn retry_after_wins_when_it_asks_for_more() {
     let s = schedule();
     let mut j = Jitter::seeded(1);
-    assert_eq!(s.delay_after(0, Some(Duration::from_secs(120)), &mut j), Duration::from_secs(120));
+    let d = s.delay_after(0, Some(Duration::from_secs(120)), &mut j);
+    assert!(d >= Duration::from_secs(120) && d <= Duration::from_secs(120) + s.ceiling(0), "{d:?}");
     let d = s.delay_after(4, Some(Duration::from_millis(1)), &mut j);
     assert!(d >= s.floor && d <= s.ceiling(4));
     let d = s.delay_after(2, None, &mut j);
     assert!(d <= s.ceiling(2));
+}
+
+#[test]
+fn clients_told_the_same_retry_after_do_not_return_in_lockstep() {
+    let s = schedule();
+    let mut j = Jitter::seeded(3);
+    let server = Some(Duration::from_secs(5));
+    let delays: std::collections::BTreeSet<Duration> = (0..50).map(|_| s.delay_after(0, server, &mut j)).collect();
+    assert!(delays.len() > 10, "the server's wait is spread, not copied: {delays:?}");
+    let (min, max) = (*delays.first().unwrap(), *delays.last().unwrap());
+    assert!(min >= Duration::from_secs(5) && max <= Duration::from_millis(5_500), "{min:?}..{max:?}");
 }
 
 #[test]

@@ -5,10 +5,11 @@
 mod dlq;
 mod limiter;
 mod runs;
+mod webhooks;
 
+use gcrun_harness::RedisServer;
 use gcrun_model::{Flavor, RequestLimits, RunRequest};
 use gcrun_store::{Store, StoreConfig};
-use gcrun_test_support::RedisServer;
 
 pub async fn store() -> (RedisServer, Store) {
     let redis = RedisServer::start();

@@ -178,7 +178,7 @@ fn the_demo_runs_end_to_end_and_accounts_for_every_run() {
 
 #[tokio::test]
 async fn a_worker_process_serves_health_readiness_and_metrics_and_stops_on_sigterm() {
-    let redis = gcrun_test_support::RedisServer::start();
+    let redis = gcrun_harness::RedisServer::start();
     let emu = EmulatorProcess::start(&[]);
     let mut child = Command::new(BIN)
         .args(["worker", "--admin-listen", "127.0.0.1:0"])
@@ -195,7 +195,7 @@ async fn a_worker_process_serves_health_readiness_and_metrics_and_stops_on_sigte
     let admin = line.trim().rsplit(' ').next().unwrap().to_string();
     let http = reqwest::Client::new();
     assert_eq!(http.get(format!("{admin}/healthz")).send().await.unwrap().status(), 200);
-    let ready = gcrun_test_support::wait_until("readiness", std::time::Duration::from_secs(10), || {
+    let ready = gcrun_harness::wait_until("readiness", std::time::Duration::from_secs(10), || {
         let req = http.get(format!("{admin}/readyz"));
         async move { req.send().await.ok().filter(|r| r.status() == 200) }
     })

@@ -1,12 +1,20 @@
-//! Test harness shared by gcrun's test suites: real parts, never mocks.
+//! Real parts for gcrun's demo and test suites, never mocks. A library
+//! (not only a dev-dependency) because `gcrun demo` runs on the very same
+//! parts as the tests, and users can build their own offline checks on it.
 //!
 //! - [`RedisServer`]: a private `redis-server` process on a free port in a
 //!   temporary directory, stopped when dropped (AOF switchable on, so crash
 //!   tests can kill and restart it over the same data).
 //! - [`spawn_emulator`]: the Genesys Cloud emulator on `127.0.0.1:0`, in
 //!   the test's runtime, stopped when its handle is dropped.
+//! - [`sink::WebhookSink`]: a webhook receiver that checks signatures,
+//!   can refuse on purpose, and logs what it accepted.
 //! - [`wait_until`]: poll a condition with a deadline instead of sleeping
 //!   and hoping.
+
+pub mod sink;
+
+pub use sink::{Delivery, SinkLog, SinkRules, WebhookSink};
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -35,14 +43,14 @@ pub struct RedisServer {
 }
 
 /// The `redis-server` to run: `$GCRUN_REDIS_SERVER`, else the one on PATH.
-pub fn redis_server_binary() -> PathBuf {
+pub fn redis_server_binary() -> Result<PathBuf, String> {
     if let Some(path) = std::env::var_os("GCRUN_REDIS_SERVER") {
-        return PathBuf::from(path);
+        return Ok(PathBuf::from(path));
     }
     let on_path = std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join("redis-server")).find(|p| p.is_file()));
-    on_path.unwrap_or_else(|| {
-        panic!("redis-server not found: install Debian's `redis-server` package (scripts/test does this when run as root), or set GCRUN_REDIS_SERVER")
+    on_path.ok_or_else(|| {
+        "redis-server not found: install Debian's `redis-server` package (scripts/test and scripts/demo do this when run as root), or set GCRUN_REDIS_SERVER".to_string()
     })
 }
 
@@ -57,22 +65,30 @@ impl RedisServer {
         Self::start_with(RedisOptions::default())
     }
 
-    /// Starts a server with `options`, on a fresh port and directory.
+    /// Starts a server with `options`, on a fresh port and directory;
+    /// panics when it cannot (what a test wants).
     pub fn start_with(options: RedisOptions) -> Self {
+        Self::try_start_with(options).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a server with `options`, or says why it could not (what the
+    /// demo wants). Retries on a fresh port when the free one was taken.
+    pub fn try_start_with(options: RedisOptions) -> Result<Self, String> {
         let mut last_error = String::new();
         for _ in 0..5 {
-            let dir = tempfile::tempdir().expect("temp dir for redis");
+            let dir = tempfile::tempdir().map_err(|e| format!("temp dir for redis: {e}"))?;
             let mut server = Self { child: None, port: free_port(), options, dir };
             match server.spawn() {
-                Ok(()) => return server,
+                Ok(()) => return Ok(server),
                 Err(e) => last_error = e,
             }
         }
-        panic!("redis-server did not start after 5 tries: {last_error}");
+        Err(format!("redis-server did not start after 5 tries: {last_error}"))
     }
 
     fn spawn(&mut self) -> Result<(), String> {
-        let mut cmd = Command::new(redis_server_binary());
+        let binary = redis_server_binary()?;
+        let mut cmd = Command::new(&binary);
         cmd.arg("--port")
             .arg(self.port.to_string())
             .args(["--bind", "127.0.0.1", "--save", "", "--daemonize", "no", "--protected-mode", "yes"])
@@ -89,7 +105,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("spawning {}: {e}", redis_server_binary().display()))?;
+            .map_err(|e| format!("spawning {}: {e}", binary.display()))?;
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {

@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 
-use gcrun_test_support::{RedisOptions, RedisServer};
+use gcrun_harness::{RedisOptions, RedisServer};
 
 /// Sends one command in RESP and reads one line of answer.
 fn command(server: &RedisServer, parts: &[&str]) -> String {

@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use crate::{Store, StoreError};
+use crate::Queues;
 
 /// How many jobs a queue holds in each state.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -37,10 +37,10 @@ pub struct DeadJob {
     pub attempts: Option<String>,
 }
 
-impl Store {
+impl Queues {
     /// Counts one queue's jobs by state.
-    pub async fn queue_depth(&self, queue: &str) -> Result<QueueDepth, StoreError> {
-        let mut conn = self.conn();
+    pub async fn depth(&self, queue: &str) -> Result<QueueDepth, redis::RedisError> {
+        let mut conn = self.conn.clone();
         let workers: Vec<String> =
             redis::cmd("ZRANGE").arg(format!("{queue}:workers")).arg(0).arg(-1).query_async(&mut conn).await?;
         let mut pipe = redis::pipe();
@@ -66,8 +66,8 @@ impl Store {
     }
 
     /// The jobs in a queue's dead set (up to `limit`), with their reasons.
-    pub async fn dead_jobs(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, StoreError> {
-        let mut conn = self.conn();
+    pub async fn dead_jobs(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, redis::RedisError> {
+        let mut conn = self.conn.clone();
         let ids: Vec<String> =
             redis::cmd("SRANDMEMBER").arg(format!("{queue}:dead")).arg(limit).query_async(&mut conn).await?;
         let mut out = Vec::new();
@@ -94,8 +94,8 @@ impl Store {
         now_secs: u64,
         older_than_secs: u64,
         max: usize,
-    ) -> Result<usize, StoreError> {
-        let mut conn = self.conn();
+    ) -> Result<usize, redis::RedisError> {
+        let mut conn = self.conn.clone();
         let cutoff = now_secs.saturating_sub(older_than_secs);
         let done_key = format!("{queue}:done");
         let mut cursor: u64 = 0;

@@ -1,0 +1,95 @@
+//! What operators do to runs, as library calls: requeue dead-lettered runs,
+//! requeue dead webhooks, purge. The CLI only parses and prints; a
+//! dashboard or an API calls the same functions.
+
+use std::time::Duration;
+
+use gcrun_model::RunId;
+use gcrun_queue::{Job, PushError, Queues};
+use gcrun_store::{DlqFilter, RunRecord, Store, StoreError, WebhookRequeue};
+
+/// An operator's action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperatorError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Queue(#[from] PushError),
+}
+
+/// Which runs an operator names: exactly these, or those matching a filter.
+#[derive(Debug, Clone)]
+pub enum Selection {
+    Runs(Vec<RunId>),
+    Matching(DlqFilter),
+}
+
+/// The operator side of gcrun over one store and its queues.
+#[derive(Debug, Clone)]
+pub struct Operator {
+    store: Store,
+    queues: Queues,
+}
+
+impl Operator {
+    pub fn new(store: Store, queues: Queues) -> Self {
+        Self { store, queues }
+    }
+
+    async fn select(&self, selection: &Selection) -> Result<Vec<RunId>, StoreError> {
+        Ok(match selection {
+            Selection::Runs(ids) => ids.clone(),
+            Selection::Matching(filter) => self.store.dlq_list(filter).await?.into_iter().map(|r| r.id).collect(),
+        })
+    }
+
+    /// Takes dead-lettered runs back to `accepted` with a fresh deadline
+    /// and pushes their submit jobs. A run that was submitted before keeps
+    /// its remote id and resumes polling; it is never submitted twice.
+    /// Returns the runs requeued, in order.
+    pub async fn requeue_runs(&self, selection: &Selection, now_ms: u64) -> Result<Vec<RunRecord>, OperatorError> {
+        let mut out = Vec::new();
+        for id in self.select(selection).await? {
+            let record = self.store.dlq_requeue(&id, now_ms).await?;
+            self.queues.push(Job::Submit { run: id, after: Duration::ZERO }).await?;
+            out.push(record);
+        }
+        Ok(out)
+    }
+
+    /// Runs whose webhook is dead, with the reason.
+    pub async fn dead_webhooks(&self) -> Result<Vec<(RunId, String)>, OperatorError> {
+        let mut out = Vec::new();
+        for id in self.store.webhook_dlq().await? {
+            let reason = self.store.get_run(&id).await?.and_then(|r| r.webhook.last_error).unwrap_or_default();
+            out.push((id, reason));
+        }
+        Ok(out)
+    }
+
+    /// Sends dead webhooks again: each goes back to `pending` under a new
+    /// epoch (so its delivery jobs get ids the queue has not seen) and its
+    /// first delivery job is pushed. Returns the runs requeued; ids whose
+    /// webhook is not dead (or whose run is gone) are skipped.
+    pub async fn requeue_webhooks(&self, ids: &[RunId]) -> Result<Vec<RunId>, OperatorError> {
+        let mut out = Vec::new();
+        for id in ids {
+            match self.store.webhook_requeue(id).await {
+                Ok(WebhookRequeue::Requeued { .. }) => {}
+                Ok(WebhookRequeue::NotDead) | Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let Some(rec) = self.store.get_run(id).await? else { continue };
+            let job =
+                Job::Webhook { run: *id, generation: rec.webhook_generation(), attempt: 0, after: Duration::ZERO };
+            self.queues.push(job).await?;
+            out.push(*id);
+        }
+        Ok(out)
+    }
+
+    /// Deletes dead-lettered runs matching `filter` for good; returns how many.
+    pub async fn purge(&self, filter: &DlqFilter) -> Result<usize, OperatorError> {
+        Ok(self.store.dlq_purge(filter).await?)
+    }
+}

@@ -1,0 +1,34 @@
+-- Moves a run from ARGV[2] to ARGV[3] if it is still in ARGV[2], with its
+-- history, audit entry, counts, dead-letter and open indexes and retention.
+-- KEYS[1] run hash, KEYS[2] history list, KEYS[3] audit stream,
+-- KEYS[4] counts hash, KEYS[5] dlq zset, KEYS[6] open zset (by deadline)
+-- ARGV[1] run id, ARGV[2] from, ARGV[3] to, ARGV[4] now_ms,
+-- ARGV[5] transition json, ARGV[6] cause, ARGV[7] audit cap,
+-- ARGV[8] expire ms ('0': keep), ARGV[9] dlq 'add' | 'remove' | '',
+-- ARGV[10..] field/value pairs written with it
+-- Returns {1, from} applied, {0, current} stale, {-1, ''} no such run.
+local cur = redis.call('HGET', KEYS[1], 'status')
+if not cur then return {-1, ''} end
+if cur ~= ARGV[2] then return {0, cur} end
+local fields = {'status', ARGV[3], 'updated_ms', ARGV[4]}
+for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], unpack(fields))
+redis.call('RPUSH', KEYS[2], ARGV[5])
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'run', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], 'at', ARGV[4], 'cause', ARGV[6])
+redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
+redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+if ARGV[9] == 'add' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
+if ARGV[9] == 'remove' then redis.call('ZREM', KEYS[5], ARGV[1]) end
+if ARGV[8] ~= '0' then
+  redis.call('ZREM', KEYS[6], ARGV[1])
+else
+  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms') or '0', ARGV[1])
+end
+if ARGV[8] ~= '0' then
+  redis.call('PEXPIRE', KEYS[1], ARGV[8])
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+else
+  redis.call('PERSIST', KEYS[1])
+  redis.call('PERSIST', KEYS[2])
+end
+return {1, cur}

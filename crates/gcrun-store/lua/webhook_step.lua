@@ -1,0 +1,23 @@
+-- Records one webhook delivery attempt, compare-and-set on the attempt
+-- counter: of duplicate jobs for one attempt, one goes on. The attempt
+-- counter moves to ARGV[2] + 1; a new status (delivered or dead) is set
+-- only from pending, and a dead webhook is indexed for operators.
+-- KEYS[1] run hash, KEYS[2] webhook dead-letter zset
+-- ARGV[1] run id, ARGV[2] expected attempts, ARGV[3] new status
+-- ('delivered', 'dead' or '': stays pending), ARGV[4] now_ms,
+-- ARGV[5..] field/value pairs written with it
+-- Returns 1 applied, 0 stale (another copy went on, or not pending),
+-- -1 no such run.
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'pending' then return 0 end
+local cur = redis.call('HGET', KEYS[1], 'webhook_attempts') or '0'
+if cur ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'webhook_attempts', tostring(tonumber(ARGV[2]) + 1))
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3]) end
+if #ARGV > 4 then
+  local fields = {}
+  for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+end
+if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+return 1

@@ -1,0 +1,109 @@
+//! A run's completion webhook as stored: its delivery attempts, the
+//! webhook dead-letter index, and the operator's requeue. Every write is
+//! one script and checks the webhook lifecycle (`pending → delivered |
+//! dead`, `dead → pending` by requeue) before it reaches Redis.
+
+use std::sync::LazyLock;
+
+use gcrun_model::{RunId, WebhookStatus};
+use redis::Script;
+
+use crate::{Store, StoreError, keys};
+
+static STEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/webhook_step.lua")));
+static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/webhook_requeue.lua")));
+
+/// What one delivery attempt leaves behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookAttempt {
+    /// The receiver took it.
+    Delivered { at_ms: u64 },
+    /// Not delivered; another attempt follows.
+    Failed { reason: String },
+    /// Given up: the webhook is dead with this reason.
+    Dead { reason: String },
+}
+
+impl WebhookAttempt {
+    fn status(&self) -> Option<WebhookStatus> {
+        match self {
+            WebhookAttempt::Delivered { .. } => Some(WebhookStatus::Delivered),
+            WebhookAttempt::Failed { .. } => None,
+            WebhookAttempt::Dead { .. } => Some(WebhookStatus::Dead),
+        }
+    }
+}
+
+/// Why [`Store::webhook_requeue`] did nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookRequeue {
+    /// Back to pending; its delivery chain now uses this epoch.
+    Requeued { epoch: u32 },
+    /// The webhook is not dead (delivered, pending, or none).
+    NotDead,
+}
+
+impl Store {
+    /// Records delivery attempt `expected` of a pending webhook, if no
+    /// duplicate job recorded it first. `Ok(false)`: one did, or the
+    /// webhook is no longer pending.
+    pub async fn webhook_attempt(
+        &self,
+        id: &RunId,
+        expected: u32,
+        attempt: &WebhookAttempt,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let status = attempt.status();
+        if let Some(to) = status {
+            if !WebhookStatus::Pending.can_become(to) {
+                return Err(StoreError::Corrupt { run: id.to_string(), detail: format!("webhook pending -> {to:?}") });
+            }
+        }
+        let status = status.map_or("", |s| match s {
+            WebhookStatus::Pending => "pending",
+            WebhookStatus::Delivered => "delivered",
+            WebhookStatus::Dead => "dead",
+        });
+        let mut inv = STEP.key(keys::run(id));
+        inv.key(keys::webhook_dlq()).arg(id.to_string()).arg(expected).arg(status).arg(now_ms);
+        match attempt {
+            WebhookAttempt::Delivered { at_ms } => inv.arg("webhook_delivered_ms").arg(*at_ms),
+            WebhookAttempt::Failed { reason } | WebhookAttempt::Dead { reason } => {
+                inv.arg("webhook_last_error").arg(reason)
+            }
+        };
+        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
+        match n {
+            1 => Ok(true),
+            0 => Ok(false),
+            _ => Err(StoreError::NotFound(id.to_string())),
+        }
+    }
+
+    /// Runs whose webhook is dead, oldest first.
+    pub async fn webhook_dlq(&self) -> Result<Vec<RunId>, StoreError> {
+        let ids: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys::webhook_dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
+        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
+    }
+
+    /// Puts a dead webhook back to `pending` with no attempts and a new
+    /// epoch (so its new delivery jobs get ids of their own), and out of
+    /// the webhook dead-letter index, in one script. The caller pushes its
+    /// first delivery job.
+    pub async fn webhook_requeue(&self, id: &RunId) -> Result<WebhookRequeue, StoreError> {
+        debug_assert!(WebhookStatus::Dead.can_become(WebhookStatus::Pending));
+        let n: i64 = REQUEUE
+            .key(keys::run(id))
+            .key(keys::webhook_dlq())
+            .arg(id.to_string())
+            .invoke_async(&mut self.conn())
+            .await?;
+        match n {
+            -1 => Err(StoreError::NotFound(id.to_string())),
+            0 => Ok(WebhookRequeue::NotDead),
+            epoch => Ok(WebhookRequeue::Requeued { epoch: epoch as u32 }),
+        }
+    }
+}

@@ -1,0 +1,362 @@
+//! The one interpreter: drives a step's decisions to the end of its job,
+//! finding out what a decision needs (contract, claim, permit, Genesys,
+//! the webhook receiver) and performing what it decided.
+//!
+//! The drivers are written once, over a [`Port`]: where observations come
+//! from and where acts go. [`Deps`] is the port of a worker process (Redis,
+//! the shared limiter, the queues); `run-now` uses a port that keeps the
+//! record in memory ([`crate::local`]). Performing an act is always the
+//! same order: the client-wide pause, then the compare-and-set write; only
+//! if it applied, the permit, the notes, and the follow-up jobs.
+
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use gcrun_genesys::{GenesysClient, SubmitRequest};
+use gcrun_model::{Jitter, RunId};
+use gcrun_queue::{Job, PushError, Queues};
+use gcrun_store::{Claim, Denied, Limiter, RunRecord, Store, StoreError, TransitionOutcome};
+
+use crate::config::WorkerConfig;
+use crate::definitions::Definitions;
+use crate::metrics::{self, Metrics};
+use crate::step::{Act, Decision, Note, PermitOp, Then, Write, poll, submit, webhook};
+use crate::webhook::{Delivery, Outgoing, WebhookSecret};
+
+/// The wall clock in unix milliseconds: read by the interpreter before each
+/// decision, never by a decision.
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done; these follow-up jobs were pushed.
+    Done(Vec<Job>),
+    /// The job is unusable: end it in the queue's dead set with this reason.
+    Abort(String),
+}
+
+/// An infrastructure failure (Redis): the job is tried again by the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+/// Where a step's observations come from and where its acts go.
+pub trait Port: Send + Sync {
+    fn policy(&self) -> &WorkerConfig;
+    fn genesys(&self) -> &GenesysClient;
+    fn metrics(&self) -> &Metrics;
+    /// Runs `f` with the jitter's random source (decisions are pure; the
+    /// source is state).
+    fn with_jitter<T>(&self, f: impl FnOnce(&mut Jitter) -> T) -> T;
+    fn load(&self, id: &RunId, with_history: bool)
+    -> impl Future<Output = Result<Option<RunRecord>, StepError>> + Send;
+    fn contract(&self, action_id: &str, now: u64) -> impl Future<Output = Result<submit::Contract, StepError>> + Send;
+    fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> impl Future<Output = Result<Claim, StepError>> + Send;
+    #[allow(clippy::type_complexity)]
+    fn permit(
+        &self,
+        rec: &RunRecord,
+        now: u64,
+    ) -> impl Future<Output = Result<Result<(), (Duration, Denied)>, StepError>> + Send;
+    fn deliver(&self, out: &Outgoing, now: u64) -> impl Future<Output = Delivery> + Send;
+    /// Performs `act` on `rec`; `Ok(false)` when its write did not apply.
+    fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> impl Future<Output = Result<bool, StepError>> + Send;
+}
+
+/// A step that keeps asking for more than this is a bug, not a reason to
+/// loop forever.
+const MAX_ROUNDS: usize = 16;
+
+fn missing(id: &RunId) -> Outcome {
+    Outcome::Abort(format!("run {id} has no record (expired or never created)"))
+}
+
+/// Performs an act the step decided and tells what follows: `Some` ends
+/// the job; `None` goes on with the record as written.
+async fn settle<P: Port>(
+    port: &P,
+    rec: &mut RunRecord,
+    act: Act,
+    now: u64,
+    pushed: &mut Vec<Job>,
+) -> Result<Option<Outcome>, StepError> {
+    if !port.apply(rec, &act, now).await? {
+        return Ok(Some(Outcome::Done(std::mem::take(pushed))));
+    }
+    pushed.extend(act.jobs.iter().copied());
+    if act.then == Then::Stop {
+        return Ok(Some(Outcome::Done(std::mem::take(pushed))));
+    }
+    let update = match &act.write {
+        Write::Transition { update, .. } | Write::Advance { update, .. } | Write::Update(update) => update.clone(),
+        Write::Nothing | Write::Webhook { .. } => Default::default(),
+    };
+    rec.apply(act.moves_to(), &update, now);
+    Ok(None)
+}
+
+/// Drives a submit job for `id` to its end.
+pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepError> {
+    let Some(mut rec) = port.load(&id, false).await? else { return Ok(missing(&id)) };
+    let mut observation = submit::Observation::Loaded;
+    let mut pushed = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let now = now_ms();
+        let decision = port.with_jitter(|j| submit::decide(&rec, observation, port.policy(), now, j));
+        observation = match decision {
+            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
+                Some(outcome) => return Ok(outcome),
+                None => submit::Observation::Loaded,
+            },
+            Decision::Need(submit::Need::Contract { action_id }) => {
+                submit::Observation::Contract(port.contract(&action_id, now).await?)
+            }
+            Decision::Need(submit::Need::Claim { until_ms }) => {
+                submit::Observation::Claim(port.claim(&rec, now, until_ms).await?)
+            }
+            Decision::Need(submit::Need::Permit) => submit::Observation::Permit(port.permit(&rec, now).await?),
+            Decision::Need(submit::Need::Submit(request)) => {
+                let api = port.genesys().run_api(rec.flavor);
+                let run_name = rec.id.to_string();
+                let call = SubmitRequest { target: request.target(), inputs: request.inputs(), run_name: &run_name };
+                let result = api.submit(call).await;
+                port.metrics().api(metrics::submit_endpoint(rec.flavor), &metrics::result_label(&result));
+                submit::Observation::Answer(result)
+            }
+        };
+    }
+    Ok(Outcome::Abort(format!("run {id}: the submit step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+}
+
+/// Drives poll `attempt` of `id`.
+pub async fn drive_poll<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
+    let Some(mut rec) = port.load(&id, false).await? else { return Ok(missing(&id)) };
+    let mut observation = poll::Observation::Loaded;
+    let mut pushed = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let now = now_ms();
+        let decision = port.with_jitter(|j| poll::decide(&rec, attempt, observation, port.policy(), now, j));
+        observation = match decision {
+            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
+                Some(outcome) => return Ok(outcome),
+                None => poll::Observation::Loaded,
+            },
+            Decision::Need(poll::Need::Status { remote_id }) => {
+                let result = port.genesys().run_api(rec.flavor).status(&remote_id).await;
+                port.metrics().api(metrics::status_endpoint(rec.flavor), &metrics::result_label(&result));
+                poll::Observation::Answer(result)
+            }
+        };
+    }
+    Ok(Outcome::Abort(format!("run {id}: the poll step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+}
+
+/// Drives delivery `attempt` of `id`'s webhook.
+pub async fn drive_webhook<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
+    let Some(mut rec) = port.load(&id, true).await? else { return Ok(missing(&id)) };
+    let mut observation = webhook::Observation::Loaded;
+    let mut pushed = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let now = now_ms();
+        let decision = port.with_jitter(|j| webhook::decide(&rec, attempt, observation, port.policy(), now, j));
+        observation = match decision {
+            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
+                Some(outcome) => return Ok(outcome),
+                None => webhook::Observation::Loaded,
+            },
+            Decision::Need(webhook::Need::Deliver(out)) => {
+                webhook::Observation::Delivered(port.deliver(&out, now).await)
+            }
+        };
+    }
+    Ok(Outcome::Abort(format!("run {id}: the webhook step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+}
+
+/// Everything a worker process's steps use: the port onto Redis, the
+/// shared limiter, the queues, Genesys and webhook receivers.
+pub struct Deps {
+    store: Store,
+    limiter: Limiter,
+    genesys: GenesysClient,
+    queues: Queues,
+    metrics: Metrics,
+    policy: WorkerConfig,
+    http: reqwest::Client,
+    webhook_secret: Option<WebhookSecret>,
+    definitions: Definitions,
+    jitter: Mutex<Jitter>,
+}
+
+impl std::fmt::Debug for Deps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Deps").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+/// The parts a [`Deps`] is built from.
+#[derive(Debug)]
+pub struct DepsParts {
+    pub store: Store,
+    pub limiter: Limiter,
+    pub genesys: GenesysClient,
+    pub queues: Queues,
+    pub metrics: Metrics,
+    pub policy: WorkerConfig,
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Seed of the retry jitter (`None`: from entropy).
+    pub seed: Option<u64>,
+}
+
+/// The webhook client could not be built (no TLS backend, say): a worker
+/// that cannot send webhooks safely must not start with a client that
+/// follows redirects and never times out.
+#[derive(Debug, thiserror::Error)]
+#[error("building the webhook HTTP client: {0}")]
+pub struct BuildError(#[from] reqwest::Error);
+
+impl Deps {
+    pub fn new(parts: DepsParts) -> Result<Self, BuildError> {
+        let http = crate::webhook::client(parts.policy.webhook_timeout)?;
+        Ok(Self {
+            definitions: Definitions::new(parts.policy.definition_ttl),
+            jitter: Mutex::new(parts.seed.map_or_else(Jitter::from_entropy, Jitter::seeded)),
+            store: parts.store,
+            limiter: parts.limiter,
+            genesys: parts.genesys,
+            queues: parts.queues,
+            metrics: parts.metrics,
+            policy: parts.policy,
+            http,
+            webhook_secret: parts.webhook_secret,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn queues(&self) -> &Queues {
+        &self.queues
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// Drives a submit job.
+    pub async fn submit(&self, id: RunId) -> Result<Outcome, StepError> {
+        drive_submit(self, id).await
+    }
+
+    /// Drives a poll job.
+    pub async fn poll(&self, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
+        drive_poll(self, id, attempt).await
+    }
+
+    /// Drives a webhook job.
+    pub async fn webhook(&self, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
+        drive_webhook(self, id, attempt).await
+    }
+}
+
+impl Port for Deps {
+    fn policy(&self) -> &WorkerConfig {
+        &self.policy
+    }
+
+    fn genesys(&self) -> &GenesysClient {
+        &self.genesys
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn with_jitter<T>(&self, f: impl FnOnce(&mut Jitter) -> T) -> T {
+        f(&mut self.jitter.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    async fn load(&self, id: &RunId, with_history: bool) -> Result<Option<RunRecord>, StepError> {
+        Ok(if with_history { self.store.get_run_with_history(id).await? } else { self.store.get_run(id).await? })
+    }
+
+    async fn contract(&self, action_id: &str, now: u64) -> Result<submit::Contract, StepError> {
+        Ok(self.definitions.contract(&self.store, &self.genesys, &self.metrics, action_id, now).await?)
+    }
+
+    async fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> Result<Claim, StepError> {
+        Ok(self.store.claim_submit(&rec.id, now, until_ms.saturating_sub(now)).await?)
+    }
+
+    async fn permit(&self, rec: &RunRecord, now: u64) -> Result<Result<(), (Duration, Denied)>, StepError> {
+        Ok(self.limiter.acquire(&rec.id.to_string(), now).await?.map(|_| ()))
+    }
+
+    async fn deliver(&self, out: &Outgoing, now: u64) -> Delivery {
+        crate::webhook::deliver(&self.http, self.webhook_secret.as_ref(), out, now).await
+    }
+
+    async fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> Result<bool, StepError> {
+        if let Some(until) = act.pause_until_ms {
+            self.limiter.pause_until(until, now).await?;
+        }
+        let id = &rec.id;
+        let applied = match &act.write {
+            Write::Nothing => true,
+            Write::Transition { from, to, cause, update } => {
+                self.store.transition(id, *from, *to, now, cause, update).await? == TransitionOutcome::Applied
+            }
+            Write::Advance { counter, expected, update } => self.store.advance(id, *counter, *expected, update).await?,
+            Write::Update(update) => self.store.update(id, update).await?,
+            Write::Webhook { expected, attempt } => self.store.webhook_attempt(id, *expected, attempt, now).await?,
+        };
+        if !applied {
+            return Ok(false);
+        }
+        let lease = id.to_string();
+        // The permit is an optimisation of the shared limit: a failure to
+        // release or renew it ends with its lease expiring, not with a
+        // lost run, so it never fails the step.
+        match act.permit {
+            PermitOp::Keep => {}
+            PermitOp::Renew => {
+                let _ = self.limiter.renew(&lease, now).await;
+            }
+            PermitOp::Release => {
+                let _ = self.limiter.release(&lease).await;
+            }
+        }
+        for note in &act.notes {
+            tell(&self.metrics, rec, note, now);
+        }
+        for job in &act.jobs {
+            self.queues.push(*job).await?;
+        }
+        Ok(true)
+    }
+}
+
+/// Metrics and logs for what an applied act did.
+pub(crate) fn tell(metrics: &Metrics, rec: &RunRecord, note: &Note, now: u64) {
+    match note {
+        Note::RunEnded { status, cause } => {
+            let duration = Some(now.saturating_sub(rec.created_ms) as f64 / 1000.0);
+            metrics.run_ended(rec.flavor.as_str(), status.as_str(), duration);
+            tracing::info!(run = %rec.id, status = %status, cause, "run ended");
+        }
+        Note::Retry { stage, reason } => metrics.retry(stage, reason),
+        Note::Webhook(outcome) => metrics.webhook(outcome),
+        Note::LimiterWait(reason) => metrics.limiter_wait(reason),
+    }
+}

@@ -1,0 +1,287 @@
+//! The three steps as pure decisions.
+//!
+//! Each step is `decide(&record, observation, &policy, now, &mut jitter)
+//! -> Decision`: no Redis, no HTTP, no clock (the time is passed in, and so
+//! is the jitter's random source, seedable in tests). A [`Decision`] is
+//! data: either an [`Act`] (the compare-and-set write, what to do with the
+//! run's permit, the jobs that follow, the notes for metrics and logs), or
+//! a need for something only I/O can tell (a contract, a claim, a permit,
+//! Genesys's answer, a webhook receiver's answer), which the interpreter
+//! ([`crate::interpret`]) finds out and hands back as the next observation.
+//!
+//! Keeping decisions as data, with no closures, is what lets one
+//! interpreter perform them all, lets `run-now` drive the same steps with
+//! no Redis, and lets the queue engine later perform a whole decision in
+//! one script.
+//!
+//! Duplicates are expected (delivery is at least once), so every write is
+//! compare-and-set: status transitions on the current status, polls and
+//! webhook attempts on their counters. Of several copies of one step, one
+//! goes on; the jobs of a write that did not apply are never pushed.
+
+pub mod poll;
+pub mod submit;
+pub mod webhook;
+
+use std::time::Duration;
+
+use gcrun_genesys::ApiError;
+use gcrun_model::{Jitter, RetrySchedule, RunStatus, Violations, WebhookStatus};
+use gcrun_queue::Job;
+use gcrun_store::{Counter, RunRecord, RunUpdate, WebhookAttempt};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::config::WorkerConfig;
+
+/// What a step decided: act, find something out first, or give up on the
+/// job itself.
+#[derive(Debug, Clone, PartialEq)]
+// One decision lives for one step; boxing its act would buy nothing.
+#[allow(clippy::large_enum_variant)]
+pub enum Decision<N> {
+    Act(Act),
+    /// Observe this, then decide again.
+    Need(N),
+    /// The job is unusable (its run record is gone or unreadable): end it
+    /// in the queue's dead set with this reason.
+    Abort(String),
+}
+
+/// Everything a decision does, in order: pause the client (always), then
+/// the write; only if the write applied, the permit, the notes and the
+/// follow-up jobs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Act {
+    pub write: Write,
+    /// Every worker of this client waits until then (a 429's Retry-After).
+    pub pause_until_ms: Option<u64>,
+    pub permit: PermitOp,
+    pub jobs: Vec<Job>,
+    pub notes: Vec<Note>,
+    /// Whether the step goes on in this job with the record as written.
+    pub then: Then,
+}
+
+/// The one write of a decision. Every variant but `Nothing` and `Update`
+/// is compare-and-set: when another copy of the step got there first, it
+/// does not apply, and nothing else of the decision happens.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Write {
+    Nothing,
+    /// Move the run from `from` to `to` (with history, audit and counts),
+    /// writing `update` with it.
+    Transition {
+        from: RunStatus,
+        to: RunStatus,
+        cause: String,
+        update: RunUpdate,
+    },
+    /// Move a step counter from `expected` to `expected + 1`, with `update`.
+    Advance {
+        counter: Counter,
+        expected: u32,
+        update: RunUpdate,
+    },
+    /// Set fields, no compare (counters of retries, a released claim).
+    Update(RunUpdate),
+    /// Record webhook delivery attempt `expected`.
+    Webhook {
+        expected: u32,
+        attempt: WebhookAttempt,
+    },
+}
+
+/// What happens to the run's concurrency permit once the write applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PermitOp {
+    Keep,
+    /// The run holds its slot a while longer (it is still going).
+    Renew,
+    /// The slot is free again (the run ended, or the submit did not happen).
+    Release,
+}
+
+/// What the interpreter tells metrics and logs once the write applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    RunEnded { status: RunStatus, cause: String },
+    Retry { stage: &'static str, reason: String },
+    Webhook(&'static str),
+    LimiterWait(String),
+}
+
+/// Whether the step goes on in the same job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Then {
+    Stop,
+    /// Decide again on the record as just written (accepted → validated →
+    /// submit, or a synchronous answer stored → its end).
+    Continue,
+}
+
+impl Act {
+    pub(crate) fn new(write: Write) -> Self {
+        Self {
+            write,
+            pause_until_ms: None,
+            permit: PermitOp::Keep,
+            jobs: Vec::new(),
+            notes: Vec::new(),
+            then: Then::Stop,
+        }
+    }
+
+    /// Nothing to do: a duplicate, or a job from before a requeue.
+    pub fn nothing() -> Self {
+        Self::new(Write::Nothing)
+    }
+
+    /// Push `job`, write nothing.
+    pub fn push(job: Job) -> Self {
+        Self::new(Write::Nothing).then_push(job)
+    }
+
+    pub(crate) fn then_push(mut self, job: Job) -> Self {
+        self.jobs.push(job);
+        self
+    }
+
+    pub(crate) fn note(mut self, note: Note) -> Self {
+        self.notes.push(note);
+        self
+    }
+
+    pub(crate) fn and_continue(mut self) -> Self {
+        self.then = Then::Continue;
+        self
+    }
+
+    pub(crate) fn permit(mut self, op: PermitOp) -> Self {
+        self.permit = op;
+        self
+    }
+
+    /// The status the write moves the run to, if it moves it.
+    pub fn moves_to(&self) -> Option<RunStatus> {
+        match &self.write {
+            Write::Transition { to, .. } => Some(*to),
+            _ => None,
+        }
+    }
+}
+
+impl<N> From<Act> for Decision<N> {
+    fn from(act: Act) -> Self {
+        Decision::Act(act)
+    }
+}
+
+/// Where a run's webhook goes: its own URL, else the configured default.
+pub fn webhook_url(rec: &RunRecord, policy: &WorkerConfig) -> Option<Url> {
+    rec.request
+        .get("webhookUrl")
+        .and_then(Value::as_str)
+        .and_then(|u| Url::parse(u).ok())
+        .or_else(|| policy.default_webhook_url.clone())
+}
+
+/// A run ends: the terminal transition (which marks the webhook owed when
+/// there is one to send), the permit released, the first delivery job.
+pub(crate) fn finish(
+    rec: &RunRecord,
+    to: RunStatus,
+    cause: impl Into<String>,
+    update: RunUpdate,
+    policy: &WorkerConfig,
+    now: u64,
+) -> Act {
+    let cause = cause.into();
+    let wants_webhook = webhook_url(rec, policy).is_some();
+    let completed = update.completed_ms.unwrap_or(now);
+    let update = update.completed_at(completed);
+    let update = if wants_webhook { update.webhook_owed() } else { update };
+    let mut act = Act::new(Write::Transition { from: rec.status, to, cause: cause.clone(), update })
+        .permit(PermitOp::Release)
+        .note(Note::RunEnded { status: to, cause });
+    if wants_webhook {
+        let ended = RunRecord { completed_ms: Some(completed), ..rec.clone() };
+        act = act.then_push(webhook_job(&ended, 0, Duration::ZERO));
+    }
+    act
+}
+
+/// A terminal run whose webhook is still pending: make sure its next
+/// delivery job exists (the process may have stopped between the
+/// transition and the push). Deterministic job ids make this a no-op when
+/// the job is already there.
+pub(crate) fn resume_webhook(rec: &RunRecord) -> Act {
+    if rec.webhook.status == Some(WebhookStatus::Pending) {
+        Act::push(webhook_job(rec, rec.webhook.attempts, Duration::ZERO))
+    } else {
+        Act::nothing()
+    }
+}
+
+pub(crate) fn poll_job(rec: &RunRecord, attempt: u32, after: Duration) -> Job {
+    Job::Poll { run: rec.id, generation: rec.poll_generation(), attempt, after }
+}
+
+pub(crate) fn webhook_job(rec: &RunRecord, attempt: u32, after: Duration) -> Job {
+    Job::Webhook { run: rec.id, generation: rec.webhook_generation(), attempt, after }
+}
+
+/// The error stored with a run that failed on an API error.
+pub(crate) fn api_error_json(e: &ApiError) -> Value {
+    json!({
+        "code": e.code().map(str::to_owned).or_else(|| e.status.map(|s| format!("http_{s}"))).unwrap_or_else(|| e.label()),
+        "message": e.to_string(),
+        "status": e.status,
+        "correlationId": e.correlation_id,
+    })
+}
+
+/// The update stored with a run that failed on an API error.
+pub(crate) fn api_failure(reason: impl Into<String>, e: &ApiError) -> RunUpdate {
+    RunUpdate::failure(reason).correlated(e.correlation_id.clone()).error(api_error_json(e))
+}
+
+pub(crate) fn violations_json(v: &Violations) -> Value {
+    json!({"code": "invalid_request", "message": v.to_string(), "violations": v})
+}
+
+/// A little spread for jobs told to wait the same time, so they do not
+/// all come back at once.
+pub(crate) fn spread(d: Duration, jitter: &mut Jitter) -> Duration {
+    let extra =
+        RetrySchedule { base: Duration::from_millis(250), cap: Duration::from_millis(250), floor: Duration::ZERO };
+    d + extra.delay(0, jitter)
+}
+
+/// When to poll next: the schedule (the server's Retry-After wins when
+/// larger), never much past the deadline.
+pub(crate) fn next_poll(
+    rec: &RunRecord,
+    attempt: u32,
+    retry_after: Option<Duration>,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Duration {
+    let d = policy.poll_schedule.delay_after(attempt, retry_after, jitter);
+    let to_deadline = Duration::from_millis(rec.deadline_ms.saturating_sub(now)) + Duration::from_millis(100);
+    // Never below a second: apalis schedules in whole seconds, and a burst of
+    // sub-second polls just before the deadline would only cost API calls.
+    d.min(to_deadline).max(Duration::from_secs(1))
+}
+
+/// A 429 tells every worker of this client to wait, not just this one:
+/// the shared limiter pauses until the server's Retry-After (1 s without).
+pub(crate) fn pause_for(verdict: gcrun_genesys::Verdict, now: u64) -> Option<u64> {
+    match verdict {
+        gcrun_genesys::Verdict::RateLimited(after) => {
+            Some(now.saturating_add(after.unwrap_or(Duration::from_secs(1)).as_millis() as u64))
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,304 @@
+//! The submit step: from `accepted` to a remote run that exists (or to the
+//! run's end). Two decision points around the Genesys call, both pure:
+//! before it (contract, deadline, claim, permit) and after it (the answer).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcrun_genesys::{ApiError, RemotePhase, RemoteRun, Verdict};
+use gcrun_model::{Flavor, InputSchema, Jitter, RunRequest, RunStatus, Target, Violation, Violations};
+use gcrun_queue::Job;
+use gcrun_store::{Claim, Denied, RunRecord, RunUpdate};
+use serde_json::json;
+
+use super::{Act, Decision, Note, PermitOp, Write, api_failure, finish, next_poll, poll_job, resume_webhook, spread};
+use crate::config::WorkerConfig;
+
+/// What the submit step needs to find out.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Need {
+    /// The action's input contract.
+    Contract { action_id: String },
+    /// The right to submit (an expiring compare-and-set on the record).
+    Claim { until_ms: u64 },
+    /// A permit of the shared limiter.
+    Permit,
+    /// Genesys's answer to the submit.
+    Submit(Box<RunRequest>),
+}
+
+/// What the submit step learnt.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// Only the record.
+    Loaded,
+    Contract(Contract),
+    Claim(Claim),
+    /// `Err((wait, why))`: no permit now; one is expected after `wait`.
+    Permit(Result<(), (Duration, Denied)>),
+    Answer(Result<RemoteRun, ApiError>),
+}
+
+/// An action's input contract, as far as the worker could tell.
+#[derive(Debug, Clone)]
+pub enum Contract {
+    Schema(Arc<InputSchema>),
+    /// The action declares no input schema: inputs go unvalidated, and the
+    /// run's history says so.
+    NoSchema,
+    /// The definition could not be read.
+    Unreadable(ApiError),
+    /// The definition's schema does not compile.
+    Invalid(String),
+}
+
+pub fn decide(
+    rec: &RunRecord,
+    observation: Observation,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Decision<Need> {
+    match observation {
+        Observation::Loaded => loaded(rec, policy, now),
+        Observation::Contract(contract) => contract_checked(rec, contract, policy, now, jitter),
+        Observation::Claim(claim) => match claim {
+            Claim::Claimed => Decision::Need(Need::Permit),
+            // Another copy is calling Genesys; come back when its claim ends.
+            Claim::HeldUntil(until) => {
+                Act::push(submit_job(rec, spread(Duration::from_millis(until.saturating_sub(now)), jitter))).into()
+            }
+            Claim::NotValidated => Act::push(submit_job(rec, Duration::ZERO)).into(),
+        },
+        Observation::Permit(Err((wait, why))) => Act::new(Write::Update(RunUpdate::default().release_claim()))
+            .then_push(submit_job(rec, spread(wait, jitter)))
+            .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
+            .into(),
+        Observation::Permit(Ok(())) => match RunRequest::parse(&rec.request, &policy.limits) {
+            Ok(request) => Decision::Need(Need::Submit(Box::new(request))),
+            Err(v) => finish(
+                rec,
+                RunStatus::Dead,
+                "request no longer parses",
+                RunUpdate::failure(v.to_string()).error(super::violations_json(&v)),
+                policy,
+                now,
+            )
+            .into(),
+        },
+        Observation::Answer(answer) => answered(rec, answer, policy, now, jitter),
+    }
+}
+
+fn submit_job(rec: &RunRecord, after: Duration) -> Job {
+    Job::Submit { run: rec.id, after }
+}
+
+fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
+    match rec.status {
+        s if s.is_terminal() => resume_webhook(rec).into(),
+        // A synchronous run whose answer was stored with `submitted` but
+        // whose end was not (the process stopped in between, or the step
+        // goes on right after storing it).
+        RunStatus::Submitted if rec.remote_id.is_none() && rec.flavor.is_synchronous() => {
+            complete_from_record(rec, policy, now).into()
+        }
+        // Already submitted: the remote run exists, so never submit again;
+        // make sure its poll chain runs (the job id dedupes the push).
+        RunStatus::Submitted | RunStatus::Queued | RunStatus::Running => {
+            Act::push(poll_job(rec, rec.poll_attempts, Duration::ZERO)).into()
+        }
+        RunStatus::Accepted => match RunRequest::parse(&rec.request, &policy.limits) {
+            Err(v) => reject(rec, &v, policy, now).into(),
+            Ok(request) => match request.target() {
+                Target::Action { id } => Decision::Need(Need::Contract { action_id: id.clone() }),
+                Target::Flow { .. } => validated("inputs checked (flows declare no input contract)"),
+            },
+        },
+        RunStatus::Validated => before_call(rec, policy, now),
+        _ => Act::nothing().into(),
+    }
+}
+
+fn validated(cause: &str) -> Decision<Need> {
+    Act::new(Write::Transition {
+        from: RunStatus::Accepted,
+        to: RunStatus::Validated,
+        cause: cause.into(),
+        update: RunUpdate::default(),
+    })
+    .and_continue()
+    .into()
+}
+
+fn reject(rec: &RunRecord, v: &Violations, policy: &WorkerConfig, now: u64) -> Act {
+    let update = RunUpdate::failure(v.to_string()).error(super::violations_json(v));
+    finish(rec, RunStatus::Rejected, v.to_string(), update, policy, now)
+}
+
+fn contract_checked(
+    rec: &RunRecord,
+    contract: Contract,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Decision<Need> {
+    let request = match RunRequest::parse(&rec.request, &policy.limits) {
+        Ok(r) => r,
+        Err(v) => return reject(rec, &v, policy, now).into(),
+    };
+    match contract {
+        Contract::Schema(schema) => {
+            let v = schema.validate(request.inputs());
+            if v.is_empty() { validated("inputs match the contract") } else { reject(rec, &v, policy, now).into() }
+        }
+        Contract::NoSchema => validated("the action declares no input schema: inputs not validated"),
+        Contract::Unreadable(e) => match e.verdict() {
+            Verdict::NotFound => {
+                let v = Violations(vec![Violation::new(
+                    "/actionId",
+                    "not_found",
+                    format!(
+                        "action {} does not exist (correlation id {})",
+                        request.target().id(),
+                        e.correlation_id.as_deref().unwrap_or("-")
+                    ),
+                )]);
+                reject(rec, &v, policy, now).into()
+            }
+            verdict if verdict.is_retryable() => retry_submit(rec, &e, policy, now, jitter).into(),
+            _ => {
+                let update = api_failure(format!("reading the action definition: {e}"), &e);
+                finish(rec, RunStatus::Dead, format!("definition unreadable: {e}"), update, policy, now).into()
+            }
+        },
+        Contract::Invalid(why) => {
+            let reason = format!("the action's input schema is unusable: {why}");
+            finish(rec, RunStatus::Dead, reason.clone(), RunUpdate::failure(reason), policy, now).into()
+        }
+    }
+}
+
+/// The decision point before the Genesys call.
+fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
+    if now >= rec.deadline_ms {
+        let update = RunUpdate::failure("run deadline passed before it could be submitted");
+        return finish(rec, RunStatus::TimedOut, "deadline passed before submit", update, policy, now).into();
+    }
+    // Requeued after it had been submitted: the remote run exists, so go
+    // back to polling it instead of starting a second one.
+    if let Some(remote_id) = &rec.remote_id {
+        return Act::new(Write::Transition {
+            from: RunStatus::Validated,
+            to: RunStatus::Submitted,
+            cause: format!("resumed: already submitted as {remote_id}"),
+            update: RunUpdate::default(),
+        })
+        .then_push(poll_job(rec, rec.poll_attempts, Duration::ZERO))
+        .into();
+    }
+    // Only one copy of a submit job may call Genesys at a time. The claim
+    // outlives the slowest call; a copy that finds it held comes back then.
+    Decision::Need(Need::Claim { until_ms: now + policy.submit_claim.as_millis() as u64 })
+}
+
+/// The decision point after the Genesys call.
+fn answered(
+    rec: &RunRecord,
+    answer: Result<RemoteRun, ApiError>,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Decision<Need> {
+    let e = match answer {
+        Ok(remote) => return submitted(rec, remote, policy, now, jitter),
+        Err(e) => e,
+    };
+    match e.verdict() {
+        // The request may have run even though no answer came back. Only
+        // `runs` carries a name the remote side can deduplicate on; for the
+        // others a blind retry could run the action twice, so the run goes
+        // to the dead-letter set for an operator to check and requeue.
+        Verdict::AmbiguousOutcome if rec.flavor != Flavor::Runs => {
+            let update = api_failure(format!("outcome unknown, not retried to avoid running it twice: {e}"), &e);
+            finish(rec, RunStatus::Dead, "submit outcome unknown", update, policy, now).into()
+        }
+        v if v.is_retryable() => retry_submit(rec, &e, policy, now, jitter).permit(PermitOp::Release).into(),
+        // Refused credentials or permissions are gcrun's setup, not the
+        // run's fault: dead-letter (requeueable once fixed), not failed.
+        Verdict::Refused => {
+            finish(rec, RunStatus::Dead, format!("submit refused: {e}"), api_failure(e.to_string(), &e), policy, now)
+                .into()
+        }
+        _ => {
+            finish(rec, RunStatus::Failed, format!("submit refused: {e}"), api_failure(e.to_string(), &e), policy, now)
+                .into()
+        }
+    }
+}
+
+fn submitted(
+    rec: &RunRecord,
+    remote: RemoteRun,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Decision<Need> {
+    let mut update = RunUpdate::submitted(remote.remote_id.clone(), remote.remote_status.clone(), now);
+    // A synchronous answer is stored with `submitted`, so a crash before
+    // the end is recorded cannot lose it.
+    match &remote.phase {
+        RemotePhase::Completed { outputs } => update = update.outputs(outputs.clone()),
+        RemotePhase::Failed { code, message } => update = update.error(json!({"code": code, "message": message})),
+        _ => {}
+    }
+    let cause = match &remote.remote_id {
+        Some(rid) => format!("submitted as {rid}"),
+        None => "executed".to_string(),
+    };
+    let act = Act::new(Write::Transition { from: RunStatus::Validated, to: RunStatus::Submitted, cause, update });
+    if remote.remote_id.is_none() {
+        // Synchronous: the answer is the end; decide it on the record as written.
+        return act.and_continue().into();
+    }
+    let first = RunRecord { remote_id: remote.remote_id, ..rec.clone() };
+    act.then_push(poll_job(&first, 0, next_poll(rec, 0, None, policy, now, jitter))).into()
+}
+
+/// Ends a synchronous run from the answer stored with its `submitted`
+/// transition.
+pub(crate) fn complete_from_record(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Act {
+    match (&rec.outputs, &rec.error) {
+        (Some(_), _) => finish(rec, RunStatus::Completed, "completed", RunUpdate::default(), policy, now),
+        (None, Some(error)) => {
+            let code = error["code"].as_str().unwrap_or("failed").to_string();
+            finish(rec, RunStatus::Failed, format!("failed: {code}"), RunUpdate::default(), policy, now)
+        }
+        (None, None) => finish(
+            rec,
+            RunStatus::Dead,
+            "answer lost",
+            RunUpdate::failure("submitted, but its answer was not recorded"),
+            policy,
+            now,
+        ),
+    }
+}
+
+/// A transient failure before the remote run exists: try the submit again
+/// later, or give up after `max_submit_attempts`.
+fn retry_submit(rec: &RunRecord, e: &ApiError, policy: &WorkerConfig, now: u64, jitter: &mut Jitter) -> Act {
+    let verdict = e.verdict();
+    let retries = rec.retries + 1;
+    let mut act = if retries >= policy.max_submit_attempts {
+        let cause = format!("gave up after {retries} transient submit failures; last: {e}");
+        finish(rec, RunStatus::Dead, cause, api_failure(e.to_string(), e).retries(retries), policy, now)
+    } else {
+        let update =
+            RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone()).retries(retries).release_claim();
+        let after = policy.submit_schedule.delay_after(retries - 1, verdict.retry_after(), jitter);
+        Act::new(Write::Update(update)).then_push(submit_job(rec, after))
+    };
+    act.pause_until_ms = super::pause_for(verdict, now);
+    act.note(Note::Retry { stage: "submit", reason: e.label() })
+}

@@ -1,0 +1,306 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcrun_genesys::{RemotePhase, RemoteRun};
+use gcrun_model::{Flavor, InputSchema, RunStatus, WebhookStatus};
+use gcrun_queue::Job;
+use gcrun_store::{Claim, Denied};
+use gcrun_worker::step::submit::{Contract, Need, Observation, decide};
+use gcrun_worker::step::{Note, PermitOp, Then, Write};
+use serde_json::json;
+
+use super::*;
+
+fn run(rec: &RunRecord, obs: Observation) -> Decision<Need> {
+    decide(rec, obs, &policy(), NOW, &mut jitter())
+}
+
+fn schema() -> Arc<InputSchema> {
+    let s = json!({"type": "object", "required": ["customerId"], "properties": {"customerId": {"type": "string", "maxLength": 4}}});
+    Arc::new(InputSchema::compile(&s).unwrap())
+}
+
+fn submit_after(a: &gcrun_worker::step::Act) -> Duration {
+    match a.jobs[..] {
+        [Job::Submit { after, .. }] => after,
+        _ => panic!("expected one submit job: {a:?}"),
+    }
+}
+
+#[test]
+fn an_accepted_action_run_asks_for_its_contract() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    assert_eq!(need(run(&rec, Observation::Loaded)), Need::Contract { action_id: ACTION.into() });
+}
+
+#[test]
+fn an_accepted_flow_run_is_validated_and_goes_on() {
+    let rec = record(Flavor::Workflow, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Loaded));
+    assert_eq!((transition(&a).0, transition(&a).1), (RunStatus::Accepted, RunStatus::Validated));
+    assert_eq!(a.then, Then::Continue);
+}
+
+#[test]
+fn a_request_that_no_longer_parses_is_rejected_with_its_violations() {
+    let mut rec = record(Flavor::Runs, RunStatus::Accepted);
+    rec.request = json!({"flavor": "runs", "actionId": ACTION, "inputs": {"nested": {"no": 1}}});
+    let a = act(run(&rec, Observation::Loaded));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
+    assert_eq!(update(&a).error.as_ref().unwrap()["code"], "invalid_request");
+}
+
+#[test]
+fn inputs_that_break_the_contract_are_rejected_with_every_violation() {
+    let mut rec = record(Flavor::Runs, RunStatus::Accepted);
+    rec.request["inputs"]["customerId"] = json!("far-too-long");
+    let a = act(run(&rec, Observation::Contract(Contract::Schema(schema()))));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
+    assert!(transition(&a).2.contains("/inputs/customerId"), "{a:?}");
+}
+
+#[test]
+fn inputs_that_match_the_contract_are_validated_and_go_on() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Schema(schema()))));
+    assert_eq!(transition(&a), (RunStatus::Accepted, RunStatus::Validated, "inputs match the contract"));
+    assert_eq!(a.then, Then::Continue);
+}
+
+#[test]
+fn an_action_without_a_contract_goes_on_and_its_history_says_so() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::NoSchema)));
+    let (_, to, cause) = transition(&a);
+    assert_eq!(to, RunStatus::Validated);
+    assert!(cause.contains("not validated"), "{cause}");
+}
+
+#[test]
+fn an_unknown_action_is_rejected_as_not_found() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Unreadable(http(404, None)))));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
+    assert!(transition(&a).2.contains("does not exist") && transition(&a).2.contains("cid-1"), "{a:?}");
+}
+
+#[test]
+fn a_transient_definition_failure_retries_the_submit_later() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Unreadable(http(503, None)))));
+    assert!(matches!(a.write, Write::Update(ref u) if u.retries == Some(1)), "{a:?}");
+    assert!(submit_after(&a) >= Duration::from_millis(500));
+    assert_eq!(a.pause_until_ms, None);
+}
+
+#[test]
+fn refused_credentials_for_the_definition_dead_letter_the_run() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Unreadable(refused_credentials()))));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+    assert!(transition(&a).2.starts_with("definition unreadable"));
+}
+
+#[test]
+fn an_unusable_contract_dead_letters_the_run_instead_of_skipping_validation() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Invalid("bad keyword".into()))));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+}
+
+#[test]
+fn a_validated_run_past_its_deadline_times_out_before_any_call() {
+    let mut rec = record(Flavor::Runs, RunStatus::Validated);
+    rec.deadline_ms = NOW;
+    let a = act(run(&rec, Observation::Loaded));
+    assert_ends_with_webhook(&a, &rec, RunStatus::TimedOut);
+}
+
+#[test]
+fn a_requeued_run_that_was_submitted_resumes_polling() {
+    let mut rec = record(Flavor::Runs, RunStatus::Validated);
+    rec.remote_id = Some("remote-9".into());
+    rec.poll_attempts = 3;
+    let a = act(run(&rec, Observation::Loaded));
+    assert_eq!(transition(&a).1, RunStatus::Submitted);
+    assert!(transition(&a).2.contains("remote-9"));
+    assert!(matches!(a.jobs[..], [Job::Poll { attempt: 3, after: Duration::ZERO, .. }]), "{a:?}");
+}
+
+#[test]
+fn a_validated_run_claims_the_submit_for_longer_than_the_slowest_call() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let until = NOW + policy().submit_claim.as_millis() as u64;
+    assert_eq!(need(run(&rec, Observation::Loaded)), Need::Claim { until_ms: until });
+}
+
+#[test]
+fn a_held_claim_comes_back_when_it_ends_and_a_lost_one_at_once() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let a = act(run(&rec, Observation::Claim(Claim::HeldUntil(NOW + 5_000))));
+    assert_eq!(a.write, Write::Nothing);
+    let after = submit_after(&a);
+    assert!(after >= Duration::from_secs(5) && after <= Duration::from_millis(5_250), "{after:?}");
+    let a = act(run(&rec, Observation::Claim(Claim::NotValidated)));
+    assert_eq!(submit_after(&a), Duration::ZERO);
+    assert_eq!(need(run(&rec, Observation::Claim(Claim::Claimed))), Need::Permit);
+}
+
+#[test]
+fn no_permit_gives_the_claim_back_and_waits_for_one() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let a = act(run(&rec, Observation::Permit(Err((Duration::from_secs(2), Denied::Concurrency)))));
+    assert!(matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0)), "{a:?}");
+    assert!(submit_after(&a) >= Duration::from_secs(2));
+    assert_eq!(a.notes, vec![Note::LimiterWait("concurrency".into())]);
+}
+
+#[test]
+fn a_permit_leads_to_the_call() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let Need::Submit(request) = need(run(&rec, Observation::Permit(Ok(())))) else { panic!() };
+    assert_eq!(request.target().id(), ACTION);
+}
+
+#[test]
+fn an_async_submit_records_the_remote_run_and_schedules_the_first_poll() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let remote =
+        RemoteRun { remote_id: Some("r-1".into()), phase: RemotePhase::Queued, remote_status: "queued".into() };
+    let a = act(run(&rec, Observation::Answer(Ok(remote))));
+    assert_eq!(transition(&a), (RunStatus::Validated, RunStatus::Submitted, "submitted as r-1"));
+    assert_eq!(update(&a).remote_id.as_deref(), Some("r-1"));
+    assert_eq!(update(&a).submitted_ms, Some(NOW));
+    let [Job::Poll { attempt: 0, after, generation, .. }] = a.jobs[..] else { panic!("{a:?}") };
+    assert_eq!(generation, rec.deadline_ms);
+    assert!(after >= Duration::from_secs(1));
+    assert_eq!(a.permit, PermitOp::Keep, "the remote run holds its slot");
+}
+
+#[test]
+fn a_synchronous_answer_is_stored_first_then_ends_the_run() {
+    let rec = record(Flavor::Execute, RunStatus::Validated);
+    let remote = RemoteRun {
+        remote_id: None,
+        phase: RemotePhase::Completed { outputs: json!({"tier": "gold"}) },
+        remote_status: "completed".into(),
+    };
+    let a = act(run(&rec, Observation::Answer(Ok(remote))));
+    assert_eq!(transition(&a).1, RunStatus::Submitted);
+    assert_eq!(update(&a).outputs, Some(json!({"tier": "gold"})));
+    assert_eq!((a.then, a.jobs.len()), (Then::Continue, 0));
+    // The step goes on with the record as written.
+    let mut stored = rec.clone();
+    stored.apply(a.moves_to(), update(&a), NOW);
+    let end = act(run(&stored, Observation::Loaded));
+    assert_ends_with_webhook(&end, &stored, RunStatus::Completed);
+}
+
+#[test]
+fn a_stored_synchronous_answer_ends_the_run_after_a_crash() {
+    let mut rec = record(Flavor::Execute, RunStatus::Submitted);
+    rec.error = Some(json!({"code": "crm_down", "message": "x"}));
+    let a = act(run(&rec, Observation::Loaded));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Failed);
+    assert_eq!(transition(&a).2, "failed: crm_down");
+    rec.error = None;
+    let a = act(run(&rec, Observation::Loaded));
+    assert_eq!((transition(&a).1, transition(&a).2), (RunStatus::Dead, "answer lost"));
+}
+
+#[test]
+fn an_unknown_outcome_of_a_non_runs_submit_is_dead_lettered_not_retried() {
+    for flavor in [Flavor::Execute, Flavor::Workflow] {
+        let rec = record(flavor, RunStatus::Validated);
+        let a = act(run(&rec, Observation::Answer(Err(ambiguous()))));
+        assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+        assert_eq!(transition(&a).2, "submit outcome unknown");
+    }
+}
+
+#[test]
+fn an_unknown_outcome_of_a_runs_submit_is_retried_for_now() {
+    // Today's behaviour, kept until the reliability work decides otherwise.
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let a = act(run(&rec, Observation::Answer(Err(ambiguous()))));
+    assert!(matches!(a.write, Write::Update(_)), "{a:?}");
+    assert_eq!(a.permit, PermitOp::Release);
+    submit_after(&a);
+}
+
+#[test]
+fn a_429_pauses_every_worker_for_the_servers_wait_and_retries_after_it() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let a = act(run(&rec, Observation::Answer(Err(http(429, Some(7))))));
+    assert_eq!(a.pause_until_ms, Some(NOW + 7_000));
+    let after = submit_after(&a);
+    assert!(after >= Duration::from_secs(7) && after <= Duration::from_millis(7_700), "{after:?}");
+    assert_eq!(a.permit, PermitOp::Release);
+    assert!(a.notes.contains(&Note::Retry { stage: "submit", reason: "429".into() }));
+    // Without Retry-After: everyone waits a second.
+    let a = act(run(&rec, Observation::Answer(Err(http(429, None)))));
+    assert_eq!(a.pause_until_ms, Some(NOW + 1_000));
+}
+
+#[test]
+fn a_5xx_retries_until_the_attempts_run_out() {
+    let mut rec = record(Flavor::Runs, RunStatus::Validated);
+    let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
+    assert_eq!(update(&a).retries, Some(1));
+    assert_eq!(update(&a).correlation_id.as_deref(), Some("cid-1"));
+    assert_eq!(a.pause_until_ms, None);
+    rec.retries = policy().max_submit_attempts - 1;
+    let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+    assert!(transition(&a).2.starts_with("gave up after 20 transient submit failures"));
+}
+
+#[test]
+fn refused_credentials_or_permissions_dead_letter_the_run() {
+    for e in [http(401, None), http(403, None), refused_credentials()] {
+        let rec = record(Flavor::Runs, RunStatus::Validated);
+        let a = act(run(&rec, Observation::Answer(Err(e))));
+        assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+    }
+}
+
+#[test]
+fn a_permanent_refusal_fails_the_run() {
+    for e in [http(404, None), http(400, None), http(422, None), action_failed()] {
+        let rec = record(Flavor::Execute, RunStatus::Validated);
+        let a = act(run(&rec, Observation::Answer(Err(e))));
+        assert_ends_with_webhook(&a, &rec, RunStatus::Failed);
+        assert_eq!(update(&a).error.as_ref().unwrap()["correlationId"], "cid-1");
+    }
+}
+
+#[test]
+fn an_ended_run_only_makes_sure_its_pending_webhook_is_on_its_way() {
+    let mut rec = record(Flavor::Runs, RunStatus::Completed);
+    rec.completed_ms = Some(NOW - 10);
+    rec.webhook.status = Some(WebhookStatus::Pending);
+    rec.webhook.attempts = 2;
+    let a = act(run(&rec, Observation::Loaded));
+    assert_eq!(a.write, Write::Nothing);
+    assert!(matches!(a.jobs[..], [Job::Webhook { attempt: 2, generation, .. }] if generation == NOW - 10), "{a:?}");
+    rec.webhook.status = Some(WebhookStatus::Delivered);
+    assert_eq!(act(run(&rec, Observation::Loaded)), gcrun_worker::step::Act::nothing());
+}
+
+#[test]
+fn a_submitted_run_is_never_submitted_again_only_polled() {
+    let mut rec = record(Flavor::Runs, RunStatus::Running);
+    rec.poll_attempts = 4;
+    let a = act(run(&rec, Observation::Loaded));
+    assert!(matches!(a.jobs[..], [Job::Poll { attempt: 4, after: Duration::ZERO, .. }]), "{a:?}");
+    assert_eq!(a.write, Write::Nothing);
+}
+
+#[test]
+fn a_run_without_a_webhook_url_ends_without_one() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    let no_hook = WorkerConfig::default();
+    let a = act(decide(&rec, Observation::Answer(Err(http(400, None))), &no_hook, NOW, &mut jitter()));
+    assert_eq!(transition(&a).1, RunStatus::Failed);
+    assert!(a.jobs.is_empty() && update(&a).webhook_status.is_none(), "{a:?}");
+}
