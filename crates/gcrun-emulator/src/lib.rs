@@ -8,8 +8,10 @@
 //! - [`directives`]: `emulator:` input values that ask for an outcome.
 //! - [`state`]: tokens, runs, admission (rate and concurrency), faults and
 //!   [`Stats`].
-//! - [`http`]: the routes — OAuth, actions, the three flavors, and the
-//!   admin API under `/emulator/`.
+//! - [`http`]: the router, its middleware (correlation id, ErrorBody for
+//!   every error, faults, bearer auth), the ErrorBody helpers with the
+//!   correlation-id extractor, and a module per area: OAuth, actions and
+//!   `execute`, `runs`, flows, and the admin API under `/emulator/`.
 //!
 //! [`serve`] takes its listener and a shutdown future from the caller, so a
 //! test binds port 0 and stops the server when it likes.

@@ -8,8 +8,9 @@ use uuid::Uuid;
 
 /// gcrun's own id for a run. A UUID v7, so ids sort by creation time, which
 /// keeps Redis scans and audit listings in a natural order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, format = Uuid)]
 pub struct RunId(Uuid);
 
 impl RunId {
@@ -51,7 +52,7 @@ impl FromStr for RunId {
 /// `runs` is the spec's asynchronous contract (not in real Genesys Cloud),
 /// `execute` is the real synchronous data-action call, `workflow` is the
 /// real asynchronous Architect flow execution.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Flavor {
     Runs,

@@ -13,20 +13,24 @@
 //!   [`ErrorClass`], the retryable/fatal split every failure carries.
 //! - [`lifecycle`]: the run and webhook state machines and their legal
 //!   transitions.
+//! - [`outcome`]: [`RunError`], why a run did not succeed.
 //! - [`ids`]: [`RunId`] (UUID v7), [`Flavor`].
 
 pub mod ids;
 pub mod lifecycle;
+pub mod outcome;
 pub mod request;
 pub mod retry;
 pub mod rules;
 pub mod schema;
 pub mod serde_millis;
+pub mod timestamp;
 pub mod violation;
 
 pub use ids::{Flavor, RunId};
 pub use lifecycle::{IllegalTransition, RunStatus, Transition, WebhookStatus};
-pub use request::{RunRequest, RunRequestBuilder, Target};
+pub use outcome::RunError;
+pub use request::{RunRequest, RunRequestBuilder, RunRequestDoc, Target};
 pub use retry::{ErrorClass, Jitter, RetrySchedule};
 pub use rules::RequestLimits;
 pub use schema::{InputSchema, SchemaError};

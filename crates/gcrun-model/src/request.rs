@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use serde_json::{Map, Value};
 use url::Url;
 
@@ -57,8 +57,46 @@ pub struct RunRequest {
     metadata: BTreeMap<String, String>,
 }
 
-const FIELDS: [&str; 9] =
+/// The fields of a request document, in the order of [`RunRequestDoc`].
+pub const FIELDS: [&str; 9] =
     ["flavor", "actionId", "flowId", "flowVersion", "inputs", "webhookUrl", "runName", "idempotencyKey", "metadata"];
+
+/// The wire shape of a run request, as the OpenAPI document describes it.
+/// Requests are checked by [`RunRequest::parse`] (every violation at once,
+/// which serde's first-error decoding cannot do), so this type only
+/// describes them; tests hold its fields to [`FIELDS`] and to what
+/// [`RunRequest::to_value`] writes, so the document cannot drift.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(as = RunRequest)]
+pub struct RunRequestDoc {
+    pub flavor: Flavor,
+    /// The data action to run (flavors `runs` and `execute`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_id: Option<String>,
+    /// The Architect flow to run (flavor `workflow`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_version: Option<String>,
+    /// Flat values (string, number, boolean or null), checked against the
+    /// action's input contract by the worker.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub inputs: Map<String, Value>,
+    /// Where the completion webhook goes (http or https).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(format = "uri")]
+    pub webhook_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_name: Option<String>,
+    /// The same key returns the same run and enqueues nothing new.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    /// Strings carried to the webhook and the audit trail.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
 
 impl RunRequest {
     /// Starts a request in Rust. Nothing is checked until
@@ -176,6 +214,31 @@ impl RunRequest {
     }
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.metadata
+    }
+
+    /// Checks this request again under `limits` (a worker's limits may be
+    /// stricter than those of the producer that accepted it).
+    pub fn revalidate(&self, limits: &RequestLimits) -> Result<(), Violations> {
+        Self::parse(&self.to_value(), limits).map(|_| ())
+    }
+
+    /// The wire document as a typed value (what APIs render).
+    pub fn to_doc(&self) -> RunRequestDoc {
+        let (action_id, flow_id, flow_version) = match &self.target {
+            Target::Action { id } => (Some(id.clone()), None, None),
+            Target::Flow { id, version } => (None, Some(id.clone()), version.clone()),
+        };
+        RunRequestDoc {
+            flavor: self.flavor,
+            action_id,
+            flow_id,
+            flow_version,
+            inputs: self.inputs.clone(),
+            webhook_url: self.webhook_url.as_ref().map(Url::to_string),
+            run_name: self.run_name.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+            metadata: self.metadata.clone(),
+        }
     }
 
     /// The wire document; `parse(to_value())` gives back an equal request.

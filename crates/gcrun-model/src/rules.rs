@@ -72,6 +72,27 @@ pub fn is_valid_input_name(name: &str) -> bool {
 }
 
 impl RequestLimits {
+    /// No limits, only the shape: what reading back a stored request needs.
+    /// A request was checked against the producer's limits when it was
+    /// accepted; a store must not refuse to read it because a later process
+    /// has stricter ones (the worker re-checks with its own, and says so).
+    pub fn stored() -> Self {
+        Self {
+            max_string_chars: usize::MAX,
+            max_payload_bytes: usize::MAX,
+            require_flat_inputs: false,
+            enforce_name_pattern: false,
+            reserved_names: Vec::new(),
+            max_id_chars: usize::MAX,
+            max_run_name_chars: usize::MAX,
+            max_flow_version_chars: usize::MAX,
+            max_idempotency_key_chars: usize::MAX,
+            max_metadata_entries: usize::MAX,
+            max_metadata_chars: usize::MAX,
+            max_url_chars: usize::MAX,
+        }
+    }
+
     /// Checks an `inputs` object against the contract rules and limits. Paths
     /// are reported under `base` (normally `/inputs`). Returns every problem.
     ///

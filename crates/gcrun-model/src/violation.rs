@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 /// One thing wrong with a request. `path` is a JSON Pointer (RFC 6901) into
 /// the request document, e.g. `/inputs/customerId`; `code` is stable and
 /// meant for programs (`required`, `maxLength`, `flat_value`, ...).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Violation {
     pub path: String,
     pub code: String,

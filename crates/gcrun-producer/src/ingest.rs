@@ -18,10 +18,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gcrun_model::{RunId, Violations};
+use gcrun_model::{RunId, RunRequestDoc, Violations};
+use gcrun_store::RunView;
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde_json::Value;
+use utoipa::OpenApi;
 
+use crate::api::{Accepted, ApiDoc, Batch, BatchItem, BatchResult, Invalid, Problem};
 use crate::{Producer, ProducerError};
 
 /// Ingest settings.
@@ -50,7 +53,7 @@ impl Default for IngestConfig {
 }
 
 #[derive(Clone)]
-struct AppState {
+pub(crate) struct AppState {
     producer: Producer,
     config: Arc<IngestConfig>,
 }
@@ -83,15 +86,11 @@ pub async fn serve(
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
-    (status, axum::Json(json!({"error": code, "message": message}))).into_response()
+    (status, axum::Json(Problem { error: code.into(), message: message.into() })).into_response()
 }
 
 fn invalid(v: &Violations) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": "invalid_request", "message": v.to_string(), "violations": v})),
-    )
-        .into_response()
+    (StatusCode::BAD_REQUEST, axum::Json(Invalid::new(v))).into_response()
 }
 
 fn internal(e: &ProducerError) -> Response {
@@ -139,7 +138,21 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     })
 }
 
-async fn create_run(State(state): State<AppState>, body: Bytes) -> Response {
+/// Enqueue one run.
+#[utoipa::path(
+    post,
+    path = "/v1/runs",
+    request_body = RunRequestDoc,
+    responses(
+        (status = 202, description = "Accepted; `Location` names the run", body = Accepted),
+        (status = 200, description = "The idempotency key named an existing run", body = Accepted),
+        (status = 400, description = "Invalid request; every violation listed", body = Invalid),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 413, description = "Body too large"),
+        (status = 503, description = "Queue unavailable; retry with the same idempotency key", body = Problem),
+    )
+)]
+pub(crate) async fn create_run(State(state): State<AppState>, body: Bytes) -> Response {
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
@@ -152,15 +165,25 @@ async fn create_run(State(state): State<AppState>, body: Bytes) -> Response {
                 headers.insert(header::LOCATION, v);
             }
             let status = if e.existing { StatusCode::OK } else { StatusCode::ACCEPTED };
-            (status, headers, axum::Json(json!({"runId": e.run_id, "existing": e.existing, "location": location})))
-                .into_response()
+            (status, headers, axum::Json(Accepted { run_id: e.run_id, existing: e.existing, location })).into_response()
         }
         Err(ProducerError::Invalid(v)) => invalid(&v),
         Err(e) => internal(&e),
     }
 }
 
-async fn create_batch(State(state): State<AppState>, body: Bytes) -> Response {
+/// Enqueue many runs; each item is checked on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/batch",
+    request_body = Batch,
+    responses(
+        (status = 202, description = "Per-item results, in input order", body = BatchResult),
+        (status = 400, description = "Nothing valid in the batch, or a bad envelope", body = BatchResult),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem),
+    )
+)]
+pub(crate) async fn create_batch(State(state): State<AppState>, body: Bytes) -> Response {
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
@@ -182,36 +205,62 @@ async fn create_batch(State(state): State<AppState>, body: Bytes) -> Response {
     match state.producer.enqueue_batch(&items).await {
         Ok(results) => {
             let accepted = results.iter().filter(|r| r.is_ok()).count();
-            let out: Vec<Value> = results
+            let out: Vec<BatchItem> = results
                 .into_iter()
                 .enumerate()
-                .map(|(i, r)| match r {
-                    Ok(e) => json!({"index": i, "runId": e.run_id, "existing": e.existing}),
-                    Err(v) => json!({"index": i, "error": "invalid_request", "violations": v}),
+                .map(|(index, r)| match r {
+                    Ok(e) => BatchItem {
+                        index,
+                        run_id: Some(e.run_id),
+                        existing: Some(e.existing),
+                        error: None,
+                        violations: Vec::new(),
+                    },
+                    Err(v) => BatchItem {
+                        index,
+                        run_id: None,
+                        existing: None,
+                        error: Some("invalid_request".into()),
+                        violations: v.into_iter().collect(),
+                    },
                 })
                 .collect();
             let status = if accepted == 0 { StatusCode::BAD_REQUEST } else { StatusCode::ACCEPTED };
-            (status, axum::Json(json!({"accepted": accepted, "rejected": out.len() - accepted, "results": out})))
-                .into_response()
+            let rejected = out.len() - accepted;
+            (status, axum::Json(BatchResult { accepted, rejected, results: out })).into_response()
         }
         Err(e) => internal(&e),
     }
 }
 
-async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+/// A run with its transitions.
+#[utoipa::path(
+    get,
+    path = "/v1/runs/{id}",
+    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    responses(
+        (status = 200, description = "The run", body = RunView),
+        (status = 404, description = "No such run", body = Problem),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem),
+    )
+)]
+pub(crate) async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such run");
     };
     match state.producer.store().get_run_with_history(&id).await {
-        Ok(Some(record)) => axum::Json(record).into_response(),
+        Ok(Some(record)) => axum::Json(RunView::from(&record)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Err(e) => internal(&ProducerError::Store(e)),
     }
 }
 
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    ([(header::CONTENT_TYPE, "application/json")], openapi_json()).into_response()
 }
 
-/// The OpenAPI 3.1 description of this service.
-pub const OPENAPI: &str = include_str!("openapi.json");
+/// The OpenAPI 3.1 document of this service, generated from the handlers'
+/// annotations and the request, response and run view types.
+pub fn openapi_json() -> String {
+    ApiDoc::openapi().to_pretty_json().unwrap_or_default()
+}

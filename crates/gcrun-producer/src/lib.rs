@@ -7,9 +7,12 @@
 //! - [`ingest`]: the HTTP service in front of it (`POST /v1/runs`,
 //!   `POST /v1/runs/batch`, `GET /v1/runs/{id}`, `GET /v1/openapi.json`)
 //!   with bearer-token auth and a body size limit.
+//! - [`api`]: the ingest API's typed bodies and its generated OpenAPI
+//!   document.
 //! - [`operator`]: what operators do to runs (requeue runs and webhooks,
 //!   purge), as library calls the CLI only parses and prints around.
 
+pub mod api;
 pub mod ingest;
 pub mod operator;
 

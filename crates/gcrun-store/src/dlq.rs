@@ -48,7 +48,13 @@ impl Store {
                 let _: i64 = redis::cmd("ZREM").arg(keys::dlq()).arg(&raw).query_async(&mut self.conn()).await?;
                 continue;
             };
-            match self.get_run(&id).await? {
+            // A record that can no longer be read is skipped, not a failure
+            // of the whole listing (its reason is in its raw `last_error`).
+            let record = match self.get_run(&id).await {
+                Err(StoreError::Corrupt { .. }) => continue,
+                other => other?,
+            };
+            match record {
                 Some(r) if filter.matches(&r) => out.push(r),
                 Some(_) => {}
                 None => {

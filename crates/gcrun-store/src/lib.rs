@@ -11,6 +11,7 @@
 //!   dead-letter index and its requeue.
 //! - [`audit`]: status counts and the audit stream.
 //! - [`definitions`]: action definitions cached for every worker.
+//! - [`view`]: [`RunView`], a run as APIs show it.
 //! - [`dlq`]: list, filter, requeue and purge dead-lettered runs.
 //! - [`limiter`]: the limiter shared by every worker process: GCRA rate,
 //!   concurrency leases that expire, and a pause-until set from any 429.
@@ -26,6 +27,7 @@ pub mod keys;
 pub mod limiter;
 pub mod record;
 pub mod runs;
+pub mod view;
 pub mod webhooks;
 
 use std::time::Duration;
@@ -38,6 +40,7 @@ pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
 pub use runs::{Claim, Counter, Created, TransitionOutcome};
+pub use view::{RunView, TransitionView, WebhookView};
 pub use webhooks::{WebhookAttempt, WebhookRequeue};
 
 /// Store settings: caps and retention. Every one is configuration.

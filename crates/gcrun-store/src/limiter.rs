@@ -50,51 +50,9 @@ pub struct Permit {
     pub lease: String,
 }
 
-/// KEYS: tat, leases, pause
-/// ARGV: now_ms, interval_ms, burst, max_concurrent, lease_ttl_ms, lease_id
-/// → {1, 0} granted, or {0, wait_ms, reason}
-static ACQUIRE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local max = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
-local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return {0, pause - now, 'paused'} end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {1, 0, 'held'} end
-local held = redis.call('ZCARD', KEYS[2])
-if held >= max then
-  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  local wait = 1000
-  if first[2] then wait = math.min(wait, tonumber(first[2]) - now) end
-  return {0, math.max(wait, 50), 'concurrency'}
-end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local tolerance = interval * (burst - 1)
-if tat - now > tolerance then
-  return {0, tat - now - tolerance, 'rate'}
-end
-redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
-return {1, 0, 'granted'}
-",
-    )
-});
+static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_acquire.lua")));
 
-/// KEYS: pause; ARGV: until_ms, px → sets the pause if later than the current.
-static PAUSE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 1 end
-return 0
-",
-    )
-});
+static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_pause.lua")));
 
 /// Why a permit was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +85,8 @@ impl Limiter {
 
     /// Asks for a permit for `lease` (use the run id: re-asking for a lease
     /// already held succeeds, so a re-delivered job does not count twice).
-    /// `Err(wait)` says how long until one is expected.
+    /// The inner `Err((wait, why))` says how long until one is expected, and
+    /// which limit said no.
     pub async fn acquire(&self, lease: &str, now_ms: u64) -> Result<Result<Permit, (Duration, Denied)>, StoreError> {
         let interval_ms = (60_000 / u64::from(self.config.rate_per_minute.max(1))).max(1);
         let (granted, wait_ms, reason): (i64, i64, String) = ACQUIRE

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use gcrun_model::{Flavor, RunId, RunStatus, Transition, WebhookStatus};
+use gcrun_model::{Flavor, RequestLimits, RunError, RunId, RunRequest, RunStatus, Transition, WebhookStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -21,17 +21,19 @@ pub struct WebhookState {
     pub delivered_ms: Option<u64>,
 }
 
-/// One run's record.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// One run's record, as the store and the steps see it. APIs render a
+/// [`RunView`](crate::view::RunView) instead: the storage shape is not a
+/// public contract.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RunRecord {
     pub id: RunId,
     pub status: RunStatus,
     pub flavor: Flavor,
     /// Action or flow id.
     pub target: String,
-    /// The request document as accepted (`RunRequest::to_value`).
-    pub request: Value,
+    /// The request as accepted. A stored request that no longer parses
+    /// makes the whole record corrupt.
+    pub request: RunRequest,
     pub remote_id: Option<String>,
     pub remote_status: Option<String>,
     pub created_ms: u64,
@@ -48,13 +50,12 @@ pub struct RunRecord {
     pub last_error: Option<String>,
     pub correlation_id: Option<String>,
     pub outputs: Option<Value>,
-    /// `{code, message}` of a failed run, or the violations of a rejected one.
-    pub error: Option<Value>,
+    /// Why a failed, rejected or dead run did not succeed.
+    pub error: Option<RunError>,
     pub webhook: WebhookState,
     /// The submit job has been pushed (see `Producer`).
     pub enqueued: bool,
     /// Filled by [`Store::get_run_with_history`](crate::Store::get_run_with_history).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitions: Vec<Transition>,
 }
 
@@ -72,7 +73,7 @@ impl RunRecord {
             status: RunStatus::Accepted,
             flavor: request.flavor(),
             target: request.target().id().to_string(),
-            request: request.to_value(),
+            request: request.clone(),
             remote_id: None,
             remote_status: None,
             created_ms: now_ms,
@@ -165,7 +166,8 @@ impl RunRecord {
             status: required("status")?.parse().map_err(corrupt)?,
             flavor: required("flavor")?.parse().map_err(corrupt)?,
             target: required("target")?,
-            request: json("request")?.unwrap_or(Value::Null),
+            request: RunRequest::parse(&json("request")?.unwrap_or(Value::Null), &RequestLimits::stored())
+                .map_err(|v| corrupt(format!("request no longer parses: {v}")))?,
             remote_id: get("remote_id"),
             remote_status: get("remote_status"),
             created_ms: num("created_ms")?.unwrap_or(0),
@@ -178,7 +180,10 @@ impl RunRecord {
             last_error: get("last_error"),
             correlation_id: get("correlation_id"),
             outputs: json("outputs")?,
-            error: json("error")?,
+            error: json("error")?
+                .map(serde_json::from_value::<RunError>)
+                .transpose()
+                .map_err(|e| corrupt(format!("error: {e}")))?,
             webhook: WebhookState {
                 status: get("webhook_status")
                     .map(|s| serde_json::from_value(Value::String(s)))
@@ -208,7 +213,7 @@ pub struct RunUpdate {
     pub last_error: Option<String>,
     pub correlation_id: Option<String>,
     pub outputs: Option<Value>,
-    pub error: Option<Value>,
+    pub error: Option<RunError>,
     pub webhook_status: Option<WebhookStatus>,
     pub webhook_attempts: Option<u32>,
     pub webhook_last_error: Option<String>,
@@ -233,8 +238,8 @@ impl RunUpdate {
         self
     }
 
-    /// The structured error a run ends with (`{code, message, ...}`).
-    pub fn error(mut self, error: Value) -> Self {
+    /// The structured error a run ends with.
+    pub fn error(mut self, error: RunError) -> Self {
         self.error = Some(error);
         self
     }
@@ -304,7 +309,7 @@ impl RunUpdate {
         put("last_error", self.last_error.clone());
         put("correlation_id", self.correlation_id.clone());
         put("outputs", self.outputs.as_ref().map(Value::to_string));
-        put("error", self.error.as_ref().map(Value::to_string));
+        put("error", self.error.as_ref().and_then(|e| serde_json::to_string(e).ok()));
         put(
             "webhook_status",
             self.webhook_status.and_then(|s| serde_json::to_value(s).ok()).and_then(|v| v.as_str().map(str::to_owned)),

@@ -303,4 +303,21 @@ impl Store {
             .await?;
         Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
     }
+
+    /// Dead-letters a run whose record can no longer be read (a request
+    /// that does not parse, a field that is not what gcrun wrote), with the
+    /// reason, so it leaves the open set and an operator sees it. Only the
+    /// status has to be readable. `Ok(false)`: it was already terminal, or
+    /// not even its status can be read.
+    pub async fn quarantine(&self, id: &RunId, reason: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let raw: Option<String> =
+            redis::cmd("HGET").arg(keys::run(id)).arg("status").query_async(&mut self.conn()).await?;
+        let Some(status) = raw.and_then(|s| s.parse::<RunStatus>().ok()) else { return Ok(false) };
+        if status.is_terminal() {
+            return Ok(false);
+        }
+        let cause = format!("record unreadable: {reason}");
+        let update = RunUpdate::failure(cause.clone());
+        Ok(self.transition(id, status, RunStatus::Dead, now_ms, &cause, &update).await? == TransitionOutcome::Applied)
+    }
 }

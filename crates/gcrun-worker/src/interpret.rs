@@ -67,6 +67,9 @@ pub trait Port: Send + Sync {
         now: u64,
     ) -> impl Future<Output = Result<Result<(), (Duration, Denied)>, StepError>> + Send;
     fn deliver(&self, out: &Outgoing, now: u64) -> impl Future<Output = Delivery> + Send;
+    /// Dead-letters a run whose record cannot be read, with the reason.
+    fn quarantine(&self, id: &RunId, reason: &str, now: u64)
+    -> impl Future<Output = Result<Outcome, StepError>> + Send;
     /// Performs `act` on `rec`; `Ok(false)` when its write did not apply.
     fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> impl Future<Output = Result<bool, StepError>> + Send;
 }
@@ -77,6 +80,19 @@ const MAX_ROUNDS: usize = 16;
 
 fn missing(id: &RunId) -> Outcome {
     Outcome::Abort(format!("run {id} has no record (expired or never created)"))
+}
+
+/// The run's record; `Err(outcome)` ends the job: no record, or one that
+/// cannot be read (the run is then dead-lettered with the reason).
+async fn load<P: Port>(port: &P, id: &RunId, with_history: bool) -> Result<Result<RunRecord, Outcome>, StepError> {
+    match port.load(id, with_history).await {
+        Ok(Some(rec)) => Ok(Ok(rec)),
+        Ok(None) => Ok(Err(missing(id))),
+        Err(StepError::Store(StoreError::Corrupt { detail, .. })) => {
+            Ok(Err(port.quarantine(id, &detail, now_ms()).await?))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Performs an act the step decided and tells what follows: `Some` ends
@@ -105,7 +121,10 @@ async fn settle<P: Port>(
 
 /// Drives a submit job for `id` to its end.
 pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepError> {
-    let Some(mut rec) = port.load(&id, false).await? else { return Ok(missing(&id)) };
+    let mut rec = match load(port, &id, false).await? {
+        Ok(rec) => rec,
+        Err(outcome) => return Ok(outcome),
+    };
     let mut observation = submit::Observation::Loaded;
     let mut pushed = Vec::new();
     for _ in 0..MAX_ROUNDS {
@@ -139,7 +158,10 @@ pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepE
 
 /// Drives poll `attempt` of `id`.
 pub async fn drive_poll<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    let Some(mut rec) = port.load(&id, false).await? else { return Ok(missing(&id)) };
+    let mut rec = match load(port, &id, false).await? {
+        Ok(rec) => rec,
+        Err(outcome) => return Ok(outcome),
+    };
     let mut observation = poll::Observation::Loaded;
     let mut pushed = Vec::new();
     for _ in 0..MAX_ROUNDS {
@@ -163,7 +185,10 @@ pub async fn drive_poll<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Ou
 
 /// Drives delivery `attempt` of `id`'s webhook.
 pub async fn drive_webhook<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    let Some(mut rec) = port.load(&id, true).await? else { return Ok(missing(&id)) };
+    let mut rec = match load(port, &id, true).await? {
+        Ok(rec) => rec,
+        Err(outcome) => return Ok(outcome),
+    };
     let mut observation = webhook::Observation::Loaded;
     let mut pushed = Vec::new();
     for _ in 0..MAX_ROUNDS {
@@ -305,6 +330,15 @@ impl Port for Deps {
 
     async fn deliver(&self, out: &Outgoing, now: u64) -> Delivery {
         crate::webhook::deliver(&self.http, self.webhook_secret.as_ref(), out, now).await
+    }
+
+    async fn quarantine(&self, id: &RunId, reason: &str, now: u64) -> Result<Outcome, StepError> {
+        if self.store.quarantine(id, reason, now).await? {
+            let _ = self.limiter.release(&id.to_string()).await;
+            tracing::warn!(run = %id, reason, "run dead-lettered: its record cannot be read");
+            return Ok(Outcome::Done(Vec::new()));
+        }
+        Ok(Outcome::Abort(format!("run {id} has a corrupt record: {reason}")))
     }
 
     async fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> Result<bool, StepError> {

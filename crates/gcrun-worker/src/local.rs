@@ -74,6 +74,10 @@ impl Port for Local {
         Ok(Ok(()))
     }
 
+    async fn quarantine(&self, id: &RunId, reason: &str, _now: u64) -> Result<Outcome, StepError> {
+        Ok(Outcome::Abort(format!("run {id}: {reason}")))
+    }
+
     async fn deliver(&self, _out: &Outgoing, _now: u64) -> Delivery {
         Delivery::Dead("run-now sends no webhooks".into())
     }

@@ -113,12 +113,12 @@ pub fn body(record: &RunRecord, now_ms: u64) -> Value {
         "flavor": record.flavor,
         "remoteRunId": record.remote_id,
     });
-    if let Some(meta) = record.request.get("metadata") {
-        body["metadata"] = meta.clone();
+    if !record.request.metadata().is_empty() {
+        body["metadata"] = json!(record.request.metadata());
     }
     match (&record.outputs, &record.error) {
         (Some(outputs), _) if record.status.is_success() => body["outputs"] = outputs.clone(),
-        (_, Some(error)) => body["error"] = error.clone(),
+        (_, Some(error)) => body["error"] = json!(error),
         _ => {
             if let Some(reason) = &record.last_error {
                 body["error"] = json!({"code": record.status.as_str(), "message": reason});
@@ -128,13 +128,7 @@ pub fn body(record: &RunRecord, now_ms: u64) -> Value {
     body
 }
 
-/// Unix milliseconds as RFC 3339 (UTC).
-pub fn rfc3339_ms(ms: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
-        .ok()
-        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_default()
-}
+pub use gcrun_model::timestamp::rfc3339_ms;
 
 /// One webhook request, as the webhook step decided it.
 #[derive(Debug, Clone, PartialEq)]

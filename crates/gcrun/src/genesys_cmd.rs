@@ -139,11 +139,11 @@ pub async fn run_now(args: RunNowArgs) -> Result<()> {
         "status": rec.status,
         "durationSeconds": rec.duration_ms().map(|ms| ms as f64 / 1000.0),
         "polls": rec.poll_attempts,
-        "transitions": rec.transitions,
+        "transitions": gcrun_store::RunView::from(&rec).transitions,
     });
     match (&rec.outputs, &rec.error) {
         (Some(outputs), _) if rec.status.is_success() => out["outputs"] = outputs.clone(),
-        (_, Some(error)) => out["error"] = error.clone(),
+        (_, Some(error)) => out["error"] = serde_json::to_value(error)?,
         _ => {}
     }
     println!("{}", serde_json::to_string_pretty(&out)?);

@@ -254,7 +254,7 @@ pub async fn runs(cmd: RunsCommand) -> Result<()> {
             let (store, _) = redis.open().await?;
             let record =
                 store.get_run_with_history(&run_id).await?.with_context(|| format!("run {run_id} not found"))?;
-            println!("{}", serde_json::to_string_pretty(&record)?);
+            println!("{}", serde_json::to_string_pretty(&gcrun_store::RunView::from(&record))?);
         }
         RunsCommand::Counts { redis } => {
             let (store, queues) = redis.open().await?;
@@ -365,7 +365,7 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
             let list = store.dlq_list(&filter.filter()).await?;
             for r in &list {
                 if json {
-                    println!("{}", serde_json::to_string(r)?);
+                    println!("{}", serde_json::to_string(&gcrun_store::RunView::from(r))?);
                 } else {
                     println!(
                         "{}  {:<8} {:<8} {}  {}",

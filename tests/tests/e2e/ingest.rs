@@ -75,7 +75,31 @@ async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
     assert_eq!((body["accepted"].as_u64(), body["rejected"].as_u64()), (Some(1), Some(1)));
     assert_eq!(body["results"][1]["violations"][0]["path"], "/flavor");
 
+    // The generated document describes what is served: each body above
+    // validates against the schema the document gives it.
     let spec: Value = http.get(format!("{base}/v1/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert_eq!(spec["openapi"], "3.1.0");
     assert!(spec["paths"]["/v1/runs"]["post"].is_object());
+    assert!(spec["components"]["securitySchemes"]["bearer"].is_object());
+    let conforms = |schema: &str, body: &Value| {
+        let root = json!({"$ref": format!("#/components/schemas/{schema}"), "components": spec["components"]});
+        let validator = jsonschema::validator_for(&root).unwrap();
+        let errors: Vec<String> = validator.iter_errors(body).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{schema}: {errors:?}\n{body:#}");
+    };
+    conforms("RunView", &record);
+    conforms("Accepted", &first);
+    conforms("BatchResult", &body);
+    conforms("RunRequest", &doc);
+    let invalid: Value = http
+        .post(format!("{base}/v1/runs"))
+        .bearer_auth("t0ken-1")
+        .json(&json!({"flavor": "runs"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    conforms("Invalid", &invalid);
 }

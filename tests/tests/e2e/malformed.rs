@@ -37,3 +37,30 @@ async fn malformed_jobs_end_in_the_dead_set_with_a_reason_and_the_worker_lives_o
     stack.wait_all_terminal(&[id], Duration::from_secs(15)).await;
     worker.stop().await;
 }
+
+#[tokio::test]
+async fn a_record_whose_request_no_longer_parses_is_dead_lettered_with_the_reason() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let doc = serde_json::json!({"flavor": "execute", "actionId": gcrun_tests::LOOKUP, "inputs": {"customerId": "x", "channel": "chat"}});
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    // Foreign data (or a bug) overwrites the stored request.
+    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let key = gcrun_store::keys::run(&id);
+    let _: () =
+        redis::cmd("HSET").arg(&key).arg("request").arg(r#"{"flavor":"nope"}"#).query_async(&mut conn).await.unwrap();
+    assert!(stack.store.get_run(&id).await.is_err(), "the record is corrupt");
+
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
+    assert_eq!(deps.submit(id).await.unwrap(), gcrun_worker::Outcome::Done(vec![]));
+    let (status, reason): (String, String) =
+        redis::cmd("HMGET").arg(&key).arg("status").arg("last_error").query_async(&mut conn).await.unwrap();
+    assert_eq!(status, "dead");
+    assert!(
+        reason.starts_with("record unreadable: request no longer parses") && reason.contains("/flavor"),
+        "{reason}"
+    );
+    assert_eq!(stack.store.dlq_len().await.unwrap(), 1, "in the dead-letter set");
+    assert!(stack.store.dlq_list(&Default::default()).await.unwrap().is_empty(), "listing skips what it cannot read");
+    assert!(stack.store.overdue(u64::MAX / 2, 0, 10).await.unwrap().is_empty(), "out of the open set");
+    assert_eq!(stack.emu.emulator.stats().submissions, 0);
+}

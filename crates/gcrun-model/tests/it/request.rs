@@ -198,3 +198,41 @@ fn pointer_paths_escape_slashes_and_tildes() {
     let v = parse(json!({"flavor": "runs", "actionId": "a", "inputs": {"a/b~c": "x"}})).unwrap_err();
     assert_eq!(v.0[0].path, "/inputs/a~1b~0c");
 }
+
+#[test]
+fn the_documented_shape_is_the_parsed_shape() {
+    use gcrun_model::RunRequestDoc;
+    use gcrun_model::request::FIELDS;
+    let full = json!({
+        "flavor": "workflow", "flowId": "f", "flowVersion": "2.0", "inputs": {"Flow.X": "1"},
+        "webhookUrl": "https://hooks.example.com/x", "runName": "n", "idempotencyKey": "k", "metadata": {"a": "b"}
+    });
+    let request = RunRequest::parse(&full, &RequestLimits::default()).unwrap();
+    let doc = request.to_doc();
+    // What the parser writes back decodes into the documented type (which
+    // refuses unknown fields), and the two agree field by field.
+    let decoded: RunRequestDoc = serde_json::from_value(request.to_value()).unwrap();
+    assert_eq!(decoded, doc);
+    assert_eq!(serde_json::to_value(&doc).unwrap(), request.to_value());
+    let action = json!({"flavor": "runs", "actionId": "a", "inputs": {}});
+    let named: Vec<String> = serde_json::to_value(RunRequestDoc {
+        action_id: Some("a".into()),
+        ..serde_json::from_value::<RunRequestDoc>(action).unwrap()
+    })
+    .unwrap()
+    .as_object()
+    .unwrap()
+    .keys()
+    .cloned()
+    .collect();
+    for key in named {
+        assert!(FIELDS.contains(&key.as_str()), "{key} is documented but not parsed");
+    }
+    // Every parsed field is documented: the full example used all of them but `actionId`.
+    let mut documented: Vec<&str> = full.as_object().unwrap().keys().map(String::as_str).collect();
+    documented.push("actionId");
+    documented.sort_unstable();
+    let mut parsed = FIELDS.to_vec();
+    parsed.sort_unstable();
+    assert_eq!(documented, parsed);
+}

@@ -16,7 +16,7 @@ async fn a_run_is_created_once_per_idempotency_key() {
 
     let r = store.get_run_with_history(&a).await.unwrap().unwrap();
     assert_eq!((r.status, r.created_ms, r.deadline_ms), (RunStatus::Accepted, 1_000, 9_000));
-    assert_eq!(r.request["inputs"]["customerId"], "42");
+    assert_eq!(r.request.inputs()["customerId"], "42");
     assert_eq!(r.transitions.len(), 1);
     assert_eq!(r.transitions[0].to, RunStatus::Accepted);
     let counts = store.counts().await.unwrap();

@@ -26,10 +26,9 @@ pub mod webhook;
 use std::time::Duration;
 
 use gcrun_genesys::ApiError;
-use gcrun_model::{Jitter, RetrySchedule, RunStatus, Violations, WebhookStatus};
+use gcrun_model::{Jitter, RetrySchedule, RunError, RunStatus, WebhookStatus};
 use gcrun_queue::Job;
 use gcrun_store::{Counter, RunRecord, RunUpdate, WebhookAttempt};
-use serde_json::{Value, json};
 use url::Url;
 
 use crate::config::WorkerConfig;
@@ -179,11 +178,7 @@ impl<N> From<Act> for Decision<N> {
 
 /// Where a run's webhook goes: its own URL, else the configured default.
 pub fn webhook_url(rec: &RunRecord, policy: &WorkerConfig) -> Option<Url> {
-    rec.request
-        .get("webhookUrl")
-        .and_then(Value::as_str)
-        .and_then(|u| Url::parse(u).ok())
-        .or_else(|| policy.default_webhook_url.clone())
+    rec.request.webhook_url().cloned().or_else(|| policy.default_webhook_url.clone())
 }
 
 /// A run ends: the terminal transition (which marks the webhook owed when
@@ -232,22 +227,15 @@ pub(crate) fn webhook_job(rec: &RunRecord, attempt: u32, after: Duration) -> Job
 }
 
 /// The error stored with a run that failed on an API error.
-pub(crate) fn api_error_json(e: &ApiError) -> Value {
-    json!({
-        "code": e.code().map(str::to_owned).or_else(|| e.status.map(|s| format!("http_{s}"))).unwrap_or_else(|| e.label()),
-        "message": e.to_string(),
-        "status": e.status,
-        "correlationId": e.correlation_id,
-    })
+pub(crate) fn api_error(e: &ApiError) -> RunError {
+    let code =
+        e.code().map(str::to_owned).or_else(|| e.status.map(|s| format!("http_{s}"))).unwrap_or_else(|| e.label());
+    RunError { status: e.status, correlation_id: e.correlation_id.clone(), ..RunError::new(code, e.to_string()) }
 }
 
 /// The update stored with a run that failed on an API error.
 pub(crate) fn api_failure(reason: impl Into<String>, e: &ApiError) -> RunUpdate {
-    RunUpdate::failure(reason).correlated(e.correlation_id.clone()).error(api_error_json(e))
-}
-
-pub(crate) fn violations_json(v: &Violations) -> Value {
-    json!({"code": "invalid_request", "message": v.to_string(), "violations": v})
+    RunUpdate::failure(reason).correlated(e.correlation_id.clone()).error(api_error(e))
 }
 
 /// A little spread for jobs told to wait the same time, so they do not

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use gcrun_genesys::{ApiError, RemotePhase, RemoteRun};
-use gcrun_model::{Jitter, RunStatus};
+use gcrun_model::{Jitter, RunError, RunStatus};
 use gcrun_store::{Counter, RunRecord, RunUpdate};
-use serde_json::json;
 
 use super::{Act, Decision, Note, PermitOp, Write, api_failure, finish, next_poll, poll_job, resume_webhook};
 use crate::config::WorkerConfig;
@@ -118,7 +117,7 @@ fn answered(
         }
         RemotePhase::Failed { code, message } => {
             let update = RunUpdate { last_error: Some(format!("{code}: {message}")), ..update }
-                .error(json!({"code": code, "message": message}));
+                .error(RunError::new(code.clone(), message));
             finish(rec, RunStatus::Failed, format!("failed: {code}"), update, policy, now).into()
         }
     }

@@ -5,14 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gcrun_genesys::{ApiError, RemotePhase, RemoteRun, Verdict};
-use gcrun_model::{Flavor, InputSchema, Jitter, RunRequest, RunStatus, Target, Violation, Violations};
-use gcrun_queue::Job;
-use gcrun_store::{Claim, Denied, RunRecord, RunUpdate};
-use serde_json::json;
-
 use super::{Act, Decision, Note, PermitOp, Write, api_failure, finish, next_poll, poll_job, resume_webhook, spread};
 use crate::config::WorkerConfig;
+use gcrun_genesys::{ApiError, RemotePhase, RemoteRun, Verdict};
+use gcrun_model::{Flavor, InputSchema, Jitter, RunError, RunRequest, RunStatus, Target, Violation, Violations};
+use gcrun_queue::Job;
+use gcrun_store::{Claim, Denied, RunRecord, RunUpdate};
 
 /// What the submit step needs to find out.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,13 +72,13 @@ pub fn decide(
             .then_push(submit_job(rec, spread(wait, jitter)))
             .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
             .into(),
-        Observation::Permit(Ok(())) => match RunRequest::parse(&rec.request, &policy.limits) {
-            Ok(request) => Decision::Need(Need::Submit(Box::new(request))),
+        Observation::Permit(Ok(())) => match rec.request.revalidate(&policy.limits) {
+            Ok(()) => Decision::Need(Need::Submit(Box::new(rec.request.clone()))),
             Err(v) => finish(
                 rec,
                 RunStatus::Dead,
-                "request no longer parses",
-                RunUpdate::failure(v.to_string()).error(super::violations_json(&v)),
+                "request no longer passes this worker's limits",
+                RunUpdate::failure(v.to_string()).error(RunError::invalid(&v)),
                 policy,
                 now,
             )
@@ -108,9 +106,9 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
         RunStatus::Submitted | RunStatus::Queued | RunStatus::Running => {
             Act::push(poll_job(rec, rec.poll_attempts, Duration::ZERO)).into()
         }
-        RunStatus::Accepted => match RunRequest::parse(&rec.request, &policy.limits) {
+        RunStatus::Accepted => match rec.request.revalidate(&policy.limits) {
             Err(v) => reject(rec, &v, policy, now).into(),
-            Ok(request) => match request.target() {
+            Ok(()) => match rec.request.target() {
                 Target::Action { id } => Decision::Need(Need::Contract { action_id: id.clone() }),
                 Target::Flow { .. } => validated("inputs checked (flows declare no input contract)"),
             },
@@ -132,7 +130,7 @@ fn validated(cause: &str) -> Decision<Need> {
 }
 
 fn reject(rec: &RunRecord, v: &Violations, policy: &WorkerConfig, now: u64) -> Act {
-    let update = RunUpdate::failure(v.to_string()).error(super::violations_json(v));
+    let update = RunUpdate::failure(v.to_string()).error(RunError::invalid(v));
     finish(rec, RunStatus::Rejected, v.to_string(), update, policy, now)
 }
 
@@ -143,10 +141,10 @@ fn contract_checked(
     now: u64,
     jitter: &mut Jitter,
 ) -> Decision<Need> {
-    let request = match RunRequest::parse(&rec.request, &policy.limits) {
-        Ok(r) => r,
-        Err(v) => return reject(rec, &v, policy, now).into(),
-    };
+    if let Err(v) = rec.request.revalidate(&policy.limits) {
+        return reject(rec, &v, policy, now).into();
+    }
+    let request = &rec.request;
     match contract {
         Contract::Schema(schema) => {
             let v = schema.validate(request.inputs());
@@ -249,7 +247,7 @@ fn submitted(
     // the end is recorded cannot lose it.
     match &remote.phase {
         RemotePhase::Completed { outputs } => update = update.outputs(outputs.clone()),
-        RemotePhase::Failed { code, message } => update = update.error(json!({"code": code, "message": message})),
+        RemotePhase::Failed { code, message } => update = update.error(RunError::new(code, message)),
         _ => {}
     }
     let cause = match &remote.remote_id {
@@ -271,8 +269,7 @@ pub(crate) fn complete_from_record(rec: &RunRecord, policy: &WorkerConfig, now: 
     match (&rec.outputs, &rec.error) {
         (Some(_), _) => finish(rec, RunStatus::Completed, "completed", RunUpdate::default(), policy, now),
         (None, Some(error)) => {
-            let code = error["code"].as_str().unwrap_or("failed").to_string();
-            finish(rec, RunStatus::Failed, format!("failed: {code}"), RunUpdate::default(), policy, now)
+            finish(rec, RunStatus::Failed, format!("failed: {}", error.code), RunUpdate::default(), policy, now)
         }
         (None, None) => finish(
             rec,

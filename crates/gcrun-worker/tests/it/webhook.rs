@@ -34,7 +34,10 @@ fn record(status: RunStatus) -> RunRecord {
         status,
         flavor: Flavor::Runs,
         target: "custom_-_a".into(),
-        request: json!({"flavor": "runs", "actionId": "custom_-_a", "inputs": {}, "metadata": {"batch": "b1"}}),
+        request: gcrun_model::RunRequest::builder(Flavor::Runs, "custom_-_a")
+            .metadata("batch", "b1")
+            .build(&gcrun_model::RequestLimits::default())
+            .unwrap(),
         remote_id: Some("remote-1".into()),
         remote_status: Some("completed".into()),
         created_ms: 1_000,
@@ -84,7 +87,7 @@ fn the_body_carries_the_spec_fields_and_the_extras() {
 
     let mut failed = record(RunStatus::Failed);
     failed.outputs = None;
-    failed.error = Some(json!({"code": "crm_down", "message": "x"}));
+    failed.error = Some(gcrun_model::RunError::new("crm_down", "x"));
     let body = webhook::body(&failed, 4_000);
     assert_eq!((body["success"].as_bool(), body["error"]["code"].as_str()), (Some(false), Some("crm_down")));
     assert!(body.get("outputs").is_none());

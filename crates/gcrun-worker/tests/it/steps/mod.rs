@@ -75,6 +75,12 @@ pub fn refused_credentials() -> ApiError {
     e
 }
 
+/// A request as a store would read it back: the shape only, no limits, so
+/// a test can hold one the worker's own limits then refuse.
+pub fn stored_request(doc: serde_json::Value) -> RunRequest {
+    RunRequest::parse(&doc, &gcrun_model::RequestLimits::stored()).unwrap()
+}
+
 pub fn act<N: std::fmt::Debug>(d: Decision<N>) -> Act {
     match d {
         Decision::Act(a) => a,

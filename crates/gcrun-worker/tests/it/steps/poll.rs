@@ -126,7 +126,7 @@ fn a_failed_run_ends_with_its_error() {
     let phase = RemotePhase::Failed { code: "ERROR".into(), message: "flow broke".into() };
     let a = act(run(&rec, 0, remote(phase, "ERROR")));
     assert_ends_with_webhook(&a, &rec, RunStatus::Failed);
-    assert_eq!(update(&a).error, Some(json!({"code": "ERROR", "message": "flow broke"})));
+    assert_eq!(update(&a).error, Some(gcrun_model::RunError::new("ERROR", "flow broke")));
 }
 
 #[test]

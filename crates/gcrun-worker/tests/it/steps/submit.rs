@@ -44,16 +44,18 @@ fn an_accepted_flow_run_is_validated_and_goes_on() {
 #[test]
 fn a_request_that_no_longer_parses_is_rejected_with_its_violations() {
     let mut rec = record(Flavor::Runs, RunStatus::Accepted);
-    rec.request = json!({"flavor": "runs", "actionId": ACTION, "inputs": {"nested": {"no": 1}}});
+    rec.request = stored_request(json!({"flavor": "runs", "actionId": ACTION, "inputs": {"nested": {"no": 1}}}));
     let a = act(run(&rec, Observation::Loaded));
     assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
-    assert_eq!(update(&a).error.as_ref().unwrap()["code"], "invalid_request");
+    let error = update(&a).error.clone().unwrap();
+    assert_eq!((error.code.as_str(), error.violations[0].path.as_str()), ("invalid_request", "/inputs/nested"));
 }
 
 #[test]
 fn inputs_that_break_the_contract_are_rejected_with_every_violation() {
     let mut rec = record(Flavor::Runs, RunStatus::Accepted);
-    rec.request["inputs"]["customerId"] = json!("far-too-long");
+    rec.request =
+        stored_request(json!({"flavor": "runs", "actionId": ACTION, "inputs": {"customerId": "far-too-long"}}));
     let a = act(run(&rec, Observation::Contract(Contract::Schema(schema()))));
     assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
     assert!(transition(&a).2.contains("/inputs/customerId"), "{a:?}");
@@ -199,7 +201,7 @@ fn a_synchronous_answer_is_stored_first_then_ends_the_run() {
 #[test]
 fn a_stored_synchronous_answer_ends_the_run_after_a_crash() {
     let mut rec = record(Flavor::Execute, RunStatus::Submitted);
-    rec.error = Some(json!({"code": "crm_down", "message": "x"}));
+    rec.error = Some(gcrun_model::RunError::new("crm_down", "x"));
     let a = act(run(&rec, Observation::Loaded));
     assert_ends_with_webhook(&a, &rec, RunStatus::Failed);
     assert_eq!(transition(&a).2, "failed: crm_down");
@@ -270,7 +272,7 @@ fn a_permanent_refusal_fails_the_run() {
         let rec = record(Flavor::Execute, RunStatus::Validated);
         let a = act(run(&rec, Observation::Answer(Err(e))));
         assert_ends_with_webhook(&a, &rec, RunStatus::Failed);
-        assert_eq!(update(&a).error.as_ref().unwrap()["correlationId"], "cid-1");
+        assert_eq!(update(&a).error.as_ref().unwrap().correlation_id.as_deref(), Some("cid-1"));
     }
 }
 

@@ -1,0 +1,35 @@
+-- Grants a permit of the shared limiter, or says how long until one is
+-- expected: the pause first, then the concurrency leases (expired ones
+-- dropped), then the GCRA rate. Re-asking for a lease already held is a
+-- grant, so a re-delivered job does not count twice.
+-- KEYS[1] GCRA theoretical arrival time, KEYS[2] leases zset (by expiry),
+-- KEYS[3] pause-until
+-- ARGV[1] now_ms, ARGV[2] interval_ms, ARGV[3] burst, ARGV[4] max
+-- concurrent, ARGV[5] lease ttl ms, ARGV[6] lease id
+-- Returns {1, 0, 'granted' | 'held'} or {0, wait_ms, 'paused' |
+-- 'concurrency' | 'rate'}.
+local now = tonumber(ARGV[1])
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local max = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[5])
+local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
+if pause > now then return {0, pause - now, 'paused'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {1, 0, 'held'} end
+local held = redis.call('ZCARD', KEYS[2])
+if held >= max then
+  local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+  local wait = 1000
+  if first[2] then wait = math.min(wait, tonumber(first[2]) - now) end
+  return {0, math.max(wait, 50), 'concurrency'}
+end
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local tolerance = interval * (burst - 1)
+if tat - now > tolerance then
+  return {0, tat - now - tolerance, 'rate'}
+end
+redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
+return {1, 0, 'granted'}
