@@ -157,6 +157,16 @@ impl Stack {
 
     /// Starts a worker in this process with `settings` (fetching fast).
     pub async fn start_worker_with(&self, limits: LimiterConfig, settings: RunSettings) -> WorkerHandle {
+        self.start_worker_serving(limits, settings, None).await
+    }
+
+    /// Starts a worker in this process, with its admin server on `admin`.
+    pub async fn start_worker_serving(
+        &self,
+        limits: LimiterConfig,
+        settings: RunSettings,
+        admin: Option<tokio::net::TcpListener>,
+    ) -> WorkerHandle {
         let settings = RunSettings {
             poll_interval: Duration::from_millis(20),
             shutdown_timeout: Duration::from_secs(5),
@@ -165,7 +175,7 @@ impl Stack {
         let worker = Worker::build(self.worker_settings(limits, settings)).await.unwrap();
         let deps = worker.deps().clone();
         let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(worker.run(None, async move {
+        let task = tokio::spawn(worker.run(admin, async move {
             let _ = rx.wait_for(|s| *s).await;
         }));
         WorkerHandle { stop: tx, task, deps }

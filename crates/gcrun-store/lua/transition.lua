@@ -5,13 +5,17 @@
 -- ARGV[1] run id, ARGV[2] from, ARGV[3] to, ARGV[4] now_ms,
 -- ARGV[5] transition json, ARGV[6] cause, ARGV[7] audit cap,
 -- ARGV[8] expire ms ('0': keep), ARGV[9] dlq 'add' | 'remove' | '',
--- ARGV[10..] field/value pairs written with it
+-- ARGV[10] guard counter field ('' for none), ARGV[11] its expected value:
+-- with a guard, the move also requires the counter to hold that value (a
+-- poll that sees a new remote state is one step of the poll chain, so a
+-- stale copy of it must not apply), ARGV[12..] field/value pairs
 -- Returns {1, from} applied, {0, current} stale, {-1, ''} no such run.
 local cur = redis.call('HGET', KEYS[1], 'status')
 if not cur then return {-1, ''} end
 if cur ~= ARGV[2] then return {0, cur} end
+if ARGV[10] ~= '' and (redis.call('HGET', KEYS[1], ARGV[10]) or '0') ~= ARGV[11] then return {0, cur} end
 local fields = {'status', ARGV[3], 'updated_ms', ARGV[4]}
-for i = 10, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
 redis.call('RPUSH', KEYS[2], ARGV[5])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'run', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], 'at', ARGV[4], 'cause', ARGV[6])

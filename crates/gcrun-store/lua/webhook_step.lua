@@ -6,9 +6,12 @@
 -- ARGV[1] run id, ARGV[2] expected attempts, ARGV[3] new status
 -- ('delivered', 'dead' or '': stays pending), ARGV[4] now_ms,
 -- ARGV[5..] field/value pairs written with it
--- Returns 1 applied, 0 stale (another copy went on, or not pending),
--- -1 no such run.
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+-- Returns 1 applied, 0 stale (another copy went on, not pending, or the
+-- run is going again after a requeue), -1 no such run.
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return -1 end
+local ended = {completed = true, failed = true, timed_out = true, rejected = true, dead = true}
+if not ended[status] then return 0 end
 if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'pending' then return 0 end
 local cur = redis.call('HGET', KEYS[1], 'webhook_attempts') or '0'
 if cur ~= ARGV[2] then return 0 end

@@ -68,6 +68,24 @@ impl Store {
         Ok(out)
     }
 
+    /// Dead-lettered runs whose record can no longer be read (the listing
+    /// skips them), with the reason stored when they were quarantined:
+    /// for an operator to look at by hand, or purge.
+    pub async fn dlq_unreadable(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let ids: Vec<String> =
+            redis::cmd("ZRANGE").arg(keys::dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
+        let mut out = Vec::new();
+        for raw in ids {
+            let Ok(id) = raw.parse::<RunId>() else { continue };
+            if let Err(StoreError::Corrupt { .. }) = self.get_run(&id).await {
+                let reason: Option<String> =
+                    redis::cmd("HGET").arg(keys::run(&id)).arg("last_error").query_async(&mut self.conn()).await?;
+                out.push((raw, reason.unwrap_or_default()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Takes one dead-lettered run back to `accepted`. The caller then
     /// pushes its submit job (the store knows no queues). A run that was
     /// submitted before keeps its remote id, so it resumes polling rather

@@ -124,6 +124,11 @@ impl RunRecord {
                 $(if let Some(v) = u.$field { $target = v; })*
             };
         }
+        if u.clear_webhook {
+            self.webhook.status = None;
+            self.webhook.last_error = None;
+            self.webhook.delivered_ms = None;
+        }
         set!(
             poll_attempts => self.poll_attempts,
             retries => self.retries,
@@ -222,6 +227,9 @@ pub struct RunUpdate {
     pub deadline_ms: Option<u64>,
     /// Until when a worker holds the right to submit (0 releases it).
     pub submit_claim_until: Option<u64>,
+    /// Forget the webhook's state (an operator's requeue: the run will
+    /// end again and owe a new webhook).
+    pub clear_webhook: bool,
 }
 
 /// Named updates, so that a step says what it records rather than
@@ -320,6 +328,12 @@ impl RunUpdate {
         put("enqueued", self.enqueued.map(|v| if v { "1".into() } else { "0".into() }));
         put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
         put("submit_claim_until", self.submit_claim_until.map(|v| v.to_string()));
+        if self.clear_webhook {
+            // Empty fields read back as absent.
+            for field in ["webhook_status", "webhook_last_error", "webhook_delivered_ms"] {
+                out.push((field, String::new()));
+            }
+        }
         out
     }
 }

@@ -31,14 +31,25 @@ pub enum Claim {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Counter {
     Poll,
+    /// Transient failures retried (a submit retry is one step of its chain).
+    Retries,
 }
 
 impl Counter {
-    fn field(self) -> &'static str {
+    pub fn field(self) -> &'static str {
         match self {
             Counter::Poll => "poll_attempts",
+            Counter::Retries => "retries",
         }
     }
+}
+
+/// A status move, optionally guarded by a step counter.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    from: RunStatus,
+    to: RunStatus,
+    guard: Option<(Counter, u32)>,
 }
 
 /// What [`Store::create_run`] did.
@@ -153,7 +164,25 @@ impl Store {
         update: &RunUpdate,
     ) -> Result<TransitionOutcome, StoreError> {
         from.transition(to)?;
-        self.apply_transition(id, from, to, now_ms, cause, update).await
+        self.apply_transition(id, Move { from, to, guard: None }, now_ms, cause, update).await
+    }
+
+    /// [`transition`](Self::transition), applied only if `counter` also
+    /// still holds `expected`: a step of a counted chain (a poll that sees a
+    /// new remote state) whose stale copy must not apply.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn transition_guarded(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+        guard: (Counter, u32),
+        now_ms: u64,
+        cause: &str,
+        update: &RunUpdate,
+    ) -> Result<TransitionOutcome, StoreError> {
+        from.transition(to)?;
+        self.apply_transition(id, Move { from, to, guard: Some(guard) }, now_ms, cause, update).await
     }
 
     /// The operator's requeue: `rejected`/`dead` back to `accepted`, with a
@@ -176,16 +205,24 @@ impl Store {
             submit_claim_until: Some(0),
             deadline_ms: Some(now_ms.saturating_add(length)),
             enqueued: Some(false),
+            clear_webhook: true,
             ..RunUpdate::default()
         };
-        self.apply_transition(id, from, to, now_ms, "requeued by an operator", &update).await
+        let outcome = self
+            .apply_transition(id, Move { from, to, guard: None }, now_ms, "requeued by an operator", &update)
+            .await?;
+        if outcome == TransitionOutcome::Applied {
+            // The old webhook is no longer owed: the run will end again.
+            let _: i64 =
+                redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
+        }
+        Ok(outcome)
     }
 
     async fn apply_transition(
         &self,
         id: &RunId,
-        from: RunStatus,
-        to: RunStatus,
+        Move { from, to, guard }: Move,
         now_ms: u64,
         cause: &str,
         update: &RunUpdate,
@@ -219,7 +256,9 @@ impl Store {
             .arg(cause)
             .arg(self.config.audit_cap)
             .arg(expire_ms)
-            .arg(dlq);
+            .arg(dlq)
+            .arg(guard.map_or("", |(c, _)| c.field()))
+            .arg(guard.map_or(0, |(_, n)| n));
         let mut pairs = update.pairs();
         if to.is_terminal() && update.completed_ms.is_none() {
             pairs.push(("completed_ms", now_ms.to_string()));
@@ -306,17 +345,29 @@ impl Store {
 
     /// Dead-letters a run whose record can no longer be read (a request
     /// that does not parse, a field that is not what gcrun wrote), with the
-    /// reason, so it leaves the open set and an operator sees it. Only the
-    /// status has to be readable. `Ok(false)`: it was already terminal, or
-    /// not even its status can be read.
+    /// reason, so it leaves the open set and shows in the dead-letter set
+    /// ([`dlq_unreadable`](Self::dlq_unreadable)). Only the status has to
+    /// be readable. An ended run whose webhook is still owed gets a dead
+    /// webhook instead, with the reason. `Ok(false)`: nothing to do, or not
+    /// even the status can be read.
     pub async fn quarantine(&self, id: &RunId, reason: &str, now_ms: u64) -> Result<bool, StoreError> {
-        let raw: Option<String> =
-            redis::cmd("HGET").arg(keys::run(id)).arg("status").query_async(&mut self.conn()).await?;
+        let (raw, webhook): (Option<String>, Option<String>) = redis::cmd("HMGET")
+            .arg(keys::run(id))
+            .arg("status")
+            .arg("webhook_status")
+            .query_async(&mut self.conn())
+            .await?;
         let Some(status) = raw.and_then(|s| s.parse::<RunStatus>().ok()) else { return Ok(false) };
-        if status.is_terminal() {
-            return Ok(false);
-        }
         let cause = format!("record unreadable: {reason}");
+        if status.is_terminal() {
+            if webhook.as_deref() != Some("pending") {
+                return Ok(false);
+            }
+            let attempts: Option<u32> =
+                redis::cmd("HGET").arg(keys::run(id)).arg("webhook_attempts").query_async(&mut self.conn()).await?;
+            let dead = crate::WebhookAttempt::Dead { reason: cause };
+            return self.webhook_attempt(id, attempts.unwrap_or(0), &dead, now_ms).await;
+        }
         let update = RunUpdate::failure(cause.clone());
         Ok(self.transition(id, status, RunStatus::Dead, now_ms, &cause, &update).await? == TransitionOutcome::Applied)
     }

@@ -5,8 +5,9 @@ use std::time::Duration;
 use gcrun_model::{RequestLimits, RetrySchedule};
 use url::Url;
 
-/// How the handlers behave.
-#[derive(Debug, Clone)]
+/// How the steps behave: their policy. `Debug` shows the default webhook
+/// URL without its query, which may carry a token.
+#[derive(Clone)]
 pub struct WorkerConfig {
     /// Request rules re-checked in the worker (a request that slipped past
     /// an older producer still ends with a clear reason).
@@ -61,5 +62,24 @@ impl Default for WorkerConfig {
             webhook_timeout: Duration::from_secs(10),
             submit_claim: Duration::from_secs(75),
         }
+    }
+}
+
+impl std::fmt::Debug for WorkerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerConfig")
+            .field("limits", &self.limits)
+            .field("poll_schedule", &self.poll_schedule)
+            .field("submit_schedule", &self.submit_schedule)
+            .field("webhook_schedule", &self.webhook_schedule)
+            .field("max_submit_attempts", &self.max_submit_attempts)
+            .field("max_poll_attempts", &self.max_poll_attempts)
+            .field("max_webhook_attempts", &self.max_webhook_attempts)
+            .field("definition_ttl", &self.definition_ttl)
+            .field("default_webhook_url", &self.default_webhook_url.as_ref().map(crate::webhook::shown_url))
+            .field("webhook_allowed_hosts", &self.webhook_allowed_hosts)
+            .field("webhook_timeout", &self.webhook_timeout)
+            .field("submit_claim", &self.submit_claim)
+            .finish()
     }
 }

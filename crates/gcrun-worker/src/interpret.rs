@@ -21,7 +21,7 @@ use gcrun_store::{Claim, Denied, Limiter, RunRecord, Store, StoreError, Transiti
 use crate::config::WorkerConfig;
 use crate::definitions::Definitions;
 use crate::metrics::{self, Metrics};
-use crate::step::{Act, Decision, Note, PermitOp, Then, Write, poll, submit, webhook};
+use crate::step::{self, Act, Decision, Note, PermitOp, Then, Write, poll, submit, webhook};
 use crate::webhook::{Delivery, Outgoing, WebhookSecret};
 
 /// The wall clock in unix milliseconds: read by the interpreter before each
@@ -111,11 +111,7 @@ async fn settle<P: Port>(
     if act.then == Then::Stop {
         return Ok(Some(Outcome::Done(std::mem::take(pushed))));
     }
-    let update = match &act.write {
-        Write::Transition { update, .. } | Write::Advance { update, .. } | Write::Update(update) => update.clone(),
-        Write::Nothing | Write::Webhook { .. } => Default::default(),
-    };
-    rec.apply(act.moves_to(), &update, now);
+    step::mirror(rec, &act.write, now);
     Ok(None)
 }
 
@@ -348,8 +344,12 @@ impl Port for Deps {
         let id = &rec.id;
         let applied = match &act.write {
             Write::Nothing => true,
-            Write::Transition { from, to, cause, update } => {
+            Write::Transition { from, to, cause, update, guard: None } => {
                 self.store.transition(id, *from, *to, now, cause, update).await? == TransitionOutcome::Applied
+            }
+            Write::Transition { from, to, cause, update, guard: Some(guard) } => {
+                self.store.transition_guarded(id, *from, *to, *guard, now, cause, update).await?
+                    == TransitionOutcome::Applied
             }
             Write::Advance { counter, expected, update } => self.store.advance(id, *counter, *expected, update).await?,
             Write::Update(update) => self.store.update(id, update).await?,

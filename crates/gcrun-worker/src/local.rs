@@ -84,29 +84,23 @@ impl Port for Local {
 
     async fn apply(&self, _rec: &RunRecord, act: &Act, now: u64) -> Result<bool, StepError> {
         let mut rec = self.record();
+        let counter = |c: Counter| match c {
+            Counter::Poll => rec.poll_attempts,
+            Counter::Retries => rec.retries,
+        };
         let applied = match &act.write {
-            Write::Nothing | Write::Webhook { .. } => true,
-            Write::Update(update) => {
-                rec.apply(None, update, now);
-                true
-            }
-            Write::Advance { counter: Counter::Poll, expected, update } => {
-                let goes_on = rec.poll_attempts == *expected;
-                if goes_on {
-                    rec.apply(None, update, now);
-                    rec.poll_attempts = expected + 1;
-                }
-                goes_on
-            }
-            Write::Transition { from, to, cause, update } => {
-                let goes_on = rec.status == *from && from.can_become(*to);
-                if goes_on {
-                    rec.transitions.push(Transition { from: Some(*from), to: *to, at_ms: now, cause: cause.clone() });
-                    rec.apply(Some(*to), update, now);
-                }
-                goes_on
+            Write::Nothing | Write::Update(_) | Write::Webhook { .. } => true,
+            Write::Advance { counter: c, expected, .. } => counter(*c) == *expected,
+            Write::Transition { from, to, guard, .. } => {
+                rec.status == *from && from.can_become(*to) && guard.is_none_or(|(c, n)| counter(c) == n)
             }
         };
+        if applied {
+            if let Write::Transition { from, to, cause, .. } = &act.write {
+                rec.transitions.push(Transition { from: Some(*from), to: *to, at_ms: now, cause: cause.clone() });
+            }
+            crate::step::mirror(&mut rec, &act.write, now);
+        }
         if applied {
             self.jobs.lock().unwrap_or_else(|p| p.into_inner()).extend(act.jobs.iter().copied());
         }

@@ -379,10 +379,14 @@ async fn serve_admin(
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }
 
+/// How long `/readyz` and the depth gauges of `/metrics` wait for Redis.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
+
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let queues = s.deps.queues();
     for q in queues.names.all() {
-        if let Ok(d) = queues.depth(q).await {
+        // Without Redis the gauges keep their last values; the scrape still answers.
+        if let Ok(Ok(d)) = tokio::time::timeout(PROBE_TIMEOUT, queues.depth(q)).await {
             for (state, n) in [
                 ("ready", d.ready),
                 ("scheduled", d.scheduled),
@@ -397,7 +401,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
             }
         }
     }
-    if let Ok(n) = s.deps.store().dlq_len().await {
+    if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().dlq_len()).await {
         s.metrics.dead_letter_size.set(n as i64);
     }
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode())
@@ -407,8 +411,11 @@ async fn ready(State(s): State<AdminState>) -> impl IntoResponse {
     if !s.readiness.get() {
         return (StatusCode::SERVICE_UNAVAILABLE, "workers not running".to_string());
     }
-    match s.deps.store().ping().await {
-        Ok(()) => (StatusCode::OK, "ready".to_string()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis unreachable: {e}")),
+    // A probe must answer promptly even while Redis is gone (the
+    // connection's own retries take many seconds to give up).
+    match tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready".to_string()),
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis unreachable: {e}")),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("redis did not answer within {PROBE_TIMEOUT:?}")),
     }
 }

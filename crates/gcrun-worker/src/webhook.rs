@@ -130,13 +130,20 @@ pub fn body(record: &RunRecord, now_ms: u64) -> Value {
 
 pub use gcrun_model::timestamp::rfc3339_ms;
 
-/// One webhook request, as the webhook step decided it.
-#[derive(Debug, Clone, PartialEq)]
+/// One webhook request, as the webhook step decided it. `Debug` shows the
+/// URL without its query.
+#[derive(Clone, PartialEq)]
 pub struct Outgoing {
     pub url: Url,
     /// The stable event id (`webhook-id`).
     pub event_id: String,
     pub body: Value,
+}
+
+impl fmt::Debug for Outgoing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outgoing").field("url", &shown_url(&self.url)).field("event_id", &self.event_id).finish()
+    }
 }
 
 /// What a receiver's answer means.

@@ -377,8 +377,19 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
                     );
                 }
             }
+            let unreadable = store.dlq_unreadable().await?;
+            for (id, reason) in &unreadable {
+                if json {
+                    println!("{}", json!({"runId": id, "unreadable": true, "lastError": reason}));
+                } else {
+                    println!("{id}  unreadable record  {reason}");
+                }
+            }
             if !json {
                 eprintln!("{} run(s) in the dead-letter set match", list.len());
+                if !unreadable.is_empty() {
+                    eprintln!("{} run(s) there have a record that can no longer be read", unreadable.len());
+                }
             }
         }
         DlqCommand::Requeue { redis, filter, runs } => {

@@ -63,7 +63,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "GCRUN_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
     /// Webhook URL for runs that name none.
-    #[arg(long, env = "GCRUN_DEFAULT_WEBHOOK_URL")]
+    #[arg(long, env = "GCRUN_DEFAULT_WEBHOOK_URL", hide_env_values = true)]
     pub default_webhook_url: Option<url::Url>,
     /// Comma-separated hosts webhooks may go to (unset: any).
     #[arg(long, env = "GCRUN_WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]

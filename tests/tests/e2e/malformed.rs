@@ -60,7 +60,13 @@ async fn a_record_whose_request_no_longer_parses_is_dead_lettered_with_the_reaso
         "{reason}"
     );
     assert_eq!(stack.store.dlq_len().await.unwrap(), 1, "in the dead-letter set");
-    assert!(stack.store.dlq_list(&Default::default()).await.unwrap().is_empty(), "listing skips what it cannot read");
+    assert!(
+        stack.store.dlq_list(&Default::default()).await.unwrap().is_empty(),
+        "the listing skips what it cannot read"
+    );
+    let unreadable = stack.store.dlq_unreadable().await.unwrap();
+    assert_eq!(unreadable.len(), 1, "and names it apart");
+    assert!(unreadable[0].1.starts_with("record unreadable"), "{unreadable:?}");
     assert!(stack.store.overdue(u64::MAX / 2, 0, 10).await.unwrap().is_empty(), "out of the open set");
     assert_eq!(stack.emu.emulator.stats().submissions, 0);
 }

@@ -3,7 +3,8 @@ use std::time::Duration;
 use gcrun_emulator::{EmulatorConfig, Timings};
 use gcrun_harness::wait_until;
 use gcrun_model::{RunId, RunStatus};
-use gcrun_tests::{LOOKUP, ORDER_FLOW, Stack, signal};
+use gcrun_tests::{LOOKUP, ORDER_FLOW, Stack, limiter, signal};
+use gcrun_worker::RunSettings;
 use serde_json::json;
 
 fn slow_emulator() -> EmulatorConfig {
@@ -108,4 +109,45 @@ async fn a_killed_worker_loses_nothing() {
         "{:?}",
         records.values().map(|r| r.status).collect::<Vec<_>>()
     );
+}
+
+#[tokio::test]
+async fn a_redis_outage_stalls_nothing_and_the_workers_come_back() {
+    let redis_options = gcrun_harness::RedisOptions { appendonly: true };
+    let mut stack = Stack::start_with(EmulatorConfig::default(), Duration::from_secs(60), redis_options).await;
+    let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", admin.local_addr().unwrap());
+    let worker = stack.start_worker_serving(limiter(60_000, 100, 100), RunSettings::default(), Some(admin)).await;
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+    let before = enqueue(&stack, 1).await;
+    stack.wait_all_terminal(&before, Duration::from_secs(20)).await;
+
+    stack.redis.kill();
+    // While Redis is down the workers fail and are restarted again and
+    // again; the admin server answers all the while, at once.
+    let outage = std::time::Instant::now();
+    while outage.elapsed() < Duration::from_secs(3) {
+        let asked = std::time::Instant::now();
+        let live = http.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(live.status(), 200);
+        // Within a Kubernetes probe's default timeout (1 s).
+        assert!(asked.elapsed() < Duration::from_secs(1), "healthz took {:?}", asked.elapsed());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "not ready without Redis");
+
+    stack.redis.restart();
+    // The test's own connection reconnects on first use, as any client's.
+    wait_until("the stack's connection to Redis to come back", Duration::from_secs(10), || async {
+        stack.store.ping().await.ok()
+    })
+    .await;
+    let after = enqueue(&stack, 3).await;
+    stack.wait_all_terminal(&after, Duration::from_secs(30)).await;
+    assert_eq!(http.get(format!("{base}/readyz")).send().await.unwrap().status(), 200);
+    worker.stop().await;
+    for id in before.iter().chain(&after) {
+        assert_eq!(stack.store.get_run(id).await.unwrap().unwrap().status, RunStatus::Completed);
+    }
 }

@@ -1,6 +1,6 @@
-//! Genesys's error answers: every one an ErrorBody whose `contextId` is the
-//! request's `ININ-Correlation-ID`, and [`Cid`], the extractor that hands a
-//! handler that id.
+//! Genesys's error answers: [`ErrorReply`], an ErrorBody whose `contextId`
+//! is the request's `ININ-Correlation-ID`, and [`Cid`], the extractor that
+//! hands a handler that id.
 
 #![allow(clippy::result_large_err)]
 
@@ -30,39 +30,78 @@ impl<S: Send + Sync> FromRequestParts<S> for Cid {
     }
 }
 
-pub(super) fn error_body(cid: Option<&CorrelationId>, status: StatusCode, code: &str, message: &str) -> Response {
-    error_body_with(cid, status, json!({"code": code, "message": message}))
+/// One Genesys error answer: an ErrorBody (`code`, `message`, `status`,
+/// `contextId` = the request's correlation id, and whatever else the case
+/// needs) with its status and headers. The one way handlers and middleware
+/// answer an error, so no answer can miss a field the reference requires.
+#[derive(Debug, Clone)]
+pub(super) struct ErrorReply {
+    status: StatusCode,
+    body: Map<String, Value>,
+    headers: Vec<(&'static str, HeaderValue)>,
 }
 
-pub(super) fn error_body_with(cid: Option<&CorrelationId>, status: StatusCode, mut body: Value) -> Response {
-    if let Some(obj) = body.as_object_mut() {
-        obj.insert("status".into(), json!(status.as_u16()));
-        if let Some(cid) = cid {
-            obj.insert("contextId".into(), json!(cid.0));
-        }
+impl ErrorReply {
+    pub(super) fn new(cid: Option<&CorrelationId>, status: StatusCode, code: &str, message: &str) -> Self {
+        let mut body = Map::new();
+        body.insert("code".into(), json!(code));
+        body.insert("message".into(), json!(message));
+        Self::from_body(cid, status, body)
     }
-    (status, axum::Json(body)).into_response()
+
+    fn from_body(cid: Option<&CorrelationId>, status: StatusCode, mut body: Map<String, Value>) -> Self {
+        body.insert("status".into(), json!(status.as_u16()));
+        if let Some(cid) = cid {
+            body.insert("contextId".into(), json!(cid.0));
+        }
+        Self { status, body, headers: Vec::new() }
+    }
+
+    /// An extra ErrorBody field (`entityId`, `details`, `limit`, ...).
+    pub(super) fn field(mut self, key: &str, value: Value) -> Self {
+        self.body.insert(key.into(), value);
+        self
+    }
+
+    pub(super) fn header(mut self, name: &'static str, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+}
+
+impl IntoResponse for ErrorReply {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(Value::Object(self.body))).into_response();
+        for (name, value) in self.headers {
+            response.headers_mut().insert(name, value);
+        }
+        response
+    }
+}
+
+pub(super) fn error_body(cid: Option<&CorrelationId>, status: StatusCode, code: &str, message: &str) -> Response {
+    ErrorReply::new(cid, status, code, message).into_response()
+}
+
+pub(super) fn error_body_with(cid: Option<&CorrelationId>, status: StatusCode, body: Value) -> Response {
+    let Value::Object(body) = body else { return error_body(cid, status, "error", "error") };
+    ErrorReply::from_body(cid, status, body).into_response()
 }
 
 pub(super) fn too_many_requests(cid: Option<&CorrelationId>, l: Limited) -> Response {
-    let body = json!({
-        "code": "too.many.requests.retry.after",
-        "message": format!("Rate limit exceeded the maximum. Retry the request in [{}] seconds", l.retry_after_secs),
-        "messageWithParams": "Rate limit exceeded the maximum. Retry the request in [{retryAfter}] seconds",
-        "messageParams": {"retryAfter": l.retry_after_secs.to_string()},
-        "limit": {"key": l.key, "namespace": "integrations.actions", "value": l.allowed},
-    });
-    let mut response = error_body_with(cid, StatusCode::TOO_MANY_REQUESTS, body);
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("retry-after", l.retry_after_secs),
-        ("inin-ratelimit-allowed", l.allowed),
-        ("inin-ratelimit-count", l.count),
-        ("inin-ratelimit-reset", l.reset_secs),
-    ] {
-        headers.insert(name, HeaderValue::from(value));
-    }
-    response
+    let message = format!("Rate limit exceeded the maximum. Retry the request in [{}] seconds", l.retry_after_secs);
+    ErrorReply::new(cid, StatusCode::TOO_MANY_REQUESTS, "too.many.requests.retry.after", &message)
+        .field(
+            "messageWithParams",
+            json!("Rate limit exceeded the maximum. Retry the request in [{retryAfter}] seconds"),
+        )
+        .field("messageParams", json!({"retryAfter": l.retry_after_secs.to_string()}))
+        .field("limit", json!({"key": l.key, "namespace": "integrations.actions", "value": l.allowed}))
+        .header("retry-after", HeaderValue::from(l.retry_after_secs))
+        .header("inin-ratelimit-allowed", HeaderValue::from(l.allowed))
+        .header("inin-ratelimit-count", HeaderValue::from(l.count))
+        .header("inin-ratelimit-reset", HeaderValue::from(l.reset_secs))
+        .into_response()
 }
 
 pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
@@ -90,15 +129,10 @@ pub(super) fn invalid_inputs(cid: Option<&CorrelationId>, violations: &gcrun_mod
         .map(|v| json!({"errorCode": v.code, "fieldName": v.path.trim_start_matches("/inputs/")}))
         .collect();
     let messages: Vec<String> = violations.iter().map(ToString::to_string).collect();
-    error_body_with(
-        cid,
-        StatusCode::BAD_REQUEST,
-        json!({
-            "code": "bad.request",
-            "message": format!("The inputs do not match the action's input contract: {}", messages.join("; ")),
-            "details": details,
-        }),
-    )
+    let message = format!("The inputs do not match the action's input contract: {}", messages.join("; "));
+    ErrorReply::new(cid, StatusCode::BAD_REQUEST, "bad.request", &message)
+        .field("details", json!(details))
+        .into_response()
 }
 
 pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
@@ -107,11 +141,9 @@ pub(super) fn rfc3339(t: time::OffsetDateTime) -> String {
 
 /// Genesys's 404 for an entity: `not.found` with the id as `entityId`.
 pub(super) fn entity_not_found(cid: Option<&CorrelationId>, what: &str, id: &str) -> Response {
-    error_body_with(
-        cid,
-        StatusCode::NOT_FOUND,
-        json!({"code": "not.found", "message": format!("{what} {id} not found"), "entityId": id}),
-    )
+    ErrorReply::new(cid, StatusCode::NOT_FOUND, "not.found", &format!("{what} {id} not found"))
+        .field("entityId", json!(id))
+        .into_response()
 }
 
 pub(super) fn unknown_action(cid: Option<&CorrelationId>, id: &str) -> Response {

@@ -69,12 +69,14 @@ pub struct Act {
 pub enum Write {
     Nothing,
     /// Move the run from `from` to `to` (with history, audit and counts),
-    /// writing `update` with it.
+    /// writing `update` with it; with a `guard`, only while that counter
+    /// still holds that value too.
     Transition {
         from: RunStatus,
         to: RunStatus,
         cause: String,
         update: RunUpdate,
+        guard: Option<(Counter, u32)>,
     },
     /// Move a step counter from `expected` to `expected + 1`, with `update`.
     Advance {
@@ -176,6 +178,37 @@ impl<N> From<Act> for Decision<N> {
     }
 }
 
+/// The record as a write that applied leaves it (what the store's script
+/// did, in memory), so a step that goes on decides on what is there now.
+pub fn mirror(rec: &mut RunRecord, write: &Write, now: u64) {
+    match write {
+        Write::Nothing => {}
+        Write::Transition { to, update, .. } => rec.apply(Some(*to), update, now),
+        Write::Update(update) => rec.apply(None, update, now),
+        Write::Advance { counter, expected, update } => {
+            rec.apply(None, update, now);
+            match counter {
+                Counter::Poll => rec.poll_attempts = expected + 1,
+                Counter::Retries => rec.retries = expected + 1,
+            }
+        }
+        Write::Webhook { expected, attempt } => {
+            rec.webhook.attempts = expected + 1;
+            match attempt {
+                WebhookAttempt::Delivered { at_ms } => {
+                    rec.webhook.status = Some(WebhookStatus::Delivered);
+                    rec.webhook.delivered_ms = Some(*at_ms);
+                }
+                WebhookAttempt::Failed { reason } => rec.webhook.last_error = Some(reason.clone()),
+                WebhookAttempt::Dead { reason } => {
+                    rec.webhook.status = Some(WebhookStatus::Dead);
+                    rec.webhook.last_error = Some(reason.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Where a run's webhook goes: its own URL, else the configured default.
 pub fn webhook_url(rec: &RunRecord, policy: &WorkerConfig) -> Option<Url> {
     rec.request.webhook_url().cloned().or_else(|| policy.default_webhook_url.clone())
@@ -196,7 +229,7 @@ pub(crate) fn finish(
     let completed = update.completed_ms.unwrap_or(now);
     let update = update.completed_at(completed);
     let update = if wants_webhook { update.webhook_owed() } else { update };
-    let mut act = Act::new(Write::Transition { from: rec.status, to, cause: cause.clone(), update })
+    let mut act = Act::new(Write::Transition { from: rec.status, to, cause: cause.clone(), update, guard: None })
         .permit(PermitOp::Release)
         .note(Note::RunEnded { status: to, cause });
     if wants_webhook {

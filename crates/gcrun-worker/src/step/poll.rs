@@ -81,9 +81,13 @@ fn loaded(rec: &RunRecord, attempt: u32, policy: &WorkerConfig, now: u64, jitter
 /// run's permit and pushes the next poll.
 fn goes_on(rec: &RunRecord, attempt: u32, to: Option<(RunStatus, String)>, update: RunUpdate, after: Duration) -> Act {
     let write = match to {
-        Some((to, cause)) => {
-            Write::Transition { from: rec.status, to, cause, update: update.poll_attempts(attempt + 1) }
-        }
+        Some((to, cause)) => Write::Transition {
+            from: rec.status,
+            to,
+            cause,
+            update: update.poll_attempts(attempt + 1),
+            guard: Some((Counter::Poll, attempt)),
+        },
         None => Write::Advance { counter: Counter::Poll, expected: attempt, update },
     };
     Act { write, ..Act::push(poll_job(rec, attempt + 1, after)) }.permit(PermitOp::Renew)

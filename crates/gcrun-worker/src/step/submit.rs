@@ -10,7 +10,7 @@ use crate::config::WorkerConfig;
 use gcrun_genesys::{ApiError, RemotePhase, RemoteRun, Verdict};
 use gcrun_model::{Flavor, InputSchema, Jitter, RunError, RunRequest, RunStatus, Target, Violation, Violations};
 use gcrun_queue::Job;
-use gcrun_store::{Claim, Denied, RunRecord, RunUpdate};
+use gcrun_store::{Claim, Counter, Denied, RunRecord, RunUpdate};
 
 /// What the submit step needs to find out.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +101,13 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
         RunStatus::Submitted if rec.remote_id.is_none() && rec.flavor.is_synchronous() => {
             complete_from_record(rec, policy, now).into()
         }
+        // Past its deadline and still going (the sweeper found it: its poll
+        // chain was lost, and pushing a poll whose id the queue still holds
+        // would do nothing): end it here.
+        RunStatus::Submitted | RunStatus::Queued | RunStatus::Running if now >= rec.deadline_ms => {
+            let update = RunUpdate::failure(format!("still {} at the run deadline", rec.status));
+            finish(rec, RunStatus::TimedOut, "run deadline passed", update, policy, now).into()
+        }
         // Already submitted: the remote run exists, so never submit again;
         // make sure its poll chain runs (the job id dedupes the push).
         RunStatus::Submitted | RunStatus::Queued | RunStatus::Running => {
@@ -124,6 +131,7 @@ fn validated(cause: &str) -> Decision<Need> {
         to: RunStatus::Validated,
         cause: cause.into(),
         update: RunUpdate::default(),
+        guard: None,
     })
     .and_continue()
     .into()
@@ -191,6 +199,7 @@ fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Nee
             to: RunStatus::Submitted,
             cause: format!("resumed: already submitted as {remote_id}"),
             update: RunUpdate::default(),
+            guard: None,
         })
         .then_push(poll_job(rec, rec.poll_attempts, Duration::ZERO))
         .into();
@@ -254,7 +263,13 @@ fn submitted(
         Some(rid) => format!("submitted as {rid}"),
         None => "executed".to_string(),
     };
-    let act = Act::new(Write::Transition { from: RunStatus::Validated, to: RunStatus::Submitted, cause, update });
+    let act = Act::new(Write::Transition {
+        from: RunStatus::Validated,
+        to: RunStatus::Submitted,
+        cause,
+        update,
+        guard: None,
+    });
     if remote.remote_id.is_none() {
         // Synchronous: the answer is the end; decide it on the record as written.
         return act.and_continue().into();
@@ -291,10 +306,12 @@ fn retry_submit(rec: &RunRecord, e: &ApiError, policy: &WorkerConfig, now: u64, 
         let cause = format!("gave up after {retries} transient submit failures; last: {e}");
         finish(rec, RunStatus::Dead, cause, api_failure(e.to_string(), e).retries(retries), policy, now)
     } else {
-        let update =
-            RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone()).retries(retries).release_claim();
+        // One step of the retry chain: of duplicate copies that met the
+        // same failure, one moves the counter and schedules the next try.
+        let update = RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone()).release_claim();
         let after = policy.submit_schedule.delay_after(retries - 1, verdict.retry_after(), jitter);
-        Act::new(Write::Update(update)).then_push(submit_job(rec, after))
+        Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
+            .then_push(submit_job(rec, after))
     };
     act.pause_until_ms = super::pause_for(verdict, now);
     act.note(Note::Retry { stage: "submit", reason: e.label() })

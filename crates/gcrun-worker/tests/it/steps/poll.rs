@@ -87,6 +87,8 @@ fn a_new_remote_state_is_a_transition_that_also_moves_the_counter() {
     let a = act(run(&rec, 0, remote(RemotePhase::Running, "running")));
     assert_eq!(transition(&a), (RunStatus::Submitted, RunStatus::Running, "remote status running"));
     assert_eq!(update(&a).poll_attempts, Some(1));
+    // A stale copy of this poll must not apply: the move is guarded by the counter.
+    assert!(matches!(a.write, Write::Transition { guard: Some((Counter::Poll, 0)), .. }), "{a:?}");
     assert_eq!(a.permit, PermitOp::Renew);
     let (attempt, after) = next_poll(&a);
     assert_eq!(attempt, 1);

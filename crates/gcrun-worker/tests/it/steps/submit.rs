@@ -4,7 +4,7 @@ use std::time::Duration;
 use gcrun_genesys::{RemotePhase, RemoteRun};
 use gcrun_model::{Flavor, InputSchema, RunStatus, WebhookStatus};
 use gcrun_queue::Job;
-use gcrun_store::{Claim, Denied};
+use gcrun_store::{Claim, Counter, Denied};
 use gcrun_worker::step::submit::{Contract, Need, Observation, decide};
 use gcrun_worker::step::{Note, PermitOp, Then, Write};
 use serde_json::json;
@@ -90,7 +90,9 @@ fn an_unknown_action_is_rejected_as_not_found() {
 fn a_transient_definition_failure_retries_the_submit_later() {
     let rec = record(Flavor::Runs, RunStatus::Accepted);
     let a = act(run(&rec, Observation::Contract(Contract::Unreadable(http(503, None)))));
-    assert!(matches!(a.write, Write::Update(ref u) if u.retries == Some(1)), "{a:?}");
+    // One step of the retry chain: a duplicate copy that met the same
+    // failure finds the counter moved and pushes nothing.
+    assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 0, .. }), "{a:?}");
     assert!(submit_after(&a) >= Duration::from_millis(500));
     assert_eq!(a.pause_until_ms, None);
 }
@@ -225,7 +227,7 @@ fn an_unknown_outcome_of_a_runs_submit_is_retried_for_now() {
     // Today's behaviour, kept until the reliability work decides otherwise.
     let rec = record(Flavor::Runs, RunStatus::Validated);
     let a = act(run(&rec, Observation::Answer(Err(ambiguous()))));
-    assert!(matches!(a.write, Write::Update(_)), "{a:?}");
+    assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 0, .. }), "{a:?}");
     assert_eq!(a.permit, PermitOp::Release);
     submit_after(&a);
 }
@@ -247,8 +249,9 @@ fn a_429_pauses_every_worker_for_the_servers_wait_and_retries_after_it() {
 #[test]
 fn a_5xx_retries_until_the_attempts_run_out() {
     let mut rec = record(Flavor::Runs, RunStatus::Validated);
+    rec.retries = 3;
     let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
-    assert_eq!(update(&a).retries, Some(1));
+    assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 3, .. }), "{a:?}");
     assert_eq!(update(&a).correlation_id.as_deref(), Some("cid-1"));
     assert_eq!(a.pause_until_ms, None);
     rec.retries = policy().max_submit_attempts - 1;
@@ -305,4 +308,47 @@ fn a_run_without_a_webhook_url_ends_without_one() {
     let a = act(decide(&rec, Observation::Answer(Err(http(400, None))), &no_hook, NOW, &mut jitter()));
     assert_eq!(transition(&a).1, RunStatus::Failed);
     assert!(a.jobs.is_empty() && update(&a).webhook_status.is_none(), "{a:?}");
+}
+
+#[test]
+fn an_in_flight_run_past_its_deadline_is_ended_by_a_late_submit_job() {
+    // The sweeper's job for a run whose poll chain was lost: pushing a poll
+    // the queue still remembers would do nothing, so the deadline ends it.
+    let mut rec = record(Flavor::Workflow, RunStatus::Running);
+    rec.deadline_ms = NOW - 1;
+    let a = act(run(&rec, Observation::Loaded));
+    assert_ends_with_webhook(&a, &rec, RunStatus::TimedOut);
+}
+
+#[test]
+fn what_a_write_did_is_mirrored_in_memory() {
+    use gcrun_worker::step::mirror;
+    let mut rec = record(Flavor::Runs, RunStatus::Running);
+    let advance = Write::Advance { counter: Counter::Poll, expected: 0, update: gcrun_store::RunUpdate::failure("x") };
+    mirror(&mut rec, &advance, NOW);
+    assert_eq!((rec.poll_attempts, rec.last_error.as_deref()), (1, Some("x")));
+    let retry = Write::Advance { counter: Counter::Retries, expected: 0, update: Default::default() };
+    mirror(&mut rec, &retry, NOW);
+    assert_eq!(rec.retries, 1);
+    rec.status = RunStatus::Completed;
+    rec.webhook.status = Some(WebhookStatus::Pending);
+    let delivered = Write::Webhook { expected: 0, attempt: gcrun_store::WebhookAttempt::Delivered { at_ms: NOW } };
+    mirror(&mut rec, &delivered, NOW);
+    assert_eq!((rec.webhook.status, rec.webhook.attempts), (Some(WebhookStatus::Delivered), 1));
+}
+
+#[test]
+fn debug_output_never_shows_a_webhook_urls_query() {
+    let config = WorkerConfig {
+        default_webhook_url: Some("https://hooks.example.com/in?token=s3cret".parse().unwrap()),
+        ..WorkerConfig::default()
+    };
+    let shown = format!("{config:?}");
+    assert!(shown.contains("hooks.example.com/in") && !shown.contains("s3cret"), "{shown}");
+    let out = gcrun_worker::webhook::Outgoing {
+        url: "https://hooks.example.com/in?token=s3cret".parse().unwrap(),
+        event_id: "e".into(),
+        body: json!({}),
+    };
+    assert!(!format!("{out:?}").contains("s3cret"));
 }
