@@ -4,6 +4,11 @@
 //!   [`Job`], a job to push with its delay, which owns the job-id scheme.
 //! - [`queues`]: [`Queues`], the three hash-tagged queues
 //!   (`{gcrun:submit}`, `{gcrun:poll}`, `{gcrun:webhook}`), and pushing.
+//! - [`backend`]: [`EngineBackend`](backend::EngineBackend), the apalis
+//!   backend over the engine, and its ack layer.
+//! - [`engine`]: the queue engine's storage (gcrun's own Lua, bounded
+//!   work per call, millisecond schedules, per-job leases, ack with
+//!   successors in one script); the workers do not run on it yet.
 //! - [`depth`]: what each queue holds (ready, scheduled, in flight, done,
 //!   dead), its dead jobs, and retention of finished ones.
 //!
@@ -12,7 +17,9 @@
 //! knows the worker: enqueueing needs no HTTP client, no metrics and no
 //! apalis runtime.
 
+pub mod backend;
 pub mod depth;
+pub mod engine;
 pub mod job;
 pub mod queues;
 

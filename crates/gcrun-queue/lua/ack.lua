@@ -1,0 +1,32 @@
+-- Finishes a leased job and pushes the jobs that follow it, in one script:
+-- there is no moment where a step is done and its successor missing. Only
+-- the copy that holds the current lease (its delivery count) may finish
+-- it; a copy whose lease lapsed finds it taken and changes nothing.
+-- KEYS[1] leases zset, KEYS[2] jobs hash, KEYS[3] deliveries hash,
+-- KEYS[4] done zset of this queue; then, for each of the three queues
+-- (submit, poll, webhook) in that order, its jobs hash, scheduled zset,
+-- ready list, done zset and dead zset: KEYS[5..19]
+-- ARGV[1] id, ARGV[2] delivery, ARGV[3] now_ms, then successors as
+-- (queue index 0..2, id, payload, due_ms) quadruples
+-- Returns 1 finished, 0 the lease is not this copy's.
+local id, now = ARGV[1], tonumber(ARGV[3])
+if redis.call('HGET', KEYS[3], id) ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], id) then return 0 end
+redis.call('ZREM', KEYS[1], id)
+redis.call('HDEL', KEYS[2], id)
+redis.call('HDEL', KEYS[3], id)
+redis.call('ZADD', KEYS[4], now, id)
+for i = 4, #ARGV, 4 do
+  local base = 5 + tonumber(ARGV[i]) * 5
+  local sid, payload, due = ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  if redis.call('HEXISTS', KEYS[base], sid) == 0
+    and not redis.call('ZSCORE', KEYS[base + 3], sid)
+    and not redis.call('ZSCORE', KEYS[base + 4], sid) then
+    redis.call('HSET', KEYS[base], sid, payload)
+    if due <= now then
+      redis.call('RPUSH', KEYS[base + 2], sid)
+    else
+      redis.call('ZADD', KEYS[base + 1], due, sid)
+    end
+  end
+end
+return 1

@@ -1,0 +1,86 @@
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use apalis::prelude::{AbortError, BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
+use gcrun_harness::{RedisServer, wait_until};
+use gcrun_model::RunId;
+use gcrun_queue::backend::{BackendSettings, EngineBackend};
+use gcrun_queue::engine::{Engine, EngineLimits, Queue};
+use gcrun_queue::{Job, PollJob};
+
+type Seen = Arc<Mutex<Vec<u32>>>;
+
+/// Attempt 7 aborts; attempt 8 fails once (an infrastructure error), then
+/// succeeds; the rest succeed.
+async fn handler(job: PollJob, seen: Data<Seen>) -> Result<(), BoxDynError> {
+    let first_time = {
+        let mut seen = seen.lock().unwrap();
+        let first = !seen.contains(&job.attempt);
+        seen.push(job.attempt);
+        first
+    };
+    match job.attempt {
+        7 => Err(AbortError::new("step says: unusable").into()),
+        8 if first_time => Err(std::io::Error::other("redis blip").into()),
+        _ => Ok(()),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+#[tokio::test]
+async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones() {
+    let redis = RedisServer::start();
+    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let engine = Engine::new(conn, EngineLimits::default());
+    let run = RunId::new();
+    let jobs: Vec<Job> =
+        (0..40).map(|attempt| Job::Poll { run, generation: 1, attempt, after: Duration::from_millis(20) }).collect();
+    engine.push(&jobs, now_ms()).await.unwrap();
+    assert!(engine.push_raw(Queue::Poll, "garbage", r#"{"foo":1}"#, now_ms()).await.unwrap());
+
+    let seen: Seen = Arc::default();
+    let settings =
+        BackendSettings { concurrency: 8, retry_base: Duration::from_millis(50), ..BackendSettings::default() };
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let (e, s) = (engine.clone(), seen.clone());
+    let monitor = Monitor::new()
+        .register(move |_| {
+            WorkerBuilder::new("engine-test")
+                .backend(EngineBackend::<PollJob>::new(e.clone(), Queue::Poll, settings))
+                .data(s.clone())
+                .concurrency(8)
+                .build(handler)
+        })
+        .shutdown_timeout(Duration::from_secs(5));
+    let running = tokio::spawn(monitor.run_with_signal(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+        Ok(())
+    }));
+
+    let depth = wait_until("every job settled", Duration::from_secs(20), || async {
+        let d = engine.depth(Queue::Poll).await.unwrap();
+        (d.ready + d.scheduled + d.leased == 0 && d.done == 39).then_some(d)
+    })
+    .await;
+    // Jobs pushed while the worker idles are picked up too (woken by the push).
+    let late = Job::Poll { run, generation: 1, attempt: 100, after: Duration::ZERO };
+    engine.push(&[late], now_ms()).await.unwrap();
+    wait_until("the late job", Duration::from_secs(5), || async {
+        (engine.depth(Queue::Poll).await.unwrap().done == 40).then_some(())
+    })
+    .await;
+    let _ = tx.send(true);
+    running.await.unwrap().unwrap();
+
+    assert_eq!(depth.dead, 2, "the aborted job and the undecodable one");
+    let dead = engine.dead(Queue::Poll, 10).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().map(|(_, _, r)| r.as_str()).collect();
+    assert!(reasons.iter().any(|r| r.contains("unusable")), "{reasons:?}");
+    assert!(reasons.iter().any(|r| r.contains("does not decode")), "{reasons:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.iter().filter(|a| **a == 8).count(), 2, "a failed job is run again");
+    assert_eq!(seen.iter().filter(|a| **a == 3).count(), 1, "a settled job is not");
+}
