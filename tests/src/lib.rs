@@ -101,8 +101,7 @@ impl Stack {
         let emu = spawn_emulator(emulator).await;
         let conn = gcrun_store::connect(&redis.url()).await.unwrap();
         let store = Store::new(conn.clone(), StoreConfig::default());
-        let queue_settings =
-            QueueSettings { heartbeat: Duration::from_secs(1), missed_heartbeats: 3, ..QueueSettings::default() };
+        let queue_settings = QueueSettings { lease: Duration::from_secs(3), ..QueueSettings::default() };
         let queues = Queues::new(conn, &queue_settings);
         let producer = Producer::new(
             store.clone(),
@@ -195,7 +194,7 @@ impl Stack {
                 "--fetch-interval-ms",
                 "20",
             ])
-            .args(["--heartbeat-secs", "1", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
+            .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
             .args(extra)
             .env("REDIS_URL", self.redis.url())
             .env("GENESYSCLOUD_REGION", self.emu.base_url())
@@ -232,13 +231,19 @@ impl Stack {
                 }
             }
             let mut pending = 0;
+            let mut depths = Vec::new();
             for q in self.queues.names.all() {
-                pending += self.queues.depth(q).await.unwrap().pending();
+                let d = self.queues.depth(q).await.unwrap();
+                pending += d.pending();
+                depths.push((q.to_string(), d));
             }
             if open == 0 && pending == 0 {
                 return;
             }
-            assert!(started.elapsed() < timeout, "{open} runs still open and {pending} jobs pending after {timeout:?}");
+            assert!(
+                started.elapsed() < timeout,
+                "{open} runs still open and {pending} jobs pending after {timeout:?}: {depths:?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }

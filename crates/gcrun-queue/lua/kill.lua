@@ -3,12 +3,14 @@
 -- ARGV[2] = '' kills a job that was never leased (it did not decode).
 -- KEYS[1] leases zset, KEYS[2] deliveries hash, KEYS[3] dead zset (by
 -- time), KEYS[4] reasons hash
--- ARGV[1] id, ARGV[2] delivery or '', ARGV[3] now_ms, ARGV[4] reason
+-- ARGV[1] id, ARGV[2] delivery or '', ARGV[3] reason
 -- Returns 1 dead, 0 the lease is not this copy's.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local id = ARGV[1]
 if ARGV[2] ~= '' and redis.call('HGET', KEYS[2], id) ~= ARGV[2] then return 0 end
 redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
-redis.call('ZADD', KEYS[3], tonumber(ARGV[3]), id)
-redis.call('HSET', KEYS[4], id, ARGV[4])
+redis.call('ZADD', KEYS[3], now, id)
+redis.call('HSET', KEYS[4], id, ARGV[3])
 return 1

@@ -3,13 +3,17 @@
 -- step can always be pushed again and never makes a second copy.
 -- KEYS[1] jobs hash (id -> payload), KEYS[2] scheduled zset (by due ms),
 -- KEYS[3] ready list, KEYS[4] done zset (by done ms), KEYS[5] dead zset
--- ARGV[1] now_ms, then (id, payload, due_ms) triples; the caller sends at
--- most a bounded number of triples per call.
+-- ARGV: (id, payload, delay_ms) triples; the caller sends at most a bounded
+-- number of triples per call.
 -- Returns the number of jobs added.
-local now = tonumber(ARGV[1])
+-- Times are Redis's own (TIME), never a worker's clock: a lease or a due
+-- time means the same to every worker, whatever their clocks or a stalled
+-- connection say.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local added = 0
-for i = 2, #ARGV, 3 do
-  local id, payload, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+for i = 1, #ARGV, 3 do
+  local id, payload, due = ARGV[i], ARGV[i + 1], now + tonumber(ARGV[i + 2])
   if redis.call('HEXISTS', KEYS[1], id) == 0
     and not redis.call('ZSCORE', KEYS[4], id)
     and not redis.call('ZSCORE', KEYS[5], id) then

@@ -26,7 +26,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use apalis_core::backend::finalize::Ephemeral;
 use apalis_core::backend::{Backend, BackendConfig};
@@ -42,10 +42,6 @@ use serde::de::DeserializeOwned;
 use crate::engine::{Engine, Fetched, Lease, Queue};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
 
 /// How one queue's worker fetches and settles jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +118,12 @@ impl<T> EngineBackend<T> {
         let (engine, queue, lease) = (self.engine.clone(), self.queue, self.settings.lease);
         self.fetch = Some(Box::pin(async move {
             if recover {
-                let n = engine.recover(queue, now_ms()).await?;
+                let n = engine.recover(queue).await?;
                 if n > 0 {
                     tracing::warn!(queue = queue.name(), recovered = n, "jobs whose lease lapsed are ready again");
                 }
             }
-            engine.fetch(queue, want, lease, now_ms()).await
+            engine.fetch(queue, want, lease).await
         }));
     }
 
@@ -169,7 +165,7 @@ impl<T: DeserializeOwned + Send + 'static> EngineBackend<T> {
                     tracing::warn!(queue = self.queue.name(), id = %lease.id, %reason, "job dead-lettered");
                     let engine = self.engine.clone();
                     self.side.push(Box::pin(async move {
-                        if let Err(e) = engine.kill(&lease, &reason, now_ms()).await {
+                        if let Err(e) = engine.kill(&lease, &reason).await {
                             tracing::warn!(error = %e, "could not dead-letter a job; its lease will lapse");
                         }
                     }));
@@ -201,14 +197,11 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
                 self.fetch = None;
                 match result {
                     Ok(fetched) => {
-                        let next_due = fetched.next_due_ms;
+                        let next_due = fetched.next_due_in;
                         let got = !fetched.jobs.is_empty();
                         self.accept(fetched);
                         if !got {
-                            let until_due = next_due.map_or(self.settings.max_idle, |due| {
-                                Duration::from_millis(due.saturating_sub(now_ms()))
-                            });
-                            self.sleep(until_due.min(self.settings.max_idle));
+                            self.sleep(next_due.unwrap_or(self.settings.max_idle).min(self.settings.max_idle));
                         }
                     }
                     Err(e) => {
@@ -243,7 +236,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
             if let Some(lease) = task.ctx().data().get::<Lease>().cloned() {
                 let engine = self.engine.clone();
                 self.side.push(Box::pin(async move {
-                    let _ = engine.retry(&lease, Duration::ZERO, now_ms()).await;
+                    let _ = engine.retry(&lease, Duration::ZERO).await;
                 }));
             }
         }
@@ -325,7 +318,7 @@ where
                 tokio::select! {
                     result = &mut fut => break result.map_err(Into::into),
                     _ = renew.tick() => {
-                        if let Ok(false) = engine.renew(&lease, settings.lease, now_ms()).await {
+                        if let Ok(false) = engine.renew(&lease, settings.lease).await {
                             tracing::warn!(id = %lease.id, "lease lost while the job ran; another worker may run it too");
                         }
                     }
@@ -367,11 +360,10 @@ impl Settlement {
 /// are built to survive.
 async fn settle(engine: &Engine, lease: &Lease, settlement: Settlement) {
     for attempt in 0..3u32 {
-        let now = now_ms();
         let done = match &settlement {
-            Settlement::Ack => engine.ack(lease, &[], now).await,
-            Settlement::Kill(reason) => engine.kill(lease, reason, now).await,
-            Settlement::Retry(after) => engine.retry(lease, *after, now).await,
+            Settlement::Ack => engine.ack(lease, &[]).await,
+            Settlement::Kill(reason) => engine.kill(lease, reason).await,
+            Settlement::Retry(after) => engine.retry(lease, *after).await,
         };
         match done {
             Ok(true) => return,

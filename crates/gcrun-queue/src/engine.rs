@@ -7,6 +7,11 @@
 //! that pushes the step's successors in the same script, deterministic ids
 //! that dedupe pushes for a retention window, and a dead set with reasons.
 //!
+//! Every time in the scripts is Redis's own (`TIME`), never a worker's
+//! clock: a lease or a due time means the same to every worker whatever
+//! their clocks say, and a call that waited out a reconnect cannot write a
+//! lease that has already lapsed.
+//!
 //! Keys of queue `q` (all under the `{gcrun}` tag, so a step's script may
 //! touch the three queues and, later, the run record in one slot):
 //! `{gcrun}:q:<q>:jobs` (hash id → payload), `:scheduled` (zset by due
@@ -127,9 +132,9 @@ pub struct Leased {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fetched {
     pub jobs: Vec<Leased>,
-    /// When the earliest scheduled job is due (ms), if any: how long an
-    /// idle worker may wait before it must look again.
-    pub next_due_ms: Option<u64>,
+    /// How long until the earliest scheduled job is due, if any: how long
+    /// an idle worker may wait before it must look again.
+    pub next_due_in: Option<Duration>,
 }
 
 /// How many jobs a queue holds in each state.
@@ -180,7 +185,7 @@ impl Engine {
     /// Pushes jobs (each due `after` from `now_ms`); returns how many were
     /// new. Ids the queue holds (pending, leased, done within retention,
     /// dead) are skipped.
-    pub async fn push(&self, jobs: &[Job], now_ms: u64) -> Result<usize, redis::RedisError> {
+    pub async fn push(&self, jobs: &[Job]) -> Result<usize, redis::RedisError> {
         let mut added = 0;
         for queue in Queue::ALL {
             let mine: Vec<&Job> = jobs.iter().filter(|j| j.queue() == queue).collect();
@@ -189,9 +194,8 @@ impl Engine {
                 for key in queue.push_keys() {
                     inv.key(key);
                 }
-                inv.arg(now_ms);
                 for job in chunk {
-                    inv.arg(job.engine_id()).arg(job.payload()).arg(due(now_ms, job.after()));
+                    inv.arg(job.engine_id()).arg(job.payload()).arg(delay_ms(job.after()));
                 }
                 let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
                 added += n;
@@ -206,38 +210,25 @@ impl Engine {
     /// Pushes one payload as it is, unchecked (for operators' tools and
     /// tests that need a job no step would write). `Ok(false)`: the id is
     /// taken.
-    pub async fn push_raw(
-        &self,
-        queue: Queue,
-        id: &str,
-        payload: &str,
-        now_ms: u64,
-    ) -> Result<bool, redis::RedisError> {
+    pub async fn push_raw(&self, queue: Queue, id: &str, payload: &str) -> Result<bool, redis::RedisError> {
         let mut inv = PUSH.prepare_invoke();
         for key in queue.push_keys() {
             inv.key(key);
         }
-        let n: usize = inv.arg(now_ms).arg(id).arg(payload).arg(now_ms).invoke_async(&mut self.conn.clone()).await?;
+        let n: usize = inv.arg(id).arg(payload).arg(0).invoke_async(&mut self.conn.clone()).await?;
         self.woke([queue]);
         Ok(n == 1)
     }
 
     /// Promotes due jobs (a bounded slice) and leases up to `batch` ready
     /// ones for `lease`.
-    pub async fn fetch(
-        &self,
-        queue: Queue,
-        batch: usize,
-        lease: Duration,
-        now_ms: u64,
-    ) -> Result<Fetched, redis::RedisError> {
+    pub async fn fetch(&self, queue: Queue, batch: usize, lease: Duration) -> Result<Fetched, redis::RedisError> {
         let reply: Vec<redis::Value> = FETCH
             .key(queue.key("scheduled"))
             .key(queue.key("ready"))
             .key(queue.key("leases"))
             .key(queue.key("jobs"))
             .key(queue.key("deliveries"))
-            .arg(now_ms)
             .arg(self.limits.promote_per_fetch.max(1))
             .arg(batch.max(1))
             .arg(lease.as_millis() as u64)
@@ -250,13 +241,13 @@ impl Engine {
             let lease = Lease { queue, id: redis::from_redis_value(id)?, delivery: redis::from_redis_value(delivery)? };
             jobs.push(Leased { lease, payload: redis::from_redis_value(payload)? });
         }
-        Ok(Fetched { jobs, next_due_ms: u64::try_from(next_due).ok() })
+        Ok(Fetched { jobs, next_due_in: u64::try_from(next_due).ok().map(Duration::from_millis) })
     }
 
     /// Finishes `job` and pushes its successors in the same script.
     /// `Ok(false)`: this copy's lease had lapsed and the job was leased
     /// again; nothing was changed (the other copy will finish it).
-    pub async fn ack(&self, job: &Lease, successors: &[Job], now_ms: u64) -> Result<bool, redis::RedisError> {
+    pub async fn ack(&self, job: &Lease, successors: &[Job]) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let mut keys = vec![q.key("leases"), q.key("jobs"), q.key("deliveries"), q.key("done")];
         for target in Queue::ALL {
@@ -266,9 +257,9 @@ impl Engine {
         for key in keys {
             inv.key(key);
         }
-        inv.arg(&job.id).arg(job.delivery).arg(now_ms);
+        inv.arg(&job.id).arg(job.delivery);
         for s in successors {
-            inv.arg(s.queue() as u8).arg(s.engine_id()).arg(s.payload()).arg(due(now_ms, s.after()));
+            inv.arg(s.queue() as u8).arg(s.engine_id()).arg(s.payload()).arg(delay_ms(s.after()));
         }
         let n: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
         self.woke(successors.iter().map(Job::queue));
@@ -277,7 +268,7 @@ impl Engine {
 
     /// Gives `job` back, due again after `after` (the step hit an
     /// infrastructure error). `Ok(false)`: the lease was not this copy's.
-    pub async fn retry(&self, job: &Lease, after: Duration, now_ms: u64) -> Result<bool, redis::RedisError> {
+    pub async fn retry(&self, job: &Lease, after: Duration) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = RETRY
             .key(q.key("leases"))
@@ -285,14 +276,14 @@ impl Engine {
             .key(q.key("scheduled"))
             .arg(&job.id)
             .arg(job.delivery)
-            .arg(due(now_ms, after))
+            .arg(delay_ms(after))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)
     }
 
     /// Ends `job` in the dead set with `reason`.
-    pub async fn kill(&self, job: &Lease, reason: &str, now_ms: u64) -> Result<bool, redis::RedisError> {
+    pub async fn kill(&self, job: &Lease, reason: &str) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = KILL
             .key(q.key("leases"))
@@ -301,7 +292,6 @@ impl Engine {
             .key(q.key("reasons"))
             .arg(&job.id)
             .arg(job.delivery)
-            .arg(now_ms)
             .arg(reason)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -309,25 +299,24 @@ impl Engine {
     }
 
     /// Extends `job`'s lease to `lease` from now, if this copy holds it.
-    pub async fn renew(&self, job: &Lease, lease: Duration, now_ms: u64) -> Result<bool, redis::RedisError> {
+    pub async fn renew(&self, job: &Lease, lease: Duration) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = RENEW
             .key(q.key("leases"))
             .key(q.key("deliveries"))
             .arg(&job.id)
             .arg(job.delivery)
-            .arg(now_ms + lease.as_millis() as u64)
+            .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)
     }
 
     /// Returns jobs whose lease expired to ready (a bounded slice); how many.
-    pub async fn recover(&self, queue: Queue, now_ms: u64) -> Result<usize, redis::RedisError> {
+    pub async fn recover(&self, queue: Queue) -> Result<usize, redis::RedisError> {
         RECOVER
             .key(queue.key("leases"))
             .key(queue.key("ready"))
-            .arg(now_ms)
             .arg(self.limits.sweep_per_call.max(1))
             .invoke_async(&mut self.conn.clone())
             .await
@@ -340,7 +329,6 @@ impl Engine {
         queue: Queue,
         done_retention: Duration,
         dead_retention: Duration,
-        now_ms: u64,
     ) -> Result<usize, redis::RedisError> {
         let mut forgotten = 0;
         for (set, keep) in [("done", done_retention), ("dead", dead_retention)] {
@@ -348,7 +336,7 @@ impl Engine {
                 .key(queue.key(set))
                 .key(queue.key("jobs"))
                 .key(queue.key("reasons"))
-                .arg(now_ms.saturating_sub(keep.as_millis() as u64))
+                .arg(keep.as_millis() as u64)
                 .arg(self.limits.sweep_per_call.max(1))
                 .invoke_async(&mut self.conn.clone())
                 .await?;
@@ -397,8 +385,8 @@ impl Engine {
     }
 }
 
-/// The due time of a job pushed at `now_ms` to run after `after` (capped,
-/// so an absurd server-requested wait cannot overflow a clock).
-fn due(now_ms: u64, after: Duration) -> u64 {
-    now_ms.saturating_add(after.min(crate::queues::MAX_DELAY).as_millis() as u64)
+/// A job's delay in ms (capped, so an absurd server-requested wait cannot
+/// overflow a clock). The scripts add it to Redis's own time.
+fn delay_ms(after: Duration) -> u64 {
+    after.min(crate::queues::MAX_DELAY).as_millis() as u64
 }

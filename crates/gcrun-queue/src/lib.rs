@@ -2,27 +2,23 @@
 //!
 //! - [`job`]: the payloads (ids only: the truth is the run record) and
 //!   [`Job`], a job to push with its delay, which owns the job-id scheme.
-//! - [`queues`]: [`Queues`], the three hash-tagged queues
-//!   (`{gcrun:submit}`, `{gcrun:poll}`, `{gcrun:webhook}`), and pushing.
+//! - [`queues`]: [`Queues`], the three queues (`submit`, `poll`,
+//!   `webhook`): pushing, depths, dead jobs and retention.
 //! - [`backend`]: [`EngineBackend`](backend::EngineBackend), the apalis
 //!   backend over the engine, and its ack layer.
 //! - [`engine`]: the queue engine's storage (gcrun's own Lua, bounded
 //!   work per call, millisecond schedules, per-job leases, ack with
-//!   successors in one script); the workers do not run on it yet.
-//! - [`depth`]: what each queue holds (ready, scheduled, in flight, done,
-//!   dead), its dead jobs, and retention of finished ones.
+//!   successors in one script).
 //!
-//! Today the storage under the queues is apalis-redis 1.0; this crate is
-//! where gcrun's own engine replaces it (see ARCHITECTURE.md). Nothing here
-//! knows the worker: enqueueing needs no HTTP client, no metrics and no
-//! apalis runtime.
+//! apalis stays the worker runtime; this crate is the storage under it (it
+//! replaced apalis-redis 1.0, which wedged past ~8,000 due jobs). Nothing
+//! here knows the worker: enqueueing needs no HTTP client, no metrics and
+//! no apalis runtime (only apalis-core's backend trait).
 
 pub mod backend;
-pub mod depth;
 pub mod engine;
 pub mod job;
 pub mod queues;
 
-pub use depth::{DeadJob, QueueDepth};
 pub use job::{Job, PollJob, SubmitJob, WebhookJob};
-pub use queues::{PushError, QueueNames, QueueSettings, Queues};
+pub use queues::{DeadJob, PushError, QueueDepth, QueueNames, QueueSettings, Queues};

@@ -1,19 +1,16 @@
-//! The three queues and pushing jobs to them.
+//! The three queues as producers and operators see them: pushing jobs,
+//! depths, dead jobs and retention, over the [`Engine`].
 
 use std::time::Duration;
 
-use apalis_core::backend::TaskSink;
-use apalis_core::task::builder::TaskBuilder;
-use apalis_core::task::task_id::TaskId;
-use apalis_redis::{Config, ConnectionManager, RedisStorage};
 use gcrun_model::RunId;
-use serde::{Deserialize, Serialize};
+use redis::aio::ConnectionManager;
+use serde::Serialize;
 
-use crate::job::{Job, PollJob, SubmitJob, WebhookJob};
+use crate::engine::{Engine, EngineLimits, Queue};
+use crate::job::Job;
 
-/// Queue names, hash-tagged so each queue's keys share a cluster slot, and
-/// set explicitly (apalis's default is the Rust type name, which would
-/// silently move the queue on a rename).
+/// The queues' names (the engine's keys are `{gcrun}:q:<name>:*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueNames {
     pub submit: String,
@@ -23,7 +20,11 @@ pub struct QueueNames {
 
 impl Default for QueueNames {
     fn default() -> Self {
-        Self { submit: "{gcrun:submit}".into(), poll: "{gcrun:poll}".into(), webhook: "{gcrun:webhook}".into() }
+        Self {
+            submit: Queue::Submit.name().into(),
+            poll: Queue::Poll.name().into(),
+            webhook: Queue::Webhook.name().into(),
+        }
     }
 }
 
@@ -33,39 +34,51 @@ impl QueueNames {
     }
 }
 
-/// Backend settings shared by the three queues.
+/// How the queues' jobs are leased and fetched.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
-    pub names: QueueNames,
-    pub heartbeat: Duration,
-    pub missed_heartbeats: usize,
+    /// How long a job is leased to a worker; renewed while it runs. A
+    /// worker that dies has its jobs run elsewhere after at most this long.
+    pub lease: Duration,
+    /// Most jobs leased per fetch.
     pub batch_size: usize,
+    /// A job leased this many times without an end goes to the dead set.
+    pub max_deliveries: u64,
+    pub limits: EngineLimits,
 }
 
 impl Default for QueueSettings {
     fn default() -> Self {
-        Self { names: QueueNames::default(), heartbeat: Duration::from_secs(5), missed_heartbeats: 3, batch_size: 10 }
+        Self { lease: Duration::from_secs(30), batch_size: 32, max_deliveries: 25, limits: EngineLimits::default() }
     }
 }
 
-impl QueueSettings {
-    fn config(&self, queue: &str) -> Config {
-        Config::default()
-            .queue(queue)
-            .heartbeat_interval(self.heartbeat)
-            .missed_heartbeats(self.missed_heartbeats)
-            .batch_size(self.batch_size.max(1))
+/// How many jobs a queue holds in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueDepth {
+    pub ready: u64,
+    pub scheduled: u64,
+    /// Leased to a worker now.
+    pub in_flight: u64,
+    /// Finished ids still remembered (they dedupe pushes).
+    pub done: u64,
+    pub dead: u64,
+}
+
+impl QueueDepth {
+    /// Jobs not yet finished (what a drain waits for).
+    pub fn pending(&self) -> u64 {
+        self.ready + self.scheduled + self.in_flight
     }
 }
 
-/// The three queues. Cheap to clone; used by producers and workers alike.
-#[derive(Debug, Clone)]
-pub struct Queues {
-    pub submit: RedisStorage<SubmitJob>,
-    pub poll: RedisStorage<PollJob>,
-    pub webhook: RedisStorage<WebhookJob>,
-    pub names: QueueNames,
-    pub(crate) conn: ConnectionManager,
+/// A job in a queue's dead set, with the reason it died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DeadJob {
+    pub id: String,
+    pub payload: Option<String>,
+    pub result: Option<String>,
 }
 
 /// A push failed (Redis unreachable): retryable by the caller.
@@ -80,16 +93,29 @@ pub struct PushError {
 /// server-requested waits overflowing the scheduler's clock arithmetic).
 pub const MAX_DELAY: Duration = Duration::from_secs(86_400);
 
+/// The three queues. Cheap to clone; used by producers and workers alike.
+#[derive(Debug, Clone)]
+pub struct Queues {
+    engine: Engine,
+    pub names: QueueNames,
+    pub settings: QueueSettings,
+}
+
+fn queue_named(name: &str) -> Result<Queue, redis::RedisError> {
+    Queue::ALL
+        .into_iter()
+        .find(|q| q.name() == name)
+        .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no such queue", name.to_string())))
+}
+
 impl Queues {
     pub fn new(conn: ConnectionManager, settings: &QueueSettings) -> Self {
-        let n = &settings.names;
-        Self {
-            submit: RedisStorage::new(conn.clone()).with_config(settings.config(&n.submit)),
-            poll: RedisStorage::new(conn.clone()).with_config(settings.config(&n.poll)),
-            webhook: RedisStorage::new(conn.clone()).with_config(settings.config(&n.webhook)),
-            names: n.clone(),
-            conn,
-        }
+        Self { engine: Engine::new(conn, settings.limits), names: QueueNames::default(), settings: settings.clone() }
+    }
+
+    /// The engine under the queues (for the workers' backends).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// Pushes the submit job of a run, due after `after`.
@@ -97,48 +123,49 @@ impl Queues {
         self.push(Job::Submit { run, after }).await
     }
 
-    /// Pushes the submit jobs of many runs, due now, in one batch.
+    /// Pushes the submit jobs of many runs, due now.
     pub async fn push_submits(&self, runs: &[RunId]) -> Result<(), PushError> {
-        let jobs: Vec<SubmitJob> = runs.iter().map(|r| SubmitJob { run: r.to_string() }).collect();
-        let mut storage = self.submit.clone();
-        storage
-            .push_bulk(jobs)
-            .await
-            .map_err(|e| PushError { queue: self.names.submit.clone(), message: e.to_string() })
+        let jobs: Vec<Job> = runs.iter().map(|&run| Job::Submit { run, after: Duration::ZERO }).collect();
+        self.push_all(&jobs).await
     }
 
-    /// Pushes a job. A poll or webhook job whose id the queue already holds
-    /// is ignored: pushing the same step twice makes one job.
+    /// Pushes a job. A poll or webhook job whose id the queue holds is
+    /// ignored: pushing the same step twice makes one job.
     pub async fn push(&self, job: Job) -> Result<(), PushError> {
-        let (id, after) = (job.id(), job.after());
-        match job {
-            Job::Submit { run, .. } => {
-                push(self.submit.clone(), &self.names.submit, SubmitJob { run: run.to_string() }, after, id).await
-            }
-            Job::Poll { run, attempt, .. } => {
-                push(self.poll.clone(), &self.names.poll, PollJob { run: run.to_string(), attempt }, after, id).await
-            }
-            Job::Webhook { run, attempt, .. } => {
-                let payload = WebhookJob { run: run.to_string(), attempt };
-                push(self.webhook.clone(), &self.names.webhook, payload, after, id).await
-            }
-        }
+        self.push_all(std::slice::from_ref(&job)).await
     }
-}
 
-async fn push<T>(
-    mut storage: RedisStorage<T>,
-    queue: &str,
-    job: T,
-    after: Duration,
-    id: Option<String>,
-) -> Result<(), PushError>
-where
-    T: Serialize + for<'de> Deserialize<'de> + Unpin + Send + Sync + 'static,
-{
-    let mut builder = TaskBuilder::new(job).run_after(after.min(MAX_DELAY));
-    if let Some(id) = id {
-        builder = builder.task_id(TaskId::from_string(&id));
+    /// Pushes jobs, in as few scripts as the engine's limits allow.
+    pub async fn push_all(&self, jobs: &[Job]) -> Result<(), PushError> {
+        self.engine.push(jobs).await.map(|_| ()).map_err(|e| PushError {
+            queue: jobs.first().map_or("-", |j| j.queue().name()).to_string(),
+            message: e.to_string(),
+        })
     }
-    storage.push_task(builder.build()).await.map_err(|e| PushError { queue: queue.to_string(), message: e.to_string() })
+
+    /// Counts one queue's jobs by state.
+    pub async fn depth(&self, queue: &str) -> Result<QueueDepth, redis::RedisError> {
+        let d = self.engine.depth(queue_named(queue)?).await?;
+        Ok(QueueDepth { ready: d.ready, scheduled: d.scheduled, in_flight: d.leased, done: d.done, dead: d.dead })
+    }
+
+    /// The jobs in a queue's dead set (up to `limit`), with their reasons.
+    pub async fn dead_jobs(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, redis::RedisError> {
+        let dead = self.engine.dead(queue_named(queue)?, limit).await?;
+        Ok(dead
+            .into_iter()
+            .map(|(id, payload, reason)| DeadJob { id, payload: Some(payload), result: Some(reason) })
+            .collect())
+    }
+
+    /// Forgets finished ids and dead jobs past their retention, a bounded
+    /// slice per call; returns how many.
+    pub async fn trim(
+        &self,
+        queue: &str,
+        done_retention: Duration,
+        dead_retention: Duration,
+    ) -> Result<usize, redis::RedisError> {
+        self.engine.trim(queue_named(queue)?, done_retention, dead_retention).await
+    }
 }

@@ -4,19 +4,19 @@
 //! `gcrun worker`, the demo and the test stack all go through here.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use apalis::prelude::{BackendExt, Event, Monitor, PollSnapshot, PollStrategy, WorkerBuilder, WorkerBuilderExt};
+use apalis::prelude::{Event, Monitor, WorkerBuilder, WorkerBuilderExt};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
-use gcrun_queue::{QueueSettings, Queues};
+use gcrun_queue::backend::{BackendSettings, EngineBackend};
+use gcrun_queue::engine::Queue;
+use gcrun_queue::{PollJob, QueueSettings, Queues, SubmitJob, WebhookJob};
 use gcrun_store::{LimiterConfig, Store, StoreConfig, StoreError};
 use tokio::sync::watch;
 
@@ -33,12 +33,17 @@ pub struct RunSettings {
     pub submit_concurrency: usize,
     pub poll_concurrency: usize,
     pub webhook_concurrency: usize,
-    /// Idle fetch interval: the pickup latency of a new job.
+    /// Longest an idle worker waits before it looks again: the pickup
+    /// latency of a job pushed by another process (a push from this process
+    /// wakes it at once; a scheduled job wakes it when it falls due).
     pub poll_interval: Duration,
     /// In-flight jobs get this long to finish after a shutdown signal.
     pub shutdown_timeout: Duration,
-    /// Finished jobs are forgotten after this long.
+    /// Finished jobs' ids are remembered this long (a push of the same
+    /// step within it is ignored), then forgotten.
     pub done_retention: Duration,
+    /// Dead jobs (with their payload and reason) are kept this long.
+    pub dead_job_retention: Duration,
     /// How often the sweeper looks for runs past their deadline that have
     /// not ended (their job chain was lost), and how far past it they must be.
     pub sweep_interval: Duration,
@@ -57,6 +62,7 @@ impl Default for RunSettings {
             poll_interval: Duration::from_millis(50),
             shutdown_timeout: Duration::from_secs(30),
             done_retention: Duration::from_secs(3_600),
+            dead_job_retention: Duration::from_secs(30 * 86_400),
             sweep_interval: Duration::from_secs(30),
             sweep_grace: Duration::from_secs(60),
             instance: default_instance(),
@@ -166,8 +172,8 @@ impl Worker {
     /// given), a worker per queue and the sweeper. Then it stops fetching,
     /// gives in-flight jobs `shutdown_timeout` to finish, and stops the
     /// admin server last, so `/readyz` says "not ready" while it drains.
-    /// Jobs still running then are left in flight and re-delivered by
-    /// another worker after the heartbeat timeout: steps are idempotent.
+    /// Jobs still running then keep their leases, which lapse; another
+    /// worker runs them after that: steps are idempotent.
     pub async fn run(
         self,
         admin: Option<tokio::net::TcpListener>,
@@ -191,38 +197,53 @@ impl Worker {
         });
         self.readiness.set(true);
         tracing::info!(instance = %self.run.instance, "workers started");
-        let (d, r) = (self.deps.clone(), self.run.clone());
-        let (d1, d2, d3, r1, r2, r3) = (d.clone(), d.clone(), d, r.clone(), r.clone(), r);
+        let engine = self.deps.queues().engine().clone();
+        let q = self.deps.queues().settings.clone();
+        let backend = |queue: Queue, concurrency: usize| {
+            let settings = BackendSettings {
+                concurrency: concurrency.max(1),
+                batch: q.batch_size.max(1),
+                lease: q.lease,
+                max_idle: self.run.poll_interval,
+                max_deliveries: q.max_deliveries,
+                ..BackendSettings::default()
+            };
+            (engine.clone(), queue, settings)
+        };
+        let (s, p, w) = (
+            backend(Queue::Submit, self.run.submit_concurrency),
+            backend(Queue::Poll, self.run.poll_concurrency),
+            backend(Queue::Webhook, self.run.webhook_concurrency),
+        );
+        let (d1, d2, d3) = (self.deps.clone(), self.deps.clone(), self.deps.clone());
         tokio::join!(
             supervise("submit", &self.run, workers_rx.clone(), move |monitor, name| {
-                let (deps, r) = (d1.clone(), r1.clone());
+                let ((engine, queue, settings), deps) = (s.clone(), d1.clone());
                 monitor.register(move |_| {
-                    let backend = deps.queues().submit.clone().poll_with_strategy(Rearming::new(r.poll_interval));
-                    let n = r.submit_concurrency.max(1);
                     WorkerBuilder::new(name.clone())
-                        .backend(backend)
+                        .backend(EngineBackend::<SubmitJob>::new(engine.clone(), queue, settings))
                         .data(deps.clone())
-                        .concurrency(n)
+                        .concurrency(settings.concurrency)
                         .build(submit_job)
                 })
             }),
             supervise("poll", &self.run, workers_rx.clone(), move |monitor, name| {
-                let (deps, r) = (d2.clone(), r2.clone());
+                let ((engine, queue, settings), deps) = (p.clone(), d2.clone());
                 monitor.register(move |_| {
-                    let backend = deps.queues().poll.clone().poll_with_strategy(Rearming::new(r.poll_interval));
-                    let n = r.poll_concurrency.max(1);
-                    WorkerBuilder::new(name.clone()).backend(backend).data(deps.clone()).concurrency(n).build(poll_job)
+                    WorkerBuilder::new(name.clone())
+                        .backend(EngineBackend::<PollJob>::new(engine.clone(), queue, settings))
+                        .data(deps.clone())
+                        .concurrency(settings.concurrency)
+                        .build(poll_job)
                 })
             }),
             supervise("webhook", &self.run, workers_rx.clone(), move |monitor, name| {
-                let (deps, r) = (d3.clone(), r3.clone());
+                let ((engine, queue, settings), deps) = (w.clone(), d3.clone());
                 monitor.register(move |_| {
-                    let backend = deps.queues().webhook.clone().poll_with_strategy(Rearming::new(r.poll_interval));
-                    let n = r.webhook_concurrency.max(1);
                     WorkerBuilder::new(name.clone())
-                        .backend(backend)
+                        .backend(EngineBackend::<WebhookJob>::new(engine.clone(), queue, settings))
                         .data(deps.clone())
-                        .concurrency(n)
+                        .concurrency(settings.concurrency)
                         .build(webhook_job)
                 })
             }),
@@ -288,33 +309,6 @@ where
     }
 }
 
-/// An idle-fetch timer that re-arms itself every time it fires.
-/// apalis's built-in `poll_with_interval` can lose its wake-up when a fetch
-/// comes back empty in the same poll, leaving an idle worker asleep until
-/// its next heartbeat (seconds); this one always has a timer armed.
-struct Rearming {
-    every: Duration,
-    sleep: Pin<Box<tokio::time::Sleep>>,
-}
-
-impl Rearming {
-    fn new(every: Duration) -> Self {
-        Self { every, sleep: Box::pin(tokio::time::sleep(every)) }
-    }
-}
-
-impl PollStrategy for Rearming {
-    fn poll_drive(&mut self, cx: &mut Context<'_>, _snapshot: &PollSnapshot) -> Poll<Option<()>> {
-        if self.sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        self.sleep.as_mut().reset(tokio::time::Instant::now() + self.every);
-        // Register the waker for the next tick before reporting this one.
-        let _ = self.sleep.as_mut().poll(cx);
-        Poll::Ready(Some(()))
-    }
-}
-
 /// Housekeeping until `stop`: trims each queue's `done` set, and sweeps
 /// runs that are past their deadline without having ended (a lost job
 /// chain) by pushing a submit job for each: the submit step resumes
@@ -349,7 +343,7 @@ async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Ou
         }
         let queues = deps.queues();
         for q in queues.names.all() {
-            match queues.trim_done(q, now / 1000, settings.done_retention.as_secs(), 1_000).await {
+            match queues.trim(q, settings.done_retention, settings.dead_job_retention).await {
                 Ok(n) if n > 0 => tracing::debug!(queue = q, removed = n, "trimmed finished jobs"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(queue = q, error = %e, "retention failed"),

@@ -166,7 +166,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         poll_base_ms: 500,
         poll_cap_ms: 4_000,
         fetch_interval_ms: 25,
-        heartbeat_secs: 5,
+        lease_secs: 10,
         shutdown_timeout_secs: 10,
         jitter_seed: Some(args.seed),
     };

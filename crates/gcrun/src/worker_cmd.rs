@@ -78,13 +78,15 @@ pub struct WorkerArgs {
     /// Longest poll delay, in milliseconds.
     #[arg(long, env = "GCRUN_POLL_CAP_MS", default_value_t = 30_000)]
     pub poll_cap_ms: u64,
-    /// Idle fetch interval, in milliseconds (new-job pickup latency).
+    /// Longest an idle worker waits before it looks again, in milliseconds:
+    /// the pickup latency of a job pushed by another process.
     #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 50)]
     pub fetch_interval_ms: u64,
-    /// Worker heartbeat, in seconds; a worker silent for 3 heartbeats has
-    /// its in-flight jobs re-delivered.
-    #[arg(long, env = "GCRUN_HEARTBEAT_SECS", default_value_t = 5)]
-    pub heartbeat_secs: u64,
+    /// How long a job is leased to this worker, in seconds (renewed while
+    /// it runs): the jobs of a worker that dies run elsewhere after at most
+    /// this long.
+    #[arg(long, env = "GCRUN_LEASE_SECS", default_value_t = 30)]
+    pub lease_secs: u64,
     /// How long in-flight jobs get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "GCRUN_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
@@ -132,10 +134,7 @@ impl WorkerArgs {
                 shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
                 ..RunSettings::default()
             },
-            queues: QueueSettings {
-                heartbeat: Duration::from_secs(self.heartbeat_secs.max(1)),
-                ..QueueSettings::default()
-            },
+            queues: QueueSettings { lease: Duration::from_secs(self.lease_secs.max(1)), ..QueueSettings::default() },
             store: StoreConfig::default(),
             webhook_secret,
             jitter_seed: self.jitter_seed,

@@ -7,12 +7,12 @@ use gcrun_model::RunId;
 use gcrun_tests::{Stack, limiter};
 
 mod apalis_free {
-    use gcrun_queue::{Queues, SubmitJob};
+    use gcrun_queue::Queues;
+    use gcrun_queue::engine::Queue;
 
-    /// Pushes a submit job whose run id is whatever the caller says.
-    pub async fn push_raw(queues: &Queues, run: &str) {
-        let mut storage = queues.submit.clone();
-        apalis::prelude::TaskSink::push(&mut storage, SubmitJob { run: run.to_string() }).await.unwrap();
+    /// Pushes a submit job whose payload is whatever the caller says.
+    pub async fn push_raw(queues: &Queues, id: &str, payload: &str) {
+        assert!(queues.engine().push_raw(Queue::Submit, id, payload).await.unwrap());
     }
 }
 
@@ -20,16 +20,20 @@ mod apalis_free {
 async fn malformed_jobs_end_in_the_dead_set_with_a_reason_and_the_worker_lives_on() {
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
     let worker = stack.start_worker(limiter(60_000, 100, 100)).await;
-    push_raw(&stack.queues, "not-a-uuid").await;
-    push_raw(&stack.queues, &RunId::new().to_string()).await; // a run that does not exist
-    let dead = wait_until("both jobs in the dead set", Duration::from_secs(15), || async {
+    push_raw(&stack.queues, "bad-1", r#"{"run":"not-a-uuid"}"#).await;
+    let missing = RunId::new();
+    push_raw(&stack.queues, "bad-2", &format!(r#"{{"run":"{missing}"}}"#)).await; // a run that does not exist
+    push_raw(&stack.queues, "bad-3", r#"{"foo":1}"#).await; // not a submit job at all
+    push_raw(&stack.queues, "bad-4", "\u{1}garbage").await; // not even JSON
+    let dead = wait_until("the four jobs in the dead set", Duration::from_secs(15), || async {
         let jobs = stack.queues.dead_jobs(&stack.queues.names.submit, 10).await.unwrap();
-        (jobs.len() == 2).then_some(jobs)
+        (jobs.len() == 4).then_some(jobs)
     })
     .await;
     let reasons: Vec<String> = dead.iter().map(|j| j.result.clone().unwrap_or_default()).collect();
     assert!(reasons.iter().any(|r| r.contains("not a UUID")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("has no record")), "{reasons:?}");
+    assert_eq!(reasons.iter().filter(|r| r.contains("does not decode")).count(), 2, "{reasons:?}");
 
     // The worker is still serving.
     let doc = serde_json::json!({"flavor": "execute", "actionId": gcrun_tests::LOOKUP, "inputs": {"customerId": "x", "channel": "chat"}});

@@ -98,7 +98,7 @@ async fn a_killed_worker_loses_nothing() {
     let _ = victim.wait();
 
     // A crash, not a shutdown: in-flight jobs come back to a survivor once
-    // the dead worker's heartbeat is stale.
+    // the dead worker's leases lapse.
     let mut survivor = stack.spawn_worker_process(&[]);
     stack.wait_all_terminal(&ids, Duration::from_secs(90)).await;
     signal(&survivor, "TERM");

@@ -26,10 +26,6 @@ async fn handler(job: PollJob, seen: Data<Seen>) -> Result<(), BoxDynError> {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
-
 #[tokio::test]
 async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones() {
     let redis = RedisServer::start();
@@ -38,8 +34,8 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
     let run = RunId::new();
     let jobs: Vec<Job> =
         (0..40).map(|attempt| Job::Poll { run, generation: 1, attempt, after: Duration::from_millis(20) }).collect();
-    engine.push(&jobs, now_ms()).await.unwrap();
-    assert!(engine.push_raw(Queue::Poll, "garbage", r#"{"foo":1}"#, now_ms()).await.unwrap());
+    engine.push(&jobs).await.unwrap();
+    assert!(engine.push_raw(Queue::Poll, "garbage", r#"{"foo":1}"#).await.unwrap());
 
     let seen: Seen = Arc::default();
     let settings =
@@ -67,7 +63,7 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
     .await;
     // Jobs pushed while the worker idles are picked up too (woken by the push).
     let late = Job::Poll { run, generation: 1, attempt: 100, after: Duration::ZERO };
-    engine.push(&[late], now_ms()).await.unwrap();
+    engine.push(&[late]).await.unwrap();
     wait_until("the late job", Duration::from_secs(5), || async {
         (engine.depth(Queue::Poll).await.unwrap().done == 40).then_some(())
     })

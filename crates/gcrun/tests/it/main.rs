@@ -202,7 +202,7 @@ async fn a_worker_process_serves_health_readiness_and_metrics_and_stops_on_sigte
     .await;
     assert_eq!(ready.status(), 200);
     let metrics = http.get(format!("{admin}/metrics")).send().await.unwrap().text().await.unwrap();
-    for name in ["gcrun_queue_depth{queue=\"{gcrun:poll}\",state=\"scheduled\"}", "gcrun_dead_letter_size"] {
+    for name in ["gcrun_queue_depth{queue=\"poll\",state=\"scheduled\"}", "gcrun_dead_letter_size"] {
         assert!(metrics.contains(name), "{name} missing from:\n{metrics}");
     }
     let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
