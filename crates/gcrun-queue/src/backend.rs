@@ -40,6 +40,7 @@ use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::de::DeserializeOwned;
 
 use crate::engine::{Engine, Fetched, Lease, Queue};
+use crate::job::{PAYLOAD_VERSION, PayloadVersion};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
@@ -146,6 +147,17 @@ impl<T: DeserializeOwned + Send + 'static> EngineBackend<T> {
     fn accept(&mut self, fetched: Fetched) {
         for job in fetched.jobs {
             let lease = job.lease;
+            // A payload from a newer release: leave it to a newer worker
+            // (a rolling deploy), never dead-letter it.
+            let version = serde_json::from_str::<PayloadVersion>(&job.payload).map_or(0, |p| p.v);
+            if version > PAYLOAD_VERSION {
+                tracing::warn!(queue = self.queue.name(), id = %lease.id, version, "payload from a newer release; given back");
+                let engine = self.engine.clone();
+                self.side.push(Box::pin(async move {
+                    let _ = engine.retry(&lease, Duration::from_secs(1)).await;
+                }));
+                continue;
+            }
             let verdict = if lease.delivery > self.settings.max_deliveries {
                 Err(format!("gave up after {} deliveries without an end", lease.delivery - 1))
             } else {

@@ -26,7 +26,7 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
-use crate::job::{Job, PollJob, SubmitJob, WebhookJob};
+use crate::job::{Job, PAYLOAD_VERSION, PollJob, SubmitJob, WebhookJob};
 
 static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/push.lua")));
 static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/fetch.lua")));
@@ -86,9 +86,9 @@ impl Job {
     pub fn payload(&self) -> String {
         let run = self.run().to_string();
         let encoded = match *self {
-            Job::Submit { .. } => serde_json::to_string(&SubmitJob { run }),
-            Job::Poll { attempt, .. } => serde_json::to_string(&PollJob { run, attempt }),
-            Job::Webhook { attempt, .. } => serde_json::to_string(&WebhookJob { run, attempt }),
+            Job::Submit { .. } => serde_json::to_string(&SubmitJob { v: PAYLOAD_VERSION, run }),
+            Job::Poll { attempt, .. } => serde_json::to_string(&PollJob { v: PAYLOAD_VERSION, run, attempt }),
+            Job::Webhook { attempt, .. } => serde_json::to_string(&WebhookJob { v: PAYLOAD_VERSION, run, attempt }),
         };
         encoded.unwrap_or_default()
     }
@@ -168,6 +168,10 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     pub fn new(conn: ConnectionManager, limits: EngineLimits) -> Self {
         Self { conn, limits, wake: Arc::new([Notify::new(), Notify::new(), Notify::new()]) }
+    }
+
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Completes when a job was pushed to `queue` from this process (a

@@ -4,21 +4,45 @@
 //! re-delivered after a crash reads the current state, never a stale copy.
 //! The run id is a string so that a malformed one is dead-lettered with a
 //! reason instead of failing to decode.
+//!
+//! Payloads are versioned (`v`, [`PAYLOAD_VERSION`]) so that a rolling
+//! deploy mixing two releases loses nothing: a worker reads the previous
+//! version (a payload without `v` is version 0, the format before versions,
+//! and reads the same), and gives a payload from a newer release back to
+//! the queue for a newer worker instead of dead-lettering it.
 
 use std::time::Duration;
 
 use gcrun_model::RunId;
 use serde::{Deserialize, Serialize};
 
+/// The payload version this release writes.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+fn current() -> u32 {
+    PAYLOAD_VERSION
+}
+
+/// The version field alone, read before a payload is decoded.
+#[derive(Debug, Deserialize)]
+pub struct PayloadVersion {
+    #[serde(default)]
+    pub v: u32,
+}
+
 /// Start (or resume) a run.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubmitJob {
+    #[serde(default = "current")]
+    pub v: u32,
     pub run: String,
 }
 
 /// Poll a submitted run; `attempt` drives the backoff and deduplication.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PollJob {
+    #[serde(default = "current")]
+    pub v: u32,
     pub run: String,
     #[serde(default)]
     pub attempt: u32,
@@ -27,6 +51,8 @@ pub struct PollJob {
 /// Deliver a run's completion webhook.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WebhookJob {
+    #[serde(default = "current")]
+    pub v: u32,
     pub run: String,
     #[serde(default)]
     pub attempt: u32,

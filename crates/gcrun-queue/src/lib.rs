@@ -20,5 +20,5 @@ pub mod engine;
 pub mod job;
 pub mod queues;
 
-pub use job::{Job, PollJob, SubmitJob, WebhookJob};
+pub use job::{Job, PAYLOAD_VERSION, PollJob, SubmitJob, WebhookJob};
 pub use queues::{DeadJob, PushError, QueueDepth, QueueNames, QueueSettings, Queues};

@@ -113,6 +113,33 @@ impl Queues {
         Self { engine: Engine::new(conn, settings.limits), names: QueueNames::default(), settings: settings.clone() }
     }
 
+    /// Jobs left in the queue layout of releases before the engine
+    /// (apalis-redis: `{gcrun:<queue>}:*`), by queue, with how many each
+    /// holds. A worker of this release must not start on them: they would
+    /// never run (nothing reads that layout any more), and the runs they
+    /// belong to would wait for the sweeper.
+    pub async fn old_layout_jobs(&self) -> Result<Vec<(String, u64)>, redis::RedisError> {
+        let mut conn = self.engine.connection();
+        let mut out = Vec::new();
+        for q in Queue::ALL {
+            let old = format!("{{gcrun:{}}}", q.name());
+            let (scheduled, active, data): (u64, u64, u64) = redis::pipe()
+                .cmd("ZCARD")
+                .arg(format!("{old}:scheduled"))
+                .cmd("LLEN")
+                .arg(format!("{old}:active"))
+                .cmd("HLEN")
+                .arg(format!("{old}:data"))
+                .query_async(&mut conn)
+                .await?;
+            let held = scheduled.max(active).max(data);
+            if held > 0 {
+                out.push((old, held));
+            }
+        }
+        Ok(out)
+    }
+
     /// The engine under the queues (for the workers' backends).
     pub fn engine(&self) -> &Engine {
         &self.engine

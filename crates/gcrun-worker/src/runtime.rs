@@ -110,6 +110,14 @@ pub enum BuildError {
     Genesys(#[from] gcrun_genesys::ApiError),
     #[error(transparent)]
     Webhooks(#[from] crate::interpret::BuildError),
+    /// Redis holds jobs in the queue layout of a release before the engine.
+    #[error(
+        "Redis holds jobs in the queue layout of an earlier gcrun release ({}); this worker would never run them. \
+         Let the earlier release's workers drain them first (`gcrun runs counts` shows the depths), then start this one; \
+         see README, Upgrading",
+        .0.iter().map(|(q, n)| format!("{q}: {n}")).collect::<Vec<_>>().join(", ")
+    )]
+    OldQueues(Vec<(String, u64)>),
 }
 
 /// A worker process, assembled and not yet running.
@@ -142,6 +150,10 @@ impl Worker {
         let store = Store::new(conn.clone(), settings.store.clone());
         store.ping().await?;
         let queues = Queues::new(conn, &settings.queues);
+        let old = queues.old_layout_jobs().await.map_err(StoreError::from)?;
+        if !old.is_empty() {
+            return Err(BuildError::OldQueues(old));
+        }
         let g = settings.genesys;
         let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;
         let metrics = Metrics::new();

@@ -10,3 +10,4 @@ mod operator;
 mod pipeline;
 mod redelivery;
 mod restart;
+mod upgrade;

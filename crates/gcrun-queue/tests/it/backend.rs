@@ -36,6 +36,12 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
         (0..40).map(|attempt| Job::Poll { run, generation: 1, attempt, after: Duration::from_millis(20) }).collect();
     engine.push(&jobs).await.unwrap();
     assert!(engine.push_raw(Queue::Poll, "garbage", r#"{"foo":1}"#).await.unwrap());
+    // A rolling deploy: a payload of the previous version (before `v`) runs;
+    // one from a newer release is left for a newer worker.
+    assert!(engine.push_raw(Queue::Poll, "older", &format!(r#"{{"run":"{run}","attempt":200}}"#)).await.unwrap());
+    assert!(
+        engine.push_raw(Queue::Poll, "newer", &format!(r#"{{"v":99,"run":"{run}","attempt":300}}"#)).await.unwrap()
+    );
 
     let seen: Seen = Arc::default();
     let settings =
@@ -58,14 +64,14 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
 
     let depth = wait_until("every job settled", Duration::from_secs(20), || async {
         let d = engine.depth(Queue::Poll).await.unwrap();
-        (d.ready + d.scheduled + d.leased == 0 && d.done == 39).then_some(d)
+        (d.ready + d.scheduled + d.leased == 1 && d.done == 40 && d.dead == 2).then_some(d)
     })
     .await;
     // Jobs pushed while the worker idles are picked up too (woken by the push).
     let late = Job::Poll { run, generation: 1, attempt: 100, after: Duration::ZERO };
     engine.push(&[late]).await.unwrap();
     wait_until("the late job", Duration::from_secs(5), || async {
-        (engine.depth(Queue::Poll).await.unwrap().done == 40).then_some(())
+        (engine.depth(Queue::Poll).await.unwrap().done == 41).then_some(())
     })
     .await;
     let _ = tx.send(true);
@@ -76,7 +82,11 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
     let reasons: Vec<&str> = dead.iter().map(|(_, _, r)| r.as_str()).collect();
     assert!(reasons.iter().any(|r| r.contains("unusable")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("does not decode")), "{reasons:?}");
-    let seen = seen.lock().unwrap();
+    let seen = seen.lock().unwrap().clone();
     assert_eq!(seen.iter().filter(|a| **a == 8).count(), 2, "a failed job is run again");
     assert_eq!(seen.iter().filter(|a| **a == 3).count(), 1, "a settled job is not");
+    assert!(seen.contains(&200), "the previous payload version is read");
+    assert!(!seen.contains(&300), "a newer one is not run by this release, nor dead-lettered");
+    let newer = engine.depth(Queue::Poll).await.unwrap();
+    assert_eq!((newer.ready + newer.scheduled + newer.leased, newer.dead), (1, 2));
 }

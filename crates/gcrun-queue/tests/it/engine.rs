@@ -61,7 +61,7 @@ async fn schedules_are_kept_to_the_millisecond() {
     let waited = pushed.elapsed();
     assert!(waited >= Duration::from_millis(295), "not a moment early: {waited:?}");
     assert_eq!(due.next_due_in, None);
-    assert_eq!(due.jobs[0].payload, format!(r#"{{"run":"{run}","attempt":0}}"#));
+    assert_eq!(due.jobs[0].payload, format!(r#"{{"v":1,"run":"{run}","attempt":0}}"#));
 }
 
 #[tokio::test]
