@@ -149,12 +149,14 @@ impl Stack {
         Worker::build(self.worker_settings(limits, RunSettings::default())).await.unwrap().deps().clone()
     }
 
-    /// Starts a worker in this process.
+    /// Starts a worker in this process, looking for new jobs every 20 ms
+    /// besides the push announcements.
     pub async fn start_worker(&self, limits: LimiterConfig) -> WorkerHandle {
-        self.start_worker_with(limits, RunSettings::default()).await
+        let fast = RunSettings { poll_interval: Duration::from_millis(20), ..RunSettings::default() };
+        self.start_worker_with(limits, fast).await
     }
 
-    /// Starts a worker in this process with `settings` (fetching fast).
+    /// Starts a worker in this process with `settings`.
     pub async fn start_worker_with(&self, limits: LimiterConfig, settings: RunSettings) -> WorkerHandle {
         self.start_worker_serving(limits, settings, None).await
     }
@@ -166,11 +168,7 @@ impl Stack {
         settings: RunSettings,
         admin: Option<tokio::net::TcpListener>,
     ) -> WorkerHandle {
-        let settings = RunSettings {
-            poll_interval: Duration::from_millis(20),
-            shutdown_timeout: Duration::from_secs(5),
-            ..settings
-        };
+        let settings = RunSettings { shutdown_timeout: Duration::from_secs(5), ..settings };
         let worker = Worker::build(self.worker_settings(limits, settings)).await.unwrap();
         let deps = worker.deps().clone();
         let (tx, mut rx) = tokio::sync::watch::channel(false);

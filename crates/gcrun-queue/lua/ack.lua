@@ -6,8 +6,9 @@
 -- KEYS[4] done zset of this queue; then, for each of the three queues
 -- (submit, poll, webhook) in that order, its jobs hash, scheduled zset,
 -- ready list, done zset and dead zset: KEYS[5..19]
--- ARGV[1] id, ARGV[2] delivery, then successors as (queue index 0..2, id,
--- payload, delay_ms) quadruples
+-- ARGV[1] id, ARGV[2] delivery, ARGV[3..5] the three queues' wake
+-- channels, then successors as (queue index 0..2, id, payload, delay_ms)
+-- quadruples; a successor ready now is announced on its queue's channel
 -- Returns 1 finished, 0 the lease is not this copy's.
 -- Times are Redis's own (TIME), never a worker's clock: a lease or a due
 -- time means the same to every worker, whatever their clocks or a stalled
@@ -20,7 +21,8 @@ redis.call('ZREM', KEYS[1], id)
 redis.call('HDEL', KEYS[2], id)
 redis.call('HDEL', KEYS[3], id)
 redis.call('ZADD', KEYS[4], now, id)
-for i = 3, #ARGV, 4 do
+local woken = {}
+for i = 6, #ARGV, 4 do
   local base = 5 + tonumber(ARGV[i]) * 5
   local sid, payload, due = ARGV[i + 1], ARGV[i + 2], now + tonumber(ARGV[i + 3])
   if redis.call('HEXISTS', KEYS[base], sid) == 0
@@ -29,9 +31,11 @@ for i = 3, #ARGV, 4 do
     redis.call('HSET', KEYS[base], sid, payload)
     if due <= now then
       redis.call('RPUSH', KEYS[base + 2], sid)
+      woken[ARGV[3 + tonumber(ARGV[i])]] = true
     else
       redis.call('ZADD', KEYS[base + 1], due, sid)
     end
   end
 end
+for channel in pairs(woken) do redis.call('PUBLISH', channel, 1) end
 return 1

@@ -60,6 +60,11 @@ impl Queue {
         format!("{{gcrun}}:q:{}:{part}", self.name())
     }
 
+    /// The pub/sub channel on which the scripts announce ready jobs.
+    pub fn wake_channel(self) -> String {
+        self.key("wake")
+    }
+
     /// The keys a push into this queue touches, in `push.lua`'s order.
     fn push_keys(self) -> [String; 5] {
         [self.key("jobs"), self.key("scheduled"), self.key("ready"), self.key("done"), self.key("dead")]
@@ -180,6 +185,31 @@ impl Engine {
         self.wake[queue as usize].notified().await;
     }
 
+    /// Listens for the scripts' announcements of ready jobs (pushed by any
+    /// process) on a pub/sub connection of its own, and wakes this
+    /// process's idle workers of that queue. Reconnects after a Redis
+    /// error; a missed announcement only costs the worker's next look.
+    pub fn listen(&self, client: redis::Client) -> tokio::task::JoinHandle<()> {
+        let wake = self.wake.clone();
+        tokio::spawn(async move {
+            loop {
+                match subscribe(&client).await {
+                    Ok(mut messages) => {
+                        while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
+                            let channel = msg.get_channel_name();
+                            if let Some(q) = Queue::ALL.into_iter().find(|q| q.wake_channel() == channel) {
+                                wake[q as usize].notify_one();
+                            }
+                        }
+                        tracing::warn!("wake-up subscription ended; subscribing again");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "wake-up subscription failed; trying again"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
     fn woke(&self, queues: impl IntoIterator<Item = Queue>) {
         for q in queues {
             self.wake[q as usize].notify_one();
@@ -198,6 +228,7 @@ impl Engine {
                 for key in queue.push_keys() {
                     inv.key(key);
                 }
+                inv.arg(queue.wake_channel());
                 for job in chunk {
                     inv.arg(job.engine_id()).arg(job.payload()).arg(delay_ms(job.after()));
                 }
@@ -219,7 +250,8 @@ impl Engine {
         for key in queue.push_keys() {
             inv.key(key);
         }
-        let n: usize = inv.arg(id).arg(payload).arg(0).invoke_async(&mut self.conn.clone()).await?;
+        let n: usize =
+            inv.arg(queue.wake_channel()).arg(id).arg(payload).arg(0).invoke_async(&mut self.conn.clone()).await?;
         self.woke([queue]);
         Ok(n == 1)
     }
@@ -262,6 +294,9 @@ impl Engine {
             inv.key(key);
         }
         inv.arg(&job.id).arg(job.delivery);
+        for target in Queue::ALL {
+            inv.arg(target.wake_channel());
+        }
         for s in successors {
             inv.arg(s.queue() as u8).arg(s.engine_id()).arg(s.payload()).arg(delay_ms(s.after()));
         }
@@ -387,6 +422,14 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSubStream, redis::RedisError> {
+    let mut pubsub = client.get_async_pubsub().await?;
+    for q in Queue::ALL {
+        pubsub.subscribe(q.wake_channel()).await?;
+    }
+    Ok(pubsub.into_on_message())
 }
 
 /// A job's delay in ms (capped, so an absurd server-requested wait cannot

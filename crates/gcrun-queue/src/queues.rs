@@ -140,6 +140,12 @@ impl Queues {
         Ok(out)
     }
 
+    /// Starts listening for ready jobs announced by any process (see
+    /// [`Engine::listen`]), on a connection of its own to `url`.
+    pub fn listen(&self, url: &str) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
+        Ok(self.engine.listen(redis::Client::open(url)?))
+    }
+
     /// The engine under the queues (for the workers' backends).
     pub fn engine(&self) -> &Engine {
         &self.engine

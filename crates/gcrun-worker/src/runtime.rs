@@ -59,7 +59,7 @@ impl Default for RunSettings {
             submit_concurrency: 16,
             poll_concurrency: 32,
             webhook_concurrency: 16,
-            poll_interval: Duration::from_millis(50),
+            poll_interval: Duration::from_millis(1_000),
             shutdown_timeout: Duration::from_secs(30),
             done_retention: Duration::from_secs(3_600),
             dead_job_retention: Duration::from_secs(30 * 86_400),
@@ -85,8 +85,9 @@ pub struct GenesysSettings {
     pub client: ClientConfig,
 }
 
-/// Everything a worker process is built from.
-#[derive(Debug, Clone)]
+/// Everything a worker process is built from. `Debug` leaves out the
+/// Redis URL (it may hold a password).
+#[derive(Clone)]
 pub struct WorkerSettings {
     /// `redis://` or `rediss://` (credentials allowed; never logged).
     pub redis_url: String,
@@ -99,6 +100,22 @@ pub struct WorkerSettings {
     pub webhook_secret: Option<WebhookSecret>,
     /// Seed of the retry jitter (`None`: from entropy).
     pub jitter_seed: Option<u64>,
+}
+
+impl std::fmt::Debug for WorkerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerSettings")
+            .field("redis_url", &"[redacted]")
+            .field("genesys", &self.genesys)
+            .field("limiter", &self.limiter)
+            .field("policy", &self.policy)
+            .field("run", &self.run)
+            .field("queues", &self.queues)
+            .field("store", &self.store)
+            .field("webhook_secret", &self.webhook_secret)
+            .field("jitter_seed", &self.jitter_seed)
+            .finish()
+    }
 }
 
 /// Why a worker could not be built.
@@ -120,10 +137,11 @@ pub enum BuildError {
     OldQueues(Vec<(String, u64)>),
 }
 
-/// A worker process, assembled and not yet running.
-#[derive(Debug)]
+/// A worker process, assembled and not yet running. (`Debug` leaves out
+/// the Redis URL, which may hold a password.)
 pub struct Worker {
     deps: Arc<Deps>,
+    redis_url: String,
     metrics: Metrics,
     run: RunSettings,
     readiness: Readiness,
@@ -139,6 +157,12 @@ impl Readiness {
     }
     pub fn get(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("instance", &self.run.instance).finish_non_exhaustive()
     }
 }
 
@@ -167,7 +191,13 @@ impl Worker {
             webhook_secret: settings.webhook_secret,
             seed: settings.jitter_seed,
         })?;
-        Ok(Self { deps: Arc::new(deps), metrics, run: settings.run, readiness: Readiness::default() })
+        Ok(Self {
+            deps: Arc::new(deps),
+            redis_url: settings.redis_url,
+            metrics,
+            run: settings.run,
+            readiness: Readiness::default(),
+        })
     }
 
     /// The steps' dependencies, for driving single steps (tests) or reading
@@ -192,6 +222,8 @@ impl Worker {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        // Idle workers wake when any process pushes a ready job.
+        let listening = self.deps.queues().listen(&self.redis_url).map_err(std::io::Error::other)?;
         let admin_task = admin.map(|listener| {
             let state = AdminState {
                 deps: self.deps.clone(),
@@ -262,6 +294,7 @@ impl Worker {
         );
         self.readiness.set(false);
         signal.abort();
+        listening.abort();
         let _ = sweeper.await;
         tracing::info!("workers stopped");
         let _ = stop_tx.send(true);

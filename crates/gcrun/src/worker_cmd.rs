@@ -80,7 +80,7 @@ pub struct WorkerArgs {
     pub poll_cap_ms: u64,
     /// Longest an idle worker waits before it looks again, in milliseconds:
     /// the pickup latency of a job pushed by another process.
-    #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 50)]
+    #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 1_000)]
     pub fetch_interval_ms: u64,
     /// How long a job is leased to this worker, in seconds (renewed while
     /// it runs): the jobs of a worker that dies run elsewhere after at most

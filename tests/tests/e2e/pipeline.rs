@@ -108,3 +108,22 @@ async fn a_thousand_runs_all_end_and_are_accounted_for() {
     assert_eq!(one.body["event"], "data_action_run_completed");
     assert!(one.body["audit"]["transitions"].as_array().unwrap().len() >= 3);
 }
+
+#[tokio::test]
+async fn an_idle_worker_wakes_when_another_process_pushes() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    // A worker that, left alone, would look for new jobs every 30 s.
+    let settings = gcrun_worker::RunSettings { poll_interval: Duration::from_secs(30), ..Default::default() };
+    let worker = stack.start_worker_with(limiter(60_000, 100, 100), settings).await;
+    // Let it go idle (its first fetches find nothing).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The producer is another Queues (another process, as far as the
+    // worker knows): only the scripts' announcement can wake it.
+    let doc = json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "wake", "channel": "chat"}});
+    let pushed = std::time::Instant::now();
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    stack.wait_all_terminal(&[id], Duration::from_secs(10)).await;
+    let took = pushed.elapsed();
+    worker.stop().await;
+    assert!(took < Duration::from_secs(5), "picked up by the push's announcement, not the 30 s look: {took:?}");
+}
