@@ -154,7 +154,7 @@ impl<T: DeserializeOwned + Send + 'static> EngineBackend<T> {
                 tracing::warn!(queue = self.queue.name(), id = %lease.id, version, "payload from a newer release; given back");
                 let engine = self.engine.clone();
                 self.side.push(Box::pin(async move {
-                    let _ = engine.retry(&lease, Duration::from_secs(1)).await;
+                    let _ = engine.release(&lease, Duration::from_secs(1)).await;
                 }));
                 continue;
             }
@@ -248,7 +248,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
             if let Some(lease) = task.ctx().data().get::<Lease>().cloned() {
                 let engine = self.engine.clone();
                 self.side.push(Box::pin(async move {
-                    let _ = engine.retry(&lease, Duration::ZERO).await;
+                    let _ = engine.release(&lease, Duration::ZERO).await;
                 }));
             }
         }
@@ -330,9 +330,16 @@ where
                 tokio::select! {
                     result = &mut fut => break result.map_err(Into::into),
                     _ = renew.tick() => {
-                        if let Ok(false) = engine.renew(&lease, settings.lease).await {
-                            tracing::warn!(id = %lease.id, "lease lost while the job ran; another worker may run it too");
-                        }
+                        // Renewed beside the handler, never in its way: a slow
+                        // Redis answer must not hold the step up.
+                        let (engine, lease) = (engine.clone(), lease.clone());
+                        tokio::spawn(async move {
+                            match engine.renew(&lease, settings.lease).await {
+                                Ok(true) => {}
+                                Ok(false) => tracing::warn!(id = %lease.id, "lease lost while the job ran; another worker may run it too"),
+                                Err(e) => tracing::warn!(id = %lease.id, error = %e, "renewing a lease failed"),
+                            }
+                        });
                     }
                 }
             };

@@ -308,6 +308,17 @@ impl Engine {
     /// Gives `job` back, due again after `after` (the step hit an
     /// infrastructure error). `Ok(false)`: the lease was not this copy's.
     pub async fn retry(&self, job: &Lease, after: Duration) -> Result<bool, redis::RedisError> {
+        self.give_back(job, after, false).await
+    }
+
+    /// Gives back a job that did not run at all (at shutdown, or a payload
+    /// of a newer release): its delivery does not count towards the
+    /// poison-job cap.
+    pub async fn release(&self, job: &Lease, after: Duration) -> Result<bool, redis::RedisError> {
+        self.give_back(job, after, true).await
+    }
+
+    async fn give_back(&self, job: &Lease, after: Duration, unrun: bool) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = RETRY
             .key(q.key("leases"))
@@ -316,6 +327,7 @@ impl Engine {
             .arg(&job.id)
             .arg(job.delivery)
             .arg(delay_ms(after))
+            .arg(if unrun { "1" } else { "0" })
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(n == 1)
@@ -329,6 +341,8 @@ impl Engine {
             .key(q.key("deliveries"))
             .key(q.key("dead"))
             .key(q.key("reasons"))
+            .key(q.key("ready"))
+            .key(q.key("scheduled"))
             .arg(&job.id)
             .arg(job.delivery)
             .arg(reason)

@@ -123,16 +123,36 @@ impl Queues {
         let mut out = Vec::new();
         for q in Queue::ALL {
             let old = format!("{{gcrun:{}}}", q.name());
-            let (scheduled, active, data): (u64, u64, u64) = redis::pipe()
+            // Jobs still to run: scheduled, released, or held by a worker
+            // (payloads of finished jobs linger in `:data`; they do not count).
+            let (scheduled, active): (u64, u64) = redis::pipe()
                 .cmd("ZCARD")
                 .arg(format!("{old}:scheduled"))
                 .cmd("LLEN")
                 .arg(format!("{old}:active"))
-                .cmd("HLEN")
-                .arg(format!("{old}:data"))
                 .query_async(&mut conn)
                 .await?;
-            let held = scheduled.max(active).max(data);
+            let mut in_flight = 0;
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(format!("{old}:inflight:*"))
+                    .arg("COUNT")
+                    .arg(500)
+                    .query_async(&mut conn)
+                    .await?;
+                for key in keys {
+                    let n: u64 = redis::cmd("SCARD").arg(&key).query_async(&mut conn).await?;
+                    in_flight += n;
+                }
+                cursor = next;
+                if cursor == 0 {
+                    break;
+                }
+            }
+            let held = scheduled + active + in_flight;
             if held > 0 {
                 out.push((old, held));
             }

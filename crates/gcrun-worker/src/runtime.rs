@@ -268,6 +268,9 @@ impl Worker {
                         .backend(EngineBackend::<SubmitJob>::new(engine.clone(), queue, settings))
                         .data(deps.clone())
                         .concurrency(settings.concurrency)
+                        // A panicking step is a bug: its job goes to the dead
+                        // set with the panic as the reason, and only it.
+                        .catch_panic()
                         .build(submit_job)
                 })
             }),
@@ -278,6 +281,9 @@ impl Worker {
                         .backend(EngineBackend::<PollJob>::new(engine.clone(), queue, settings))
                         .data(deps.clone())
                         .concurrency(settings.concurrency)
+                        // A panicking step is a bug: its job goes to the dead
+                        // set with the panic as the reason, and only it.
+                        .catch_panic()
                         .build(poll_job)
                 })
             }),
@@ -288,6 +294,9 @@ impl Worker {
                         .backend(EngineBackend::<WebhookJob>::new(engine.clone(), queue, settings))
                         .data(deps.clone())
                         .concurrency(settings.concurrency)
+                        // A panicking step is a bug: its job goes to the dead
+                        // set with the panic as the reason, and only it.
+                        .catch_panic()
                         .build(webhook_job)
                 })
             }),
@@ -388,10 +397,26 @@ async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Ou
         }
         let queues = deps.queues();
         for q in queues.names.all() {
-            match queues.trim(q, settings.done_retention, settings.dead_job_retention).await {
-                Ok(n) if n > 0 => tracing::debug!(queue = q, removed = n, "trimmed finished jobs"),
-                Ok(_) => {}
-                Err(e) => tracing::warn!(queue = q, error = %e, "retention failed"),
+            // Slice after slice while there is more, within a time budget,
+            // so retention keeps up with any rate of finished jobs.
+            let budget = std::time::Instant::now();
+            let mut removed = 0;
+            loop {
+                match queues.trim(q, settings.done_retention, settings.dead_job_retention).await {
+                    Ok(n) => {
+                        removed += n;
+                        if n < queues.settings.limits.sweep_per_call || budget.elapsed() > Duration::from_secs(2) {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = q, error = %e, "retention failed");
+                        break;
+                    }
+                }
+            }
+            if removed > 0 {
+                tracing::debug!(queue = q, removed, "forgot finished jobs past retention");
             }
         }
     }

@@ -74,6 +74,9 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
         (engine.depth(Queue::Poll).await.unwrap().done == 41).then_some(())
     })
     .await;
+    // The newer payload keeps being handed back (once a second), well past
+    // the poison cap, and is never dead-lettered.
+    tokio::time::sleep(Duration::from_millis(4_500)).await;
     let _ = tx.send(true);
     running.await.unwrap().unwrap();
 
@@ -89,4 +92,10 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
     assert!(!seen.contains(&300), "a newer one is not run by this release, nor dead-lettered");
     let newer = engine.depth(Queue::Poll).await.unwrap();
     assert_eq!((newer.ready + newer.scheduled + newer.leased, newer.dead), (1, 2));
+    // Its hand-backs used up no delivery, so the newer worker that takes it
+    // will not mistake it for a poison job.
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let deliveries: Option<u64> =
+        redis::cmd("HGET").arg("{gcrun}:q:poll:deliveries").arg("newer").query_async(&mut conn).await.unwrap();
+    assert!(deliveries.unwrap_or(0) <= 1, "hand-backs counted: {deliveries:?}");
 }

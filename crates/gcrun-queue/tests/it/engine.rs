@@ -179,3 +179,25 @@ async fn recovery_works_in_bounded_slices() {
     assert_eq!(recovered, vec![10, 10, 5, 0]);
     assert_eq!(engine.depth(Queue::Poll).await.unwrap().ready, 25, "every expired lease is back");
 }
+
+#[tokio::test]
+async fn a_copy_whose_lease_lapsed_cannot_kill_the_job_another_worker_now_runs() {
+    let (_redis, engine) = engine(EngineLimits::default()).await;
+    engine.push(&[poll(RunId::new(), 0, 0)]).await.unwrap();
+    let stale = engine.fetch(Queue::Poll, 1, Duration::from_millis(50)).await.unwrap().jobs.remove(0).lease;
+    wait_until("the lease to be recovered", Duration::from_secs(5), || async {
+        (engine.recover(Queue::Poll).await.unwrap() == 1).then_some(())
+    })
+    .await;
+    // Recovered (ready again), not yet leased: the stale copy's kill must
+    // not leave a dead job that is also waiting to run.
+    assert!(!engine.kill(&stale, "stale copy says abort").await.unwrap());
+    let d = engine.depth(Queue::Poll).await.unwrap();
+    assert_eq!((d.ready, d.dead), (1, 0));
+    let live = engine.fetch(Queue::Poll, 1, LEASE).await.unwrap().jobs.remove(0).lease;
+    assert_eq!(live.delivery, 2);
+    // A job given back without running does not use up a delivery.
+    assert!(engine.release(&live, Duration::ZERO).await.unwrap());
+    let again = engine.fetch(Queue::Poll, 1, LEASE).await.unwrap().jobs.remove(0).lease;
+    assert_eq!(again.delivery, 2);
+}
