@@ -323,6 +323,10 @@ where
         let (engine, settings) = (self.engine.clone(), self.settings);
         Box::pin(async move {
             let Some(lease) = lease else { return fut.await.map_err(Into::into) };
+            // Should this future be dropped before the job is settled (the
+            // shutdown timeout ran out), give the job back at once rather
+            // than leave its lease to lapse.
+            let mut unsettled = GiveBackOnDrop { engine: engine.clone(), lease: Some(lease.clone()) };
             let mut fut = std::pin::pin!(fut);
             let every = (settings.lease / 3).max(Duration::from_millis(10));
             let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
@@ -344,9 +348,31 @@ where
                 }
             };
             let settlement = Settlement::of(&settings, &lease, result.as_ref().err());
+            unsettled.lease = None;
             settle(&engine, &lease, settlement).await;
             result
         })
+    }
+}
+
+/// Gives a job back when dropped while still armed (see `AckService::call`).
+struct GiveBackOnDrop {
+    engine: Engine,
+    lease: Option<Lease>,
+}
+
+impl Drop for GiveBackOnDrop {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let engine = self.engine.clone();
+            runtime.spawn(async move {
+                match engine.retry(&lease, Duration::ZERO).await {
+                    Ok(_) => tracing::info!(id = %lease.id, "job interrupted by shutdown; given back"),
+                    Err(e) => tracing::warn!(id = %lease.id, error = %e, "could not give back an interrupted job; its lease will lapse"),
+                }
+            });
+        }
     }
 }
 

@@ -99,3 +99,43 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
         redis::cmd("HGET").arg("{gcrun}:q:poll:deliveries").arg("newer").query_async(&mut conn).await.unwrap();
     assert!(deliveries.unwrap_or(0) <= 1, "hand-backs counted: {deliveries:?}");
 }
+
+async fn forever(_job: PollJob) -> Result<(), BoxDynError> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_job_cut_off_by_the_shutdown_timeout_is_given_back_not_left_leased() {
+    let redis = RedisServer::start();
+    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let engine = Engine::new(conn, EngineLimits::default());
+    let job = Job::Poll { run: RunId::new(), generation: 1, attempt: 0, after: Duration::ZERO };
+    engine.push(&[job]).await.unwrap();
+    let e = engine.clone();
+    let monitor = Monitor::new()
+        .register(move |_| {
+            WorkerBuilder::new("stuck")
+                .backend(EngineBackend::<PollJob>::new(e.clone(), Queue::Poll, BackendSettings::default()))
+                .build(forever)
+        })
+        .shutdown_timeout(Duration::from_millis(300));
+    let (tx, mut rx) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(monitor.run_with_signal(async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+        Ok(())
+    }));
+    wait_until("the job to be leased", Duration::from_secs(5), || async {
+        (engine.depth(Queue::Poll).await.unwrap().leased == 1).then_some(())
+    })
+    .await;
+    let _ = tx.send(true);
+    running.await.unwrap().unwrap();
+    // Its 30 s lease is not left to lapse: the job is ready again at once.
+    let d = wait_until("the job to be given back", Duration::from_secs(3), || async {
+        let d = engine.depth(Queue::Poll).await.unwrap();
+        (d.leased == 0).then_some(d)
+    })
+    .await;
+    assert_eq!(d.ready + d.scheduled, 1);
+}
