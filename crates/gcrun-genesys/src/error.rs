@@ -286,6 +286,22 @@ impl ApiError {
         }
     }
 
+    /// The error a run that failed on this answer stores (and its webhook
+    /// carries): the ErrorBody code, else `http_<status>`, else the kind of
+    /// failure, with the status and correlation id for Genesys support.
+    pub fn run_error(&self) -> gcrun_model::RunError {
+        let code = self
+            .code()
+            .map(str::to_owned)
+            .or_else(|| self.status.map(|s| format!("http_{s}")))
+            .unwrap_or_else(|| self.label());
+        gcrun_model::RunError {
+            status: self.status,
+            correlation_id: self.correlation_id.clone(),
+            ..gcrun_model::RunError::new(code, self.to_string())
+        }
+    }
+
     /// The metric label of this failure: the HTTP status, or the kind of
     /// failure when there was no answer (`transport`, `decode`, `auth`).
     pub fn label(&self) -> String {

@@ -115,31 +115,71 @@ async fn settle<P: Port>(
     Ok(None)
 }
 
-/// Drives a submit job for `id` to its end.
-pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepError> {
-    let mut rec = match load(port, &id, false).await? {
-        Ok(rec) => rec,
-        Err(outcome) => return Ok(outcome),
-    };
-    let mut observation = submit::Observation::Loaded;
-    let mut pushed = Vec::new();
-    for _ in 0..MAX_ROUNDS {
-        let now = now_ms();
-        let decision = port.with_jitter(|j| submit::decide(&rec, observation, port.policy(), now, j));
-        observation = match decision {
-            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
-            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
-                Some(outcome) => return Ok(outcome),
-                None => submit::Observation::Loaded,
-            },
-            Decision::Need(submit::Need::Contract { action_id }) => {
+/// One step, as the driver sees it: how to decide, and how to find out
+/// what a decision needs. Each step's logic stays in `step::*`; this only
+/// maps its needs onto the port.
+trait StepKind: Sync {
+    type Need: Send;
+    type Observation: Send;
+    const NAME: &'static str;
+    /// The webhook body carries the transitions.
+    const WITH_HISTORY: bool = false;
+    fn loaded() -> Self::Observation;
+    fn decide(
+        &self,
+        rec: &RunRecord,
+        observation: Self::Observation,
+        policy: &WorkerConfig,
+        now: u64,
+        jitter: &mut Jitter,
+    ) -> Decision<Self::Need>;
+    fn observe<P: Port>(
+        &self,
+        port: &P,
+        rec: &RunRecord,
+        need: Self::Need,
+        now: u64,
+    ) -> impl Future<Output = Result<Self::Observation, StepError>> + Send;
+}
+
+struct SubmitStep;
+struct PollStep(u32);
+struct WebhookStep(u32);
+
+impl StepKind for SubmitStep {
+    type Need = submit::Need;
+    type Observation = submit::Observation;
+    const NAME: &'static str = "submit";
+
+    fn loaded() -> submit::Observation {
+        submit::Observation::Loaded
+    }
+
+    fn decide(
+        &self,
+        rec: &RunRecord,
+        observation: submit::Observation,
+        policy: &WorkerConfig,
+        now: u64,
+        jitter: &mut Jitter,
+    ) -> Decision<submit::Need> {
+        submit::decide(rec, observation, policy, now, jitter)
+    }
+
+    async fn observe<P: Port>(
+        &self,
+        port: &P,
+        rec: &RunRecord,
+        need: submit::Need,
+        now: u64,
+    ) -> Result<submit::Observation, StepError> {
+        Ok(match need {
+            submit::Need::Contract { action_id } => {
                 submit::Observation::Contract(port.contract(&action_id, now).await?)
             }
-            Decision::Need(submit::Need::Claim { until_ms }) => {
-                submit::Observation::Claim(port.claim(&rec, now, until_ms).await?)
-            }
-            Decision::Need(submit::Need::Permit) => submit::Observation::Permit(port.permit(&rec, now).await?),
-            Decision::Need(submit::Need::Submit(request)) => {
+            submit::Need::Claim { until_ms } => submit::Observation::Claim(port.claim(rec, now, until_ms).await?),
+            submit::Need::Permit => submit::Observation::Permit(port.permit(rec, now).await?),
+            submit::Need::Submit(request) => {
                 let api = port.genesys().run_api(rec.flavor);
                 let run_name = rec.id.to_string();
                 let call = SubmitRequest { target: request.target(), inputs: request.inputs(), run_name: &run_name };
@@ -147,61 +187,115 @@ pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepE
                 port.metrics().api(metrics::submit_endpoint(rec.flavor), &metrics::result_label(&result));
                 submit::Observation::Answer(result)
             }
+        })
+    }
+}
+
+impl StepKind for PollStep {
+    type Need = poll::Need;
+    type Observation = poll::Observation;
+    const NAME: &'static str = "poll";
+
+    fn loaded() -> poll::Observation {
+        poll::Observation::Loaded
+    }
+
+    fn decide(
+        &self,
+        rec: &RunRecord,
+        observation: poll::Observation,
+        policy: &WorkerConfig,
+        now: u64,
+        jitter: &mut Jitter,
+    ) -> Decision<poll::Need> {
+        poll::decide(rec, self.0, observation, policy, now, jitter)
+    }
+
+    async fn observe<P: Port>(
+        &self,
+        port: &P,
+        rec: &RunRecord,
+        need: poll::Need,
+        _now: u64,
+    ) -> Result<poll::Observation, StepError> {
+        let poll::Need::Status { remote_id } = need;
+        let result = port.genesys().run_api(rec.flavor).status(&remote_id).await;
+        port.metrics().api(metrics::status_endpoint(rec.flavor), &metrics::result_label(&result));
+        Ok(poll::Observation::Answer(result))
+    }
+}
+
+impl StepKind for WebhookStep {
+    type Need = webhook::Need;
+    type Observation = webhook::Observation;
+    const NAME: &'static str = "webhook";
+    const WITH_HISTORY: bool = true;
+
+    fn loaded() -> webhook::Observation {
+        webhook::Observation::Loaded
+    }
+
+    fn decide(
+        &self,
+        rec: &RunRecord,
+        observation: webhook::Observation,
+        policy: &WorkerConfig,
+        now: u64,
+        jitter: &mut Jitter,
+    ) -> Decision<webhook::Need> {
+        webhook::decide(rec, self.0, observation, policy, now, jitter)
+    }
+
+    async fn observe<P: Port>(
+        &self,
+        port: &P,
+        _rec: &RunRecord,
+        need: webhook::Need,
+        now: u64,
+    ) -> Result<webhook::Observation, StepError> {
+        let webhook::Need::Deliver(out) = need;
+        Ok(webhook::Observation::Delivered(port.deliver(&out, now).await))
+    }
+}
+
+/// The one loop every step runs: load the record, decide, then either act
+/// (and go on if the act says so) or find out what the decision needs and
+/// decide again.
+async fn drive<P: Port, S: StepKind>(port: &P, id: RunId, step: S) -> Result<Outcome, StepError> {
+    let mut rec = match load(port, &id, S::WITH_HISTORY).await? {
+        Ok(rec) => rec,
+        Err(outcome) => return Ok(outcome),
+    };
+    let mut observation = S::loaded();
+    let mut pushed = Vec::new();
+    for _ in 0..MAX_ROUNDS {
+        let now = now_ms();
+        let decision = port.with_jitter(|j| step.decide(&rec, observation, port.policy(), now, j));
+        observation = match decision {
+            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
+                Some(outcome) => return Ok(outcome),
+                None => S::loaded(),
+            },
+            Decision::Need(need) => step.observe(port, &rec, need, now).await?,
         };
     }
-    Ok(Outcome::Abort(format!("run {id}: the submit step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+    Ok(Outcome::Abort(format!("run {id}: the {} step did not settle in {MAX_ROUNDS} rounds (a bug)", S::NAME)))
+}
+
+/// Drives a submit job for `id` to its end.
+pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepError> {
+    drive(port, id, SubmitStep).await
 }
 
 /// Drives poll `attempt` of `id`.
 pub async fn drive_poll<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    let mut rec = match load(port, &id, false).await? {
-        Ok(rec) => rec,
-        Err(outcome) => return Ok(outcome),
-    };
-    let mut observation = poll::Observation::Loaded;
-    let mut pushed = Vec::new();
-    for _ in 0..MAX_ROUNDS {
-        let now = now_ms();
-        let decision = port.with_jitter(|j| poll::decide(&rec, attempt, observation, port.policy(), now, j));
-        observation = match decision {
-            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
-            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
-                Some(outcome) => return Ok(outcome),
-                None => poll::Observation::Loaded,
-            },
-            Decision::Need(poll::Need::Status { remote_id }) => {
-                let result = port.genesys().run_api(rec.flavor).status(&remote_id).await;
-                port.metrics().api(metrics::status_endpoint(rec.flavor), &metrics::result_label(&result));
-                poll::Observation::Answer(result)
-            }
-        };
-    }
-    Ok(Outcome::Abort(format!("run {id}: the poll step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+    drive(port, id, PollStep(attempt)).await
 }
 
 /// Drives delivery `attempt` of `id`'s webhook.
 pub async fn drive_webhook<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    let mut rec = match load(port, &id, true).await? {
-        Ok(rec) => rec,
-        Err(outcome) => return Ok(outcome),
-    };
-    let mut observation = webhook::Observation::Loaded;
-    let mut pushed = Vec::new();
-    for _ in 0..MAX_ROUNDS {
-        let now = now_ms();
-        let decision = port.with_jitter(|j| webhook::decide(&rec, attempt, observation, port.policy(), now, j));
-        observation = match decision {
-            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
-            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
-                Some(outcome) => return Ok(outcome),
-                None => webhook::Observation::Loaded,
-            },
-            Decision::Need(webhook::Need::Deliver(out)) => {
-                webhook::Observation::Delivered(port.deliver(&out, now).await)
-            }
-        };
-    }
-    Ok(Outcome::Abort(format!("run {id}: the webhook step did not settle in {MAX_ROUNDS} rounds (a bug)")))
+    drive(port, id, WebhookStep(attempt)).await
 }
 
 /// Everything a worker process's steps use: the port onto Redis, the
@@ -374,8 +468,9 @@ impl Port for Deps {
         for note in &act.notes {
             tell(&self.metrics, rec, note, now);
         }
-        for job in &act.jobs {
-            self.queues.push(*job).await?;
+        if !act.jobs.is_empty() {
+            // One script per queue for all of an act's jobs, not one each.
+            self.queues.push_all(&act.jobs).await?;
         }
         Ok(true)
     }

@@ -254,52 +254,30 @@ impl Worker {
             };
             (engine.clone(), queue, settings)
         };
-        let (s, p, w) = (
-            backend(Queue::Submit, self.run.submit_concurrency),
-            backend(Queue::Poll, self.run.poll_concurrency),
-            backend(Queue::Webhook, self.run.webhook_concurrency),
-        );
-        let (d1, d2, d3) = (self.deps.clone(), self.deps.clone(), self.deps.clone());
+        // One supervised apalis worker per queue; they differ only in the
+        // payload type and the handler.
+        macro_rules! queue_worker {
+            ($queue:expr, $concurrency:expr, $payload:ty, $handler:expr) => {{
+                let ((engine, queue, settings), deps) = (backend($queue, $concurrency), self.deps.clone());
+                supervise(queue.name(), &self.run, workers_rx.clone(), move |monitor, name| {
+                    let (engine, deps) = (engine.clone(), deps.clone());
+                    monitor.register(move |_| {
+                        WorkerBuilder::new(name.clone())
+                            .backend(EngineBackend::<$payload>::new(engine.clone(), queue, settings))
+                            .data(deps.clone())
+                            .concurrency(settings.concurrency)
+                            // A panicking step is a bug: its job goes to the dead
+                            // set with the panic as the reason, and only it.
+                            .catch_panic()
+                            .build($handler)
+                    })
+                })
+            }};
+        }
         tokio::join!(
-            supervise("submit", &self.run, workers_rx.clone(), move |monitor, name| {
-                let ((engine, queue, settings), deps) = (s.clone(), d1.clone());
-                monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(EngineBackend::<SubmitJob>::new(engine.clone(), queue, settings))
-                        .data(deps.clone())
-                        .concurrency(settings.concurrency)
-                        // A panicking step is a bug: its job goes to the dead
-                        // set with the panic as the reason, and only it.
-                        .catch_panic()
-                        .build(submit_job)
-                })
-            }),
-            supervise("poll", &self.run, workers_rx.clone(), move |monitor, name| {
-                let ((engine, queue, settings), deps) = (p.clone(), d2.clone());
-                monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(EngineBackend::<PollJob>::new(engine.clone(), queue, settings))
-                        .data(deps.clone())
-                        .concurrency(settings.concurrency)
-                        // A panicking step is a bug: its job goes to the dead
-                        // set with the panic as the reason, and only it.
-                        .catch_panic()
-                        .build(poll_job)
-                })
-            }),
-            supervise("webhook", &self.run, workers_rx.clone(), move |monitor, name| {
-                let ((engine, queue, settings), deps) = (w.clone(), d3.clone());
-                monitor.register(move |_| {
-                    WorkerBuilder::new(name.clone())
-                        .backend(EngineBackend::<WebhookJob>::new(engine.clone(), queue, settings))
-                        .data(deps.clone())
-                        .concurrency(settings.concurrency)
-                        // A panicking step is a bug: its job goes to the dead
-                        // set with the panic as the reason, and only it.
-                        .catch_panic()
-                        .build(webhook_job)
-                })
-            }),
+            queue_worker!(Queue::Submit, self.run.submit_concurrency, SubmitJob, submit_job),
+            queue_worker!(Queue::Poll, self.run.poll_concurrency, PollJob, poll_job),
+            queue_worker!(Queue::Webhook, self.run.webhook_concurrency, WebhookJob, webhook_job),
         );
         self.readiness.set(false);
         signal.abort();

@@ -26,7 +26,7 @@ pub mod webhook;
 use std::time::Duration;
 
 use gcrun_genesys::ApiError;
-use gcrun_model::{Jitter, RetrySchedule, RunError, RunStatus, WebhookStatus};
+use gcrun_model::{Jitter, RetrySchedule, RunStatus, WebhookStatus};
 use gcrun_queue::Job;
 use gcrun_store::{Counter, RunRecord, RunUpdate, WebhookAttempt};
 use url::Url;
@@ -259,16 +259,9 @@ pub(crate) fn webhook_job(rec: &RunRecord, attempt: u32, after: Duration) -> Job
     Job::Webhook { run: rec.id, generation: rec.webhook_generation(), attempt, after }
 }
 
-/// The error stored with a run that failed on an API error.
-pub(crate) fn api_error(e: &ApiError) -> RunError {
-    let code =
-        e.code().map(str::to_owned).or_else(|| e.status.map(|s| format!("http_{s}"))).unwrap_or_else(|| e.label());
-    RunError { status: e.status, correlation_id: e.correlation_id.clone(), ..RunError::new(code, e.to_string()) }
-}
-
 /// The update stored with a run that failed on an API error.
 pub(crate) fn api_failure(reason: impl Into<String>, e: &ApiError) -> RunUpdate {
-    RunUpdate::failure(reason).correlated(e.correlation_id.clone()).error(api_error(e))
+    RunUpdate::failure(reason).correlated(e.correlation_id.clone()).error(e.run_error())
 }
 
 /// A little spread for jobs told to wait the same time, so they do not

@@ -138,3 +138,26 @@ async fn no_answer_at_all_is_retried_and_the_message_hides_the_query() {
     };
     assert!(reason.contains("could not deliver") && !reason.contains("s3cret"), "{reason}");
 }
+
+#[tokio::test]
+async fn a_receiver_that_never_answers_times_out_and_is_retried() {
+    // Accepts the connection, then says nothing.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let out = gcrun_worker::webhook::Outgoing {
+        url: format!("http://{addr}/hook").parse().unwrap(),
+        event_id: "e".into(),
+        body: serde_json::json!({}),
+    };
+    let http = gcrun_worker::webhook::client(Duration::from_millis(200)).unwrap();
+    let started = std::time::Instant::now();
+    let delivery = gcrun_worker::webhook::deliver(&http, None, &out, NOW).await;
+    assert!(matches!(delivery, Delivery::Retry { after: None, .. }), "{delivery:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "the client's timeout bounds an attempt");
+}
