@@ -1,15 +1,15 @@
 -- Gives a leased job back, due again after ARGV[3] ms (an infrastructure
 -- error: the step did not run to its end). Only the lease holder may.
 -- KEYS[1] leases zset, KEYS[2] deliveries hash, KEYS[3] scheduled zset
--- ARGV[1] id, ARGV[2] delivery, ARGV[3] delay_ms, ARGV[4] '1' when the job
--- did not run at all (given back at shutdown, or left for a newer
--- release): that delivery does not count towards the poison-job cap
+-- ARGV[1] id, ARGV[2] lease token, ARGV[3] delay_ms, ARGV[4] '1' when the
+-- job did not run at all (given back at shutdown, or left for a newer
+-- release): that delivery does not count towards the poison-job cap,
+-- ARGV[5] the queue's wake channel
 -- Returns 1 rescheduled, 0 the lease is not this copy's.
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = q_now()
 local id = ARGV[1]
-if redis.call('HGET', KEYS[2], id) ~= ARGV[2] or not redis.call('ZSCORE', KEYS[1], id) then return 0 end
-redis.call('ZREM', KEYS[1], id)
-if ARGV[4] == '1' then redis.call('HINCRBY', KEYS[2], id, -1) end
-redis.call('ZADD', KEYS[3], now + tonumber(ARGV[3]), id)
+if redis.call('ZREM', KEYS[1], id .. '|' .. ARGV[2]) == 0 then return 0 end
+if ARGV[4] ~= '1' then redis.call('HINCRBY', KEYS[2], id, 1) end
+local due = now + tonumber(ARGV[3])
+if q_schedule(KEYS[3], {due, id}, due) then redis.call('PUBLISH', ARGV[5], 1) end
 return 1

@@ -15,7 +15,14 @@
 //!   top-level `AbortError` → dead set with its reason; another error →
 //!   back to the queue after a backoff, dead after `max_deliveries`.
 //! - **It fetches only what it can run**: at most the worker's free slots,
-//!   so no leased job waits in a buffer while its lease runs.
+//!   so no leased job waits in a buffer while its lease runs; and, while
+//!   jobs run, not before a quarter of the batch is free, so a busy worker
+//!   fetches in batches (one fetch's fixed cost shared by many jobs)
+//!   rather than one job per finished job.
+//! - **A handler may settle its own job** in a script of its own (the
+//!   worker's step script writes the run record, pushes the successors and
+//!   acks in one call): it takes the [`JobHandle`] from the task's data and
+//!   marks it settled, and the layer then leaves the job alone.
 //! - **An idle worker sleeps until the next due job, a push from this
 //!   process, or `max_idle`** (pushes from other processes are seen within
 //!   `max_idle`).
@@ -25,6 +32,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -43,6 +52,35 @@ use crate::engine::{Engine, Fetched, Lease, Queue};
 use crate::job::{PAYLOAD_VERSION, PayloadVersion};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// A running job's lease, in the task's data (`Data<JobHandle>` in a
+/// handler): lets the handler settle the job itself, in a script that also
+/// does the step's own writes, and tell the ack layer it did.
+#[derive(Debug, Clone)]
+pub struct JobHandle {
+    lease: Lease,
+    settled: Arc<AtomicBool>,
+}
+
+impl JobHandle {
+    fn new(lease: Lease) -> Self {
+        Self { lease, settled: Arc::new(AtomicBool::new(false)) }
+    }
+
+    pub fn lease(&self) -> &Lease {
+        &self.lease
+    }
+
+    /// The handler settled the job (acked it, whatever the script said of
+    /// the lease): the layer must not settle it again.
+    pub fn mark_settled(&self) {
+        self.settled.store(true, Ordering::Release);
+    }
+
+    fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
+    }
+}
 
 /// How one queue's worker fetches and settles jobs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,7 +207,7 @@ impl<T: DeserializeOwned + Send + 'static> EngineBackend<T> {
                     let task = TaskBuilder::new(args)
                         .task_id(TaskId::from_string(lease.id.clone()))
                         .attempt(usize::try_from(lease.delivery.saturating_sub(1)).unwrap_or(usize::MAX))
-                        .data(lease)
+                        .data(JobHandle::new(lease))
                         .build();
                     self.buffer.push_back(task);
                 }
@@ -229,8 +267,16 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
                 }
                 self.idle = None;
             }
-            let free = self.settings.concurrency.saturating_sub(worker.task_count()).max(1);
-            self.start_fetch(free.min(self.settings.batch.max(1)));
+            let running = worker.task_count();
+            let free = self.settings.concurrency.saturating_sub(running).max(1);
+            let want = free.min(self.settings.batch.max(1));
+            // While jobs run, wait for a quarter batch of free slots: a
+            // finishing job wakes this worker's loop, which polls again.
+            let floor = (self.settings.concurrency.min(self.settings.batch) / 4).max(1);
+            if running > 0 && want < floor {
+                return Poll::Pending;
+            }
+            self.start_fetch(want);
         }
     }
 
@@ -245,7 +291,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
             }
         }
         while let Some(task) = self.buffer.pop_front() {
-            if let Some(lease) = task.ctx().data().get::<Lease>().cloned() {
+            if let Some(lease) = task.ctx().data().get::<JobHandle>().map(|h| h.lease.clone()) {
                 let engine = self.engine.clone();
                 self.side.push(Box::pin(async move {
                     let _ = engine.release(&lease, Duration::ZERO).await;
@@ -318,11 +364,12 @@ where
     }
 
     fn call(&mut self, task: Task<Args>) -> Self::Future {
-        let lease = task.ctx().data().get::<Lease>().cloned();
+        let handle = task.ctx().data().get::<JobHandle>().cloned();
         let fut = self.inner.call(task);
         let (engine, settings) = (self.engine.clone(), self.settings);
         Box::pin(async move {
-            let Some(lease) = lease else { return fut.await.map_err(Into::into) };
+            let Some(handle) = handle else { return fut.await.map_err(Into::into) };
+            let lease = handle.lease.clone();
             // Should this future be dropped before the job is settled (the
             // shutdown timeout ran out), give the job back at once rather
             // than leave its lease to lapse.
@@ -347,8 +394,11 @@ where
                     }
                 }
             };
-            let settlement = Settlement::of(&settings, &lease, result.as_ref().err());
             unsettled.lease = None;
+            if handle.is_settled() {
+                return result;
+            }
+            let settlement = Settlement::of(&settings, &lease, result.as_ref().err());
             settle(&engine, &lease, settlement).await;
             result
         })

@@ -12,12 +12,17 @@
 //! their clocks say, and a call that waited out a reconnect cannot write a
 //! lease that has already lapsed.
 //!
-//! Keys of queue `q` (all under the `{gcrun}` tag, so a step's script may
-//! touch the three queues and, later, the run record in one slot):
-//! `{gcrun}:q:<q>:jobs` (hash id → payload), `:scheduled` (zset by due
-//! ms), `:ready` (list), `:leases` (zset by expiry ms), `:deliveries`
-//! (hash id → times leased), `:done` (zset by done ms), `:dead` (zset by
-//! time) and `:reasons` (hash id → why it died).
+//! Keys of queue `q` are all under the `{gcrun}` tag, so a step's script
+//! may touch the three queues and the run record in one slot; the layout
+//! is written once, at the top of `lua/lib.lua`, which every script shares.
+//!
+//! The hot path is counted in Redis commands (inside scripts, as `INFO
+//! commandstats` counts them): a push is one `HSETNX` and a share of one
+//! `RPUSH`/`ZADD`; a busy fetch is a fixed handful of commands for the
+//! whole batch; an ack is the script call, `TIME`, `ZREM`, `HSET` and
+//! `ZADD`. An idle queue is woken by `PUBLISH` only when its ready list was
+//! empty or its earliest due time moved earlier. `gcrun bench queue`
+//! prints the measured figure.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -28,14 +33,38 @@ use tokio::sync::Notify;
 
 use crate::job::{Job, PAYLOAD_VERSION, PollJob, SubmitJob, WebhookJob};
 
-static PUSH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/push.lua")));
-static FETCH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/fetch.lua")));
-static ACK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/ack.lua")));
-static RETRY: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/retry.lua")));
-static KILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/kill.lua")));
-static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/renew.lua")));
-static RECOVER: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/recover.lua")));
-static TRIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/trim.lua")));
+/// The engine's Lua, for scripts composed elsewhere (the worker's fused
+/// step script holds [`LIB`](lua::LIB) and [`ACK`](lua::ACK) beside the
+/// store's record writes). Every name they define starts with `q_`.
+pub mod lua {
+    /// Shared helpers (`q_now`, `q_push`, ...) and the key layout.
+    pub const LIB: &str = include_str!("../lua/lib.lua");
+    /// Defines `q_ack(KEYS, ARGV)`; see [`Engine::ack_call`](super::Engine::ack_call).
+    pub const ACK: &str = include_str!("../lua/ack.lua");
+}
+
+macro_rules! script {
+    ($file:literal) => {
+        LazyLock::new(|| Script::new(concat!(include_str!("../lua/lib.lua"), include_str!(concat!("../lua/", $file)))))
+    };
+    ($file:literal, $main:literal) => {
+        LazyLock::new(|| {
+            Script::new(concat!(include_str!("../lua/lib.lua"), include_str!(concat!("../lua/", $file)), $main))
+        })
+    };
+}
+
+static PUSH: LazyLock<Script> = script!("push.lua");
+static FETCH: LazyLock<Script> = script!("fetch.lua");
+static ACK: LazyLock<Script> = script!("ack.lua", "\nreturn q_ack(KEYS, ARGV)\n");
+static RETRY: LazyLock<Script> = script!("retry.lua");
+static KILL: LazyLock<Script> = script!("kill.lua");
+static RENEW: LazyLock<Script> = script!("renew.lua");
+static RECOVER: LazyLock<Script> = script!("recover.lua");
+static TRIM: LazyLock<Script> = script!("trim.lua");
+static DEPTH: LazyLock<Script> = script!("depth.lua");
+static REQUEUE: LazyLock<Script> = script!("requeue.lua");
+static PURGE: LazyLock<Script> = script!("purge.lua");
 
 /// The three queues, in the order the scripts index them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +85,13 @@ impl Queue {
         }
     }
 
-    fn key(self, part: &str) -> String {
+    /// The queue called `name`, if any.
+    pub fn named(name: &str) -> Option<Queue> {
+        Queue::ALL.into_iter().find(|q| q.name() == name)
+    }
+
+    /// Key `part` of this queue (see `lua/lib.lua` for the layout).
+    pub fn key(self, part: &str) -> String {
         format!("{{gcrun}}:q:{}:{part}", self.name())
     }
 
@@ -65,9 +100,9 @@ impl Queue {
         self.key("wake")
     }
 
-    /// The keys a push into this queue touches, in `push.lua`'s order.
-    fn push_keys(self) -> [String; 5] {
-        [self.key("jobs"), self.key("scheduled"), self.key("ready"), self.key("done"), self.key("dead")]
+    /// The keys a push into this queue touches, in `q_push`'s order.
+    fn push_keys(self) -> [String; 3] {
+        [self.key("jobs"), self.key("scheduled"), self.key("ready")]
     }
 }
 
@@ -116,13 +151,17 @@ impl Default for EngineLimits {
     }
 }
 
-/// A job's lease: which job, and which delivery of it holds the lease.
+/// A job's lease: which job, which fetch leased it, and how many times it
+/// has been delivered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub queue: Queue,
     pub id: String,
-    /// How many times it has been leased, this time included: the lease's
-    /// name, and what a poison job's cap counts.
+    /// The fetch that leased it: names the lease, so a copy whose lease
+    /// lapsed (and was leased again) cannot settle the job.
+    pub token: u64,
+    /// Which delivery this is, 1 for the first: what a poison job's cap
+    /// counts (deliveries that failed or were lost, plus this one).
     pub delivery: u64,
 }
 
@@ -137,8 +176,8 @@ pub struct Leased {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Fetched {
     pub jobs: Vec<Leased>,
-    /// How long until the earliest scheduled job is due, if any: how long
-    /// an idle worker may wait before it must look again.
+    /// When nothing was leased: how long until the earliest scheduled job
+    /// is due, if any (how long an idle worker may wait).
     pub next_due_in: Option<Duration>,
 }
 
@@ -152,6 +191,27 @@ pub struct EngineDepth {
     pub dead: u64,
     /// Finished ids still remembered (they dedupe pushes).
     pub done: u64,
+    /// How long the oldest ready job has waited for a worker, in ms.
+    pub oldest_ready_ms: Option<u64>,
+}
+
+/// A job in a queue's dead set.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadEntry {
+    pub id: String,
+    /// When it died (unix ms, Redis's clock).
+    pub died_ms: u64,
+    pub payload: Option<String>,
+    pub reason: Option<String>,
+}
+
+/// A script call composed by a caller: the keys and arguments of one
+/// engine fragment, for a script that holds it beside others.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScriptCall {
+    pub keys: Vec<String>,
+    pub args: Vec<String>,
 }
 
 /// The engine's storage, over one self-reconnecting connection. Clones
@@ -170,6 +230,10 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+fn int(v: Option<redis::Value>) -> Result<i64, redis::RedisError> {
+    Ok(v.map(redis::from_redis_value).transpose()?.unwrap_or_default())
+}
+
 impl Engine {
     pub fn new(conn: ConnectionManager, limits: EngineLimits) -> Self {
         Self { conn, limits, wake: Arc::new([Notify::new(), Notify::new(), Notify::new()]) }
@@ -179,8 +243,13 @@ impl Engine {
         self.conn.clone()
     }
 
-    /// Completes when a job was pushed to `queue` from this process (a
-    /// permit is kept if nobody waits, so a push between two waits counts).
+    pub fn limits(&self) -> EngineLimits {
+        self.limits
+    }
+
+    /// Completes when a job was pushed to `queue` from this process, or
+    /// announced by any process this one listens to (a permit is kept if
+    /// nobody waits, so a push between two waits counts).
     pub async fn pushed(&self, queue: Queue) {
         self.wake[queue as usize].notified().await;
     }
@@ -216,9 +285,9 @@ impl Engine {
         }
     }
 
-    /// Pushes jobs (each due `after` from `now_ms`); returns how many were
-    /// new. Ids the queue holds (pending, leased, done within retention,
-    /// dead) are skipped.
+    /// Pushes jobs (each due `after` from now, by Redis's clock); returns
+    /// how many were new. Ids the queue holds (pending, leased, done within
+    /// retention, dead) are skipped.
     pub async fn push(&self, jobs: &[Job]) -> Result<usize, redis::RedisError> {
         let mut added = 0;
         for queue in Queue::ALL {
@@ -265,43 +334,63 @@ impl Engine {
             .key(queue.key("leases"))
             .key(queue.key("jobs"))
             .key(queue.key("deliveries"))
+            .key(queue.key("seq"))
             .arg(self.limits.promote_per_fetch.max(1))
             .arg(batch.max(1))
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut values = reply.into_iter();
-        let next_due: i64 = values.next().map(redis::from_redis_value).transpose()?.unwrap_or(-1);
+        let next_due = int(values.next())?;
+        let token = u64::try_from(int(values.next())?).unwrap_or(0);
         let mut jobs = Vec::new();
         while let (Some(id), Some(payload), Some(delivery)) = (values.next(), values.next(), values.next()) {
-            let lease = Lease { queue, id: redis::from_redis_value(id)?, delivery: redis::from_redis_value(delivery)? };
+            let lease =
+                Lease { queue, id: redis::from_redis_value(id)?, token, delivery: redis::from_redis_value(delivery)? };
             jobs.push(Leased { lease, payload: redis::from_redis_value(payload)? });
         }
         Ok(Fetched { jobs, next_due_in: u64::try_from(next_due).ok().map(Duration::from_millis) })
     }
 
-    /// Finishes `job` and pushes its successors in the same script.
-    /// `Ok(false)`: this copy's lease had lapsed and the job was leased
-    /// again; nothing was changed (the other copy will finish it).
-    pub async fn ack(&self, job: &Lease, successors: &[Job]) -> Result<bool, redis::RedisError> {
+    /// The keys and arguments of `q_ack` (`lua/ack.lua`) finishing `job`
+    /// and pushing `successors`: for [`ack`](Self::ack), and for a script
+    /// that composes the ack with other writes (the worker's step script).
+    /// The caller bounds `successors` (a step has one or two).
+    pub fn ack_call(&self, job: &Lease, successors: &[Job]) -> ScriptCall {
         let q = job.queue;
-        let mut keys = vec![q.key("leases"), q.key("jobs"), q.key("deliveries"), q.key("done")];
+        let mut keys = vec![q.key("leases"), q.key("jobs"), q.key("done")];
         for target in Queue::ALL {
             keys.extend(target.push_keys());
         }
+        let mut args = vec![job.id.clone(), job.token.to_string()];
+        args.extend(Queue::ALL.map(Queue::wake_channel));
+        for s in successors {
+            args.extend([(s.queue() as u8).to_string(), s.engine_id(), s.payload(), delay_ms(s.after()).to_string()]);
+        }
+        ScriptCall { keys, args }
+    }
+
+    /// Tells this process's idle workers that `successors` were pushed by a
+    /// composed script (the scripts announce them to other processes).
+    pub fn announce(&self, successors: &[Job]) {
+        self.woke(successors.iter().map(Job::queue));
+    }
+
+    /// Finishes `job` and pushes its successors in the same script.
+    /// `Ok(false)`: this copy's lease had lapsed and the job was leased
+    /// again; the successors were still pushed (their ids dedupe), the job
+    /// is left to the copy that holds it.
+    pub async fn ack(&self, job: &Lease, successors: &[Job]) -> Result<bool, redis::RedisError> {
+        let call = self.ack_call(job, successors);
         let mut inv = ACK.prepare_invoke();
-        for key in keys {
+        for key in call.keys {
             inv.key(key);
         }
-        inv.arg(&job.id).arg(job.delivery);
-        for target in Queue::ALL {
-            inv.arg(target.wake_channel());
-        }
-        for s in successors {
-            inv.arg(s.queue() as u8).arg(s.engine_id()).arg(s.payload()).arg(delay_ms(s.after()));
+        for arg in call.args {
+            inv.arg(arg);
         }
         let n: i64 = inv.invoke_async(&mut self.conn.clone()).await?;
-        self.woke(successors.iter().map(Job::queue));
+        self.announce(successors);
         Ok(n == 1)
     }
 
@@ -325,11 +414,15 @@ impl Engine {
             .key(q.key("deliveries"))
             .key(q.key("scheduled"))
             .arg(&job.id)
-            .arg(job.delivery)
+            .arg(job.token)
             .arg(delay_ms(after))
             .arg(if unrun { "1" } else { "0" })
+            .arg(q.wake_channel())
             .invoke_async(&mut self.conn.clone())
             .await?;
+        if after.is_zero() {
+            self.woke([q]);
+        }
         Ok(n == 1)
     }
 
@@ -341,10 +434,8 @@ impl Engine {
             .key(q.key("deliveries"))
             .key(q.key("dead"))
             .key(q.key("reasons"))
-            .key(q.key("ready"))
-            .key(q.key("scheduled"))
             .arg(&job.id)
-            .arg(job.delivery)
+            .arg(job.token)
             .arg(reason)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -356,9 +447,8 @@ impl Engine {
         let q = job.queue;
         let n: i64 = RENEW
             .key(q.key("leases"))
-            .key(q.key("deliveries"))
             .arg(&job.id)
-            .arg(job.delivery)
+            .arg(job.token)
             .arg(lease.as_millis() as u64)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -370,7 +460,9 @@ impl Engine {
         RECOVER
             .key(queue.key("leases"))
             .key(queue.key("ready"))
+            .key(queue.key("deliveries"))
             .arg(self.limits.sweep_per_call.max(1))
+            .arg(queue.wake_channel())
             .invoke_async(&mut self.conn.clone())
             .await
     }
@@ -389,6 +481,7 @@ impl Engine {
                 .key(queue.key(set))
                 .key(queue.key("jobs"))
                 .key(queue.key("reasons"))
+                .key(queue.key("deliveries"))
                 .arg(keep.as_millis() as u64)
                 .arg(self.limits.sweep_per_call.max(1))
                 .invoke_async(&mut self.conn.clone())
@@ -398,44 +491,108 @@ impl Engine {
         Ok(forgotten)
     }
 
-    /// How many jobs `queue` holds in each state.
+    /// How many jobs `queue` holds in each state, and the oldest ready
+    /// job's age.
     pub async fn depth(&self, queue: Queue) -> Result<EngineDepth, redis::RedisError> {
-        let (ready, scheduled, leased, dead, done): (u64, u64, u64, u64, u64) = redis::pipe()
-            .cmd("LLEN")
-            .arg(queue.key("ready"))
-            .cmd("ZCARD")
-            .arg(queue.key("scheduled"))
-            .cmd("ZCARD")
-            .arg(queue.key("leases"))
-            .cmd("ZCARD")
-            .arg(queue.key("dead"))
-            .cmd("ZCARD")
-            .arg(queue.key("done"))
-            .query_async(&mut self.conn.clone())
+        let (ready, scheduled, leased, dead, done, age): (u64, u64, u64, u64, u64, i64) = DEPTH
+            .key(queue.key("ready"))
+            .key(queue.key("scheduled"))
+            .key(queue.key("leases"))
+            .key(queue.key("dead"))
+            .key(queue.key("done"))
+            .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(EngineDepth { ready, scheduled, leased, dead, done })
+        Ok(EngineDepth { ready, scheduled, leased, dead, done, oldest_ready_ms: u64::try_from(age).ok() })
     }
 
-    /// Dead jobs, oldest first: (id, payload, reason).
-    pub async fn dead(&self, queue: Queue, limit: usize) -> Result<Vec<(String, String, String)>, redis::RedisError> {
-        let mut conn = self.conn.clone();
-        let ids: Vec<String> =
-            redis::cmd("ZRANGE").arg(queue.key("dead")).arg(0).arg(limit.max(1) - 1).query_async(&mut conn).await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (payload, reason): (Option<String>, Option<String>) = redis::pipe()
-                .cmd("HGET")
-                .arg(queue.key("jobs"))
-                .arg(&id)
-                .cmd("HGET")
-                .arg(queue.key("reasons"))
-                .arg(&id)
-                .query_async(&mut conn)
-                .await?;
-            out.push((id, payload.unwrap_or_default(), reason.unwrap_or_default()));
+    /// A page of the dead set, oldest first: `offset` entries skipped, at
+    /// most `limit` returned (index-backed: the cost is the page's, never
+    /// the set's).
+    pub async fn dead(&self, queue: Queue, offset: usize, limit: usize) -> Result<Vec<DeadEntry>, redis::RedisError> {
+        if limit == 0 {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let mut conn = self.conn.clone();
+        let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
+            .arg(queue.key("dead"))
+            .arg(offset)
+            .arg(offset + limit - 1)
+            .arg("WITHSCORES")
+            .query_async(&mut conn)
+            .await?;
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
+        let (payloads, reasons): (Vec<Option<String>>, Vec<Option<String>>) = redis::pipe()
+            .cmd("HMGET")
+            .arg(queue.key("jobs"))
+            .arg(&ids)
+            .cmd("HMGET")
+            .arg(queue.key("reasons"))
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(page
+            .iter()
+            .zip(payloads.into_iter().zip(reasons))
+            .map(|((id, died), (payload, reason))| DeadEntry {
+                id: id.clone(),
+                died_ms: *died as u64,
+                payload: payload.filter(|p| !p.is_empty()),
+                reason,
+            })
+            .collect())
     }
+
+    /// Runs each listed dead job again under a fresh id, ready now; ids no
+    /// longer dead are skipped (checked in the script, not when listed).
+    /// Returns how many were requeued.
+    pub async fn requeue_dead(&self, queue: Queue, ids: &[String]) -> Result<usize, redis::RedisError> {
+        let mut requeued = 0;
+        for chunk in ids.chunks(self.limits.push_per_call.max(1)) {
+            let mut inv = REQUEUE.prepare_invoke();
+            for part in ["dead", "reasons", "jobs", "done", "deliveries", "scheduled", "ready"] {
+                inv.key(queue.key(part));
+            }
+            inv.arg(queue.wake_channel());
+            for id in chunk {
+                inv.arg(id).arg(requeued_id(id));
+            }
+            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
+            requeued += n;
+        }
+        if requeued > 0 {
+            self.woke([queue]);
+        }
+        Ok(requeued)
+    }
+
+    /// Drops each listed dead job; ids no longer dead are skipped (checked
+    /// in the script, so a purge racing a requeue never drops a live job).
+    /// Returns how many were purged.
+    pub async fn purge_dead(&self, queue: Queue, ids: &[String]) -> Result<usize, redis::RedisError> {
+        let mut purged = 0;
+        for chunk in ids.chunks(self.limits.push_per_call.max(1)) {
+            let mut inv = PURGE.prepare_invoke();
+            for part in ["dead", "reasons", "jobs", "done", "deliveries"] {
+                inv.key(queue.key(part));
+            }
+            for id in chunk {
+                inv.arg(id);
+            }
+            let n: usize = inv.invoke_async(&mut self.conn.clone()).await?;
+            purged += n;
+        }
+        Ok(purged)
+    }
+}
+
+/// A requeued job's fresh id: the old one with a requeue suffix (so it
+/// still names its run), replacing any earlier suffix.
+fn requeued_id(old: &str) -> String {
+    let base = old.split_once("~r").map_or(old, |(base, _)| base);
+    format!("{base}~r{}", uuid::Uuid::new_v4().simple())
 }
 
 async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSubStream, redis::RedisError> {

@@ -20,5 +20,7 @@ pub mod engine;
 pub mod job;
 pub mod queues;
 
+pub use backend::JobHandle;
+pub use engine::{DeadEntry, Lease, Queue, ScriptCall};
 pub use job::{Job, PAYLOAD_VERSION, PollJob, SubmitJob, WebhookJob};
-pub use queues::{DeadJob, PushError, QueueDepth, QueueNames, QueueSettings, Queues};
+pub use queues::{PushError, QueueDepth, QueueNames, QueueSettings, Queues};

@@ -7,7 +7,7 @@ use gcrun_model::RunId;
 use redis::aio::ConnectionManager;
 use serde::Serialize;
 
-use crate::engine::{Engine, EngineLimits, Queue};
+use crate::engine::{DeadEntry, Engine, EngineLimits, Queue};
 use crate::job::Job;
 
 /// The queues' names (the engine's keys are `{gcrun}:q:<name>:*`).
@@ -64,6 +64,8 @@ pub struct QueueDepth {
     /// Finished ids still remembered (they dedupe pushes).
     pub done: u64,
     pub dead: u64,
+    /// How long the oldest ready job has waited for a worker, in ms.
+    pub oldest_ready_ms: Option<u64>,
 }
 
 impl QueueDepth {
@@ -71,14 +73,6 @@ impl QueueDepth {
     pub fn pending(&self) -> u64 {
         self.ready + self.scheduled + self.in_flight
     }
-}
-
-/// A job in a queue's dead set, with the reason it died.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DeadJob {
-    pub id: String,
-    pub payload: Option<String>,
-    pub result: Option<String>,
 }
 
 /// A push failed (Redis unreachable): retryable by the caller.
@@ -102,9 +96,7 @@ pub struct Queues {
 }
 
 fn queue_named(name: &str) -> Result<Queue, redis::RedisError> {
-    Queue::ALL
-        .into_iter()
-        .find(|q| q.name() == name)
+    Queue::named(name)
         .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Client, "no such queue", name.to_string())))
 }
 
@@ -196,19 +188,38 @@ impl Queues {
         })
     }
 
-    /// Counts one queue's jobs by state.
+    /// Counts one queue's jobs by state, with the oldest ready job's age.
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, redis::RedisError> {
         let d = self.engine.depth(queue_named(queue)?).await?;
-        Ok(QueueDepth { ready: d.ready, scheduled: d.scheduled, in_flight: d.leased, done: d.done, dead: d.dead })
+        Ok(QueueDepth {
+            ready: d.ready,
+            scheduled: d.scheduled,
+            in_flight: d.leased,
+            done: d.done,
+            dead: d.dead,
+            oldest_ready_ms: d.oldest_ready_ms,
+        })
     }
 
-    /// The jobs in a queue's dead set (up to `limit`), with their reasons.
-    pub async fn dead_jobs(&self, queue: &str, limit: usize) -> Result<Vec<DeadJob>, redis::RedisError> {
-        let dead = self.engine.dead(queue_named(queue)?, limit).await?;
-        Ok(dead
-            .into_iter()
-            .map(|(id, payload, reason)| DeadJob { id, payload: Some(payload), result: Some(reason) })
-            .collect())
+    /// A page of a queue's dead set, oldest first, with each job's reason.
+    pub async fn dead_jobs(
+        &self,
+        queue: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<DeadEntry>, redis::RedisError> {
+        self.engine.dead(queue_named(queue)?, offset, limit).await
+    }
+
+    /// Runs the listed dead jobs again under fresh ids; returns how many
+    /// were still dead and went back.
+    pub async fn requeue_dead(&self, queue: &str, ids: &[String]) -> Result<usize, redis::RedisError> {
+        self.engine.requeue_dead(queue_named(queue)?, ids).await
+    }
+
+    /// Drops the listed dead jobs; returns how many were still dead.
+    pub async fn purge_dead(&self, queue: &str, ids: &[String]) -> Result<usize, redis::RedisError> {
+        self.engine.purge_dead(queue_named(queue)?, ids).await
     }
 
     /// Forgets finished ids and dead jobs past their retention, a bounded

@@ -42,6 +42,11 @@ pub struct QueueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueNameLabels {
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: String,
 }
@@ -60,6 +65,7 @@ pub struct Metrics {
     pub api_requests: Family<ApiLabels, Counter>,
     pub retries: Family<RetryLabels, Counter>,
     pub queue_depth: Family<QueueLabels, Gauge>,
+    pub queue_oldest_ready: Family<QueueNameLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub dead_letter_size: Gauge,
     pub webhooks: Family<OutcomeLabels, Counter>,
     pub limiter_waits: Family<ReasonLabels, Counter>,
@@ -90,6 +96,12 @@ impl Metrics {
             "Jobs per queue and state (ready, scheduled, in_flight, done, dead)",
             queue_depth.clone(),
         );
+        let queue_oldest_ready = Family::<QueueNameLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "queue_oldest_ready_seconds",
+            "How long the oldest ready job of each queue has waited for a worker (0 when none waits)",
+            queue_oldest_ready.clone(),
+        );
         let dead_letter_size = Gauge::default();
         registry.register("dead_letter_size", "Runs in the dead-letter set", dead_letter_size.clone());
         let webhooks = Family::<OutcomeLabels, Counter>::default();
@@ -107,6 +119,7 @@ impl Metrics {
             api_requests,
             retries,
             queue_depth,
+            queue_oldest_ready,
             dead_letter_size,
             webhooks,
             limiter_waits,

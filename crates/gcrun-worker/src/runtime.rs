@@ -441,6 +441,11 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
                     .get_or_create(&crate::metrics::QueueLabels { queue: q.to_string(), state: state.into() })
                     .set(n as i64);
             }
+            let age = d.oldest_ready_ms.map_or(0.0, |ms| ms as f64 / 1000.0);
+            s.metrics
+                .queue_oldest_ready
+                .get_or_create(&crate::metrics::QueueNameLabels { queue: q.to_string() })
+                .set(age);
         }
     }
     if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().dlq_len()).await {

@@ -348,12 +348,29 @@ pub enum DlqCommand {
         #[arg(long)]
         requeue: bool,
     },
-    /// Jobs in the queues' own dead sets (malformed or orphaned jobs).
+    /// Jobs in the queues' own dead sets (malformed jobs, poison jobs),
+    /// oldest first, a page at a time; `--requeue` runs the page again
+    /// under fresh ids, `--purge --yes` drops it (each re-checked as still
+    /// dead when it is acted on).
     Jobs {
         #[command(flatten)]
         redis: RedisArgs,
+        /// Only this queue (submit, poll or webhook).
+        #[arg(long)]
+        queue: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        offset: usize,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        #[arg(long, conflicts_with = "purge")]
+        requeue: bool,
+        #[arg(long)]
+        purge: bool,
+        /// Confirms a purge.
+        #[arg(long)]
+        yes: bool,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -424,16 +441,37 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
                 }
             }
         }
-        DlqCommand::Jobs { redis, limit } => {
+        DlqCommand::Jobs { redis, queue, offset, limit, requeue, purge, yes, json } => {
+            if purge && !yes {
+                anyhow::bail!("--purge drops dead jobs for good: add --yes to confirm");
+            }
             let (_, queues) = redis.open().await?;
-            for q in queues.names.all() {
-                for job in queues.dead_jobs(q, limit).await? {
-                    println!(
-                        "{q} {}  payload={}  result={}",
-                        job.id,
-                        job.payload.unwrap_or_default(),
-                        job.result.unwrap_or_default()
-                    );
+            let names: Vec<String> = match queue {
+                Some(q) if queues.names.all().contains(&q.as_str()) => vec![q],
+                Some(q) => anyhow::bail!("no queue named `{q}` (submit, poll or webhook)"),
+                None => queues.names.all().iter().map(|q| q.to_string()).collect(),
+            };
+            for q in &names {
+                let page = queues.dead_jobs(q, offset, limit).await?;
+                let ids: Vec<String> = page.iter().map(|j| j.id.clone()).collect();
+                if requeue {
+                    println!("{q}: requeued {} of {} listed", queues.requeue_dead(q, &ids).await?, ids.len());
+                } else if purge {
+                    println!("{q}: purged {} of {} listed", queues.purge_dead(q, &ids).await?, ids.len());
+                } else if json {
+                    for job in page {
+                        println!("{}", serde_json::json!({ "queue": q, "job": job }));
+                    }
+                } else {
+                    for job in page {
+                        println!(
+                            "{q} {}  died={}  payload={}  reason={}",
+                            job.id,
+                            gcrun_model::timestamp::rfc3339_ms(job.died_ms),
+                            job.payload.unwrap_or_default(),
+                            job.reason.unwrap_or_default()
+                        );
+                    }
                 }
             }
         }

@@ -26,11 +26,11 @@ async fn malformed_jobs_end_in_the_dead_set_with_a_reason_and_the_worker_lives_o
     push_raw(&stack.queues, "bad-3", r#"{"foo":1}"#).await; // not a submit job at all
     push_raw(&stack.queues, "bad-4", "\u{1}garbage").await; // not even JSON
     let dead = wait_until("the four jobs in the dead set", Duration::from_secs(15), || async {
-        let jobs = stack.queues.dead_jobs(&stack.queues.names.submit, 10).await.unwrap();
+        let jobs = stack.queues.dead_jobs(&stack.queues.names.submit, 0, 10).await.unwrap();
         (jobs.len() == 4).then_some(jobs)
     })
     .await;
-    let reasons: Vec<String> = dead.iter().map(|j| j.result.clone().unwrap_or_default()).collect();
+    let reasons: Vec<String> = dead.iter().map(|j| j.reason.clone().unwrap_or_default()).collect();
     assert!(reasons.iter().any(|r| r.contains("not a UUID")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("has no record")), "{reasons:?}");
     assert_eq!(reasons.iter().filter(|r| r.contains("does not decode")).count(), 2, "{reasons:?}");

@@ -81,8 +81,8 @@ async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones(
     running.await.unwrap().unwrap();
 
     assert_eq!(depth.dead, 2, "the aborted job and the undecodable one");
-    let dead = engine.dead(Queue::Poll, 10).await.unwrap();
-    let reasons: Vec<&str> = dead.iter().map(|(_, _, r)| r.as_str()).collect();
+    let dead = engine.dead(Queue::Poll, 0, 10).await.unwrap();
+    let reasons: Vec<&str> = dead.iter().filter_map(|d| d.reason.as_deref()).collect();
     assert!(reasons.iter().any(|r| r.contains("unusable")), "{reasons:?}");
     assert!(reasons.iter().any(|r| r.contains("does not decode")), "{reasons:?}");
     let seen = seen.lock().unwrap().clone();

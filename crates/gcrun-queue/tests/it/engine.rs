@@ -104,11 +104,15 @@ async fn an_ack_pushes_the_successors_in_the_same_script_and_only_for_the_lease_
     })
     .await;
     assert_eq!((second.id.as_str(), second.delivery), (first.id.as_str(), 2));
-    // The first copy wakes up and finishes: it holds no lease, so nothing moves.
+    // The first copy wakes up and finishes: it holds no lease, so the job
+    // stays the second copy's; the successors its write called for are
+    // pushed all the same (their ids dedupe).
     let next = poll(run, 0, 0);
     assert!(!engine.ack(&first, &[next]).await.unwrap());
     assert!(!engine.renew(&first, LEASE).await.unwrap());
-    assert_eq!(engine.depth(Queue::Poll).await.unwrap().ready, 0, "no successor from a stale copy");
+    let submit = engine.depth(Queue::Submit).await.unwrap();
+    assert_eq!((submit.leased, submit.done), (1, 0), "still the live copy's");
+    assert_eq!(engine.depth(Queue::Poll).await.unwrap().ready, 1);
     // The lease holder finishes, and its successors exist the same moment.
     assert!(engine.renew(&second, LEASE).await.unwrap());
     let hook = Job::Webhook { run, generation: 9, attempt: 0, after: Duration::from_secs(5) };
@@ -151,10 +155,11 @@ async fn a_job_given_back_or_killed_goes_where_it_was_told() {
     })
     .await;
     assert_eq!((again.len(), again[0].lease.delivery), (1, 2));
-    let dead = engine.dead(Queue::Poll, 10).await.unwrap();
+    let dead = engine.dead(Queue::Poll, 0, 10).await.unwrap();
     assert_eq!(dead.len(), 1);
-    assert_eq!(dead[0].0, jobs[1].id);
-    assert!(dead[0].2.contains("not a UUID"), "{dead:?}");
+    assert_eq!(dead[0].id, jobs[1].id);
+    assert!(dead[0].reason.as_deref().unwrap_or("").contains("not a UUID"), "{dead:?}");
+    assert!(dead[0].payload.is_some());
     assert_eq!(engine.push(&[poll(run, 1, 0)]).await.unwrap(), 0, "a dead id is not pushed again");
     // Dead jobs have their own retention.
     engine.trim(Queue::Poll, Duration::ZERO, FOREVER).await.unwrap();
@@ -200,4 +205,94 @@ async fn a_copy_whose_lease_lapsed_cannot_kill_the_job_another_worker_now_runs()
     assert!(engine.release(&live, Duration::ZERO).await.unwrap());
     let again = engine.fetch(Queue::Poll, 1, LEASE).await.unwrap().jobs.remove(0).lease;
     assert_eq!(again.delivery, 2);
+}
+
+#[tokio::test]
+async fn dead_jobs_page_requeue_under_fresh_ids_and_purge_only_what_is_still_dead() {
+    let (_redis, engine) = engine(EngineLimits { push_per_call: 3, ..EngineLimits::default() }).await;
+    let run = RunId::new();
+    let jobs: Vec<Job> = (0..8).map(|i| poll(run, i, 0)).collect();
+    engine.push(&jobs).await.unwrap();
+    for leased in engine.fetch(Queue::Poll, 8, LEASE).await.unwrap().jobs {
+        assert!(engine.kill(&leased.lease, "gave up").await.unwrap());
+    }
+    let all = engine.dead(Queue::Poll, 0, 100).await.unwrap();
+    assert_eq!(all.len(), 8);
+    assert!(all.windows(2).all(|w| w[0].died_ms <= w[1].died_ms), "oldest first");
+    let page = engine.dead(Queue::Poll, 6, 5).await.unwrap();
+    assert_eq!(page.iter().map(|d| &d.id).collect::<Vec<_>>(), all[6..].iter().map(|d| &d.id).collect::<Vec<_>>());
+
+    // Five go back (in two script calls of at most three), under fresh ids.
+    let ids: Vec<String> = all.iter().map(|d| d.id.clone()).collect();
+    assert_eq!(engine.requeue_dead(Queue::Poll, &ids[..5]).await.unwrap(), 5);
+    let again = engine.fetch(Queue::Poll, 10, LEASE).await.unwrap().jobs;
+    assert_eq!(again.len(), 5);
+    for (job, old) in again.iter().zip(&all) {
+        assert!(job.lease.id.starts_with(&format!("{}~r", old.id)), "{} from {}", job.lease.id, old.id);
+        assert_eq!(job.lease.delivery, 1, "a fresh start");
+        assert_eq!(Some(&job.payload), old.payload.as_ref());
+    }
+    // The old ids stay remembered: the steps that would push them again cannot.
+    assert_eq!(engine.push(&jobs[..5]).await.unwrap(), 0);
+    // A purge listed before the requeue drops only what is still dead.
+    assert_eq!(engine.purge_dead(Queue::Poll, &ids).await.unwrap(), 3);
+    let d = engine.depth(Queue::Poll).await.unwrap();
+    assert_eq!((d.dead, d.leased), (0, 5), "the requeued jobs are untouched");
+    assert_eq!(engine.requeue_dead(Queue::Poll, &ids).await.unwrap(), 0, "nothing dead is left");
+}
+
+#[tokio::test]
+async fn depth_tells_how_long_the_oldest_ready_job_has_waited() {
+    let (_redis, engine) = engine(EngineLimits::default()).await;
+    assert_eq!(engine.depth(Queue::Poll).await.unwrap().oldest_ready_ms, None);
+    engine.push(&[poll(RunId::new(), 0, 0)]).await.unwrap();
+    let pushed = Instant::now();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    engine.push(&[poll(RunId::new(), 1, 0)]).await.unwrap();
+    let age = engine.depth(Queue::Poll).await.unwrap().oldest_ready_ms.unwrap();
+    assert!(age >= 100 && age <= pushed.elapsed().as_millis() as u64 + 5, "{age} ms");
+}
+
+/// Commands Redis ran, by name, from `INFO commandstats` (which counts the
+/// commands a script runs, as well as the script call itself).
+async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await.unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, rest) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest.split(',').find_map(|kv| kv.strip_prefix("calls="))?.parse().ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_job_costs_at_most_eight_redis_commands_on_the_hot_path() {
+    // Push, fetch in batches, ack: what every job pays under load, counted
+    // the way Redis counts (commands inside scripts included).
+    let (redis, engine) = engine(EngineLimits::default()).await;
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let warm: Vec<Job> = (0..10).map(|i| poll(RunId::new(), i, 0)).collect();
+    engine.push(&warm).await.unwrap(); // loads the scripts
+    for job in engine.fetch(Queue::Poll, 10, LEASE).await.unwrap().jobs {
+        engine.ack(&job.lease, &[]).await.unwrap();
+    }
+    let n = 3_200;
+    let before = commandstats(&mut conn).await;
+    let jobs: Vec<Job> = (0..n).map(|i| poll(RunId::new(), i, 0)).collect();
+    for chunk in jobs.chunks(100) {
+        engine.push(chunk).await.unwrap();
+    }
+    let mut done = 0;
+    while done < n {
+        for job in engine.fetch(Queue::Poll, 32, LEASE).await.unwrap().jobs {
+            assert!(engine.ack(&job.lease, &[]).await.unwrap());
+            done += 1;
+        }
+    }
+    let after = commandstats(&mut conn).await;
+    let spent: u64 = after.iter().map(|(k, v)| v - before.get(k).copied().unwrap_or(0)).sum::<u64>() - 1; // the INFO
+    let per_job = spent as f64 / n as f64;
+    eprintln!("{per_job:.2} Redis commands per job (push in hundreds, fetch in 32s, ack one by one)");
+    assert!(per_job <= 8.0, "{per_job:.2} commands per job");
 }
