@@ -63,7 +63,8 @@ pub struct JobHandle {
 }
 
 impl JobHandle {
-    fn new(lease: Lease) -> Self {
+    /// The backend makes one per task; another driver of the engine may too.
+    pub fn new(lease: Lease) -> Self {
         Self { lease, settled: Arc::new(AtomicBool::new(false)) }
     }
 
@@ -77,7 +78,7 @@ impl JobHandle {
         self.settled.store(true, Ordering::Release);
     }
 
-    fn is_settled(&self) -> bool {
+    pub fn is_settled(&self) -> bool {
         self.settled.load(Ordering::Acquire)
     }
 }

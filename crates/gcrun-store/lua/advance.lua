@@ -4,13 +4,17 @@
 -- KEYS[1] run hash
 -- ARGV[1] counter field, ARGV[2] expected, ARGV[3..] field/value pairs
 -- Returns 1 advanced, 0 moved on already, -1 no such run.
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-if cur ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
-if #ARGV > 2 then
-  local fields = {}
-  for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
+-- A fragment: defines `s_advance(KEYS, ARGV)`; the store runs it alone, the
+-- worker's step script beside the engine's ack (see ARCHITECTURE.md).
+local function s_advance(KEYS, ARGV)
+  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+  local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
+  if cur ~= ARGV[2] then return 0 end
+  redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
+  if #ARGV > 2 then
+    local fields = {}
+    for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+    redis.call('HSET', KEYS[1], unpack(fields))
+  end
+  return 1
 end
-return 1

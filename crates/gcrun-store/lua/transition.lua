@@ -10,29 +10,33 @@
 -- poll that sees a new remote state is one step of the poll chain, so a
 -- stale copy of it must not apply), ARGV[12..] field/value pairs
 -- Returns {1, from} applied, {0, current} stale, {-1, ''} no such run.
-local cur = redis.call('HGET', KEYS[1], 'status')
-if not cur then return {-1, ''} end
-if cur ~= ARGV[2] then return {0, cur} end
-if ARGV[10] ~= '' and (redis.call('HGET', KEYS[1], ARGV[10]) or '0') ~= ARGV[11] then return {0, cur} end
-local fields = {'status', ARGV[3], 'updated_ms', ARGV[4]}
-for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'run', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], 'at', ARGV[4], 'cause', ARGV[6])
-redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
-redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
-if ARGV[9] == 'add' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
-if ARGV[9] == 'remove' then redis.call('ZREM', KEYS[5], ARGV[1]) end
-if ARGV[8] ~= '0' then
-  redis.call('ZREM', KEYS[6], ARGV[1])
-else
-  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms') or '0', ARGV[1])
+-- A fragment: defines `s_transition(KEYS, ARGV)`; the store runs it alone, the
+-- worker's step script beside the engine's ack (see ARCHITECTURE.md).
+local function s_transition(KEYS, ARGV)
+  local cur = redis.call('HGET', KEYS[1], 'status')
+  if not cur then return {-1, ''} end
+  if cur ~= ARGV[2] then return {0, cur} end
+  if ARGV[10] ~= '' and (redis.call('HGET', KEYS[1], ARGV[10]) or '0') ~= ARGV[11] then return {0, cur} end
+  local fields = {'status', ARGV[3], 'updated_ms', ARGV[4]}
+  for i = 12, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('RPUSH', KEYS[2], ARGV[5])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', 'run', ARGV[1], 'from', ARGV[2], 'to', ARGV[3], 'at', ARGV[4], 'cause', ARGV[6])
+  redis.call('HINCRBY', KEYS[4], ARGV[2], -1)
+  redis.call('HINCRBY', KEYS[4], ARGV[3], 1)
+  if ARGV[9] == 'add' then redis.call('ZADD', KEYS[5], ARGV[4], ARGV[1]) end
+  if ARGV[9] == 'remove' then redis.call('ZREM', KEYS[5], ARGV[1]) end
+  if ARGV[8] ~= '0' then
+    redis.call('ZREM', KEYS[6], ARGV[1])
+  else
+    redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms') or '0', ARGV[1])
+  end
+  if ARGV[8] ~= '0' then
+    redis.call('PEXPIRE', KEYS[1], ARGV[8])
+    redis.call('PEXPIRE', KEYS[2], ARGV[8])
+  else
+    redis.call('PERSIST', KEYS[1])
+    redis.call('PERSIST', KEYS[2])
+  end
+  return {1, cur}
 end
-if ARGV[8] ~= '0' then
-  redis.call('PEXPIRE', KEYS[1], ARGV[8])
-  redis.call('PEXPIRE', KEYS[2], ARGV[8])
-else
-  redis.call('PERSIST', KEYS[1])
-  redis.call('PERSIST', KEYS[2])
-end
-return {1, cur}

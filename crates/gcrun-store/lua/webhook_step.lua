@@ -8,19 +8,23 @@
 -- ARGV[5..] field/value pairs written with it
 -- Returns 1 applied, 0 stale (another copy went on, not pending, or the
 -- run is going again after a requeue), -1 no such run.
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return -1 end
-local ended = {completed = true, failed = true, timed_out = true, rejected = true, dead = true}
-if not ended[status] then return 0 end
-if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'pending' then return 0 end
-local cur = redis.call('HGET', KEYS[1], 'webhook_attempts') or '0'
-if cur ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'webhook_attempts', tostring(tonumber(ARGV[2]) + 1))
-if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3]) end
-if #ARGV > 4 then
-  local fields = {}
-  for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-  redis.call('HSET', KEYS[1], unpack(fields))
+-- A fragment: defines `s_webhook_step(KEYS, ARGV)`; the store runs it alone, the
+-- worker's step script beside the engine's ack (see ARCHITECTURE.md).
+local function s_webhook_step(KEYS, ARGV)
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if not status then return -1 end
+  local ended = {completed = true, failed = true, timed_out = true, rejected = true, dead = true}
+  if not ended[status] then return 0 end
+  if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'pending' then return 0 end
+  local cur = redis.call('HGET', KEYS[1], 'webhook_attempts') or '0'
+  if cur ~= ARGV[2] then return 0 end
+  redis.call('HSET', KEYS[1], 'webhook_attempts', tostring(tonumber(ARGV[2]) + 1))
+  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3]) end
+  if #ARGV > 4 then
+    local fields = {}
+    for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+    redis.call('HSET', KEYS[1], unpack(fields))
+  end
+  if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+  return 1
 end
-if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
-return 1

@@ -29,6 +29,7 @@ pub mod record;
 pub mod runs;
 pub mod view;
 pub mod webhooks;
+pub mod write;
 
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ pub use redis::aio::ConnectionManager;
 pub use runs::{Claim, Counter, Created, TransitionOutcome};
 pub use view::{RunView, TransitionView, WebhookView};
 pub use webhooks::{WebhookAttempt, WebhookRequeue};
+pub use write::{PreparedWrite, WriteKind, WriteOutcome};
 
 /// Store settings: caps and retention. Every one is configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +127,12 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.config
+    }
+
+    /// The store's connection (for a script that composes a store write
+    /// with other work, see [`write`]).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     pub(crate) fn conn(&self) -> ConnectionManager {

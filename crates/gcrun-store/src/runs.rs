@@ -7,13 +7,19 @@ use gcrun_model::{RunId, RunRequest, RunStatus, Transition};
 use redis::Script;
 
 use crate::record::{RunRecord, RunUpdate};
+use crate::write::{PreparedWrite, WriteKind, WriteOutcome};
 use crate::{Store, StoreError, keys};
 
 // One script per operation; each `.lua` file names its KEYS and ARGV.
 static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/create_run.lua")));
-static TRANSITION: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/transition.lua")));
-static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/update.lua")));
-static ADVANCE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/advance.lua")));
+// The record writes are fragments (see `write.rs`): alone, each is run by
+// a line that calls its function.
+static TRANSITION: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("../lua/transition.lua"), "return s_transition(KEYS, ARGV)\n")));
+static UPDATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("../lua/update.lua"), "return s_update(KEYS, ARGV)\n")));
+static ADVANCE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("../lua/advance.lua"), "return s_advance(KEYS, ARGV)\n")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim_submit.lua")));
 
 /// What [`Store::claim_submit`] found.
@@ -222,11 +228,45 @@ impl Store {
     async fn apply_transition(
         &self,
         id: &RunId,
-        Move { from, to, guard }: Move,
+        mv: Move,
         now_ms: u64,
         cause: &str,
         update: &RunUpdate,
     ) -> Result<TransitionOutcome, StoreError> {
+        let write = self.transition_write(id, mv, now_ms, cause, update);
+        match write.run(&TRANSITION, &mut self.conn()).await? {
+            WriteOutcome::Applied => Ok(TransitionOutcome::Applied),
+            WriteOutcome::Stale(Some(current)) => Ok(TransitionOutcome::Stale(current)),
+            _ => Err(StoreError::NotFound(id.to_string())),
+        }
+    }
+
+    /// [`transition`](Self::transition) or, with a `guard`,
+    /// [`transition_guarded`](Self::transition_guarded), prepared for a
+    /// script that composes it (see [`crate::write`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_transition(
+        &self,
+        id: &RunId,
+        from: RunStatus,
+        to: RunStatus,
+        guard: Option<(Counter, u32)>,
+        now_ms: u64,
+        cause: &str,
+        update: &RunUpdate,
+    ) -> Result<PreparedWrite, StoreError> {
+        from.transition(to)?;
+        Ok(self.transition_write(id, Move { from, to, guard }, now_ms, cause, update))
+    }
+
+    fn transition_write(
+        &self,
+        id: &RunId,
+        Move { from, to, guard }: Move,
+        now_ms: u64,
+        cause: &str,
+        update: &RunUpdate,
+    ) -> PreparedWrite {
         let transition = Transition { from: Some(from), to, at_ms: now_ms, cause: cause.to_string() };
         let expire_ms = if to.is_dead_lettered() {
             self.config.dead_retention.as_millis() as u64
@@ -242,13 +282,9 @@ impl Store {
         } else {
             ""
         };
-        let mut inv = TRANSITION.key(keys::run(id));
-        inv.key(keys::history(id))
-            .key(keys::audit())
-            .key(keys::counts())
-            .key(keys::dlq())
-            .key(keys::open())
-            .arg(id.to_string())
+        let keys = vec![keys::run(id), keys::history(id), keys::audit(), keys::counts(), keys::dlq(), keys::open()];
+        let mut w = PreparedWrite::new(WriteKind::Transition, id.to_string(), keys);
+        w.arg(id)
             .arg(from.as_str())
             .arg(to.as_str())
             .arg(now_ms)
@@ -264,31 +300,37 @@ impl Store {
             pairs.push(("completed_ms", now_ms.to_string()));
         }
         for (k, v) in pairs {
-            inv.arg(k).arg(v);
+            w.arg(k).arg(v);
         }
-        let (applied, current): (i64, String) = inv.invoke_async(&mut self.conn()).await?;
-        match applied {
-            1 => Ok(TransitionOutcome::Applied),
-            0 => Ok(TransitionOutcome::Stale(
-                current.parse().map_err(|e: String| StoreError::Corrupt { run: id.to_string(), detail: e })?,
-            )),
-            _ => Err(StoreError::NotFound(id.to_string())),
-        }
+        w
+    }
+
+    /// Runs a prepared write alone (see [`crate::write`]).
+    pub async fn apply(&self, write: &PreparedWrite) -> Result<WriteOutcome, StoreError> {
+        let script: &Script = match write.kind {
+            WriteKind::Transition => &TRANSITION,
+            WriteKind::Advance => &ADVANCE,
+            WriteKind::Update | WriteKind::Nothing => &UPDATE,
+            WriteKind::WebhookStep => &crate::webhooks::STEP,
+        };
+        write.run(script, &mut self.conn()).await
     }
 
     /// Writes fields without a transition (poll counters, webhook state).
     /// Returns false when the run no longer exists.
     pub async fn update(&self, id: &RunId, update: &RunUpdate) -> Result<bool, StoreError> {
+        Ok(self.prepare_update(id, update).run(&UPDATE, &mut self.conn()).await? == WriteOutcome::Applied)
+    }
+
+    /// [`update`](Self::update), prepared for a composing script.
+    pub fn prepare_update(&self, id: &RunId, update: &RunUpdate) -> PreparedWrite {
         let pairs = update.pairs();
-        if pairs.is_empty() {
-            return Ok(true);
-        }
-        let mut inv = UPDATE.key(keys::run(id));
+        let kind = if pairs.is_empty() { WriteKind::Nothing } else { WriteKind::Update };
+        let mut w = PreparedWrite::new(kind, id.to_string(), vec![keys::run(id)]);
         for (k, v) in pairs {
-            inv.arg(k).arg(v);
+            w.arg(k).arg(v);
         }
-        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
-        Ok(n == 1)
+        w
     }
 
     /// Claims the submit of a validated run for `hold_ms`.
@@ -311,19 +353,20 @@ impl Store {
         expected: u32,
         update: &RunUpdate,
     ) -> Result<bool, StoreError> {
-        let mut inv = ADVANCE.key(keys::run(id));
-        inv.arg(counter.field()).arg(expected);
+        let write = self.prepare_advance(id, counter, expected, update);
+        Ok(write.run(&ADVANCE, &mut self.conn()).await? == WriteOutcome::Applied)
+    }
+
+    /// [`advance`](Self::advance), prepared for a composing script.
+    pub fn prepare_advance(&self, id: &RunId, counter: Counter, expected: u32, update: &RunUpdate) -> PreparedWrite {
+        let mut w = PreparedWrite::new(WriteKind::Advance, id.to_string(), vec![keys::run(id)]);
+        w.arg(counter.field()).arg(expected);
         for (k, v) in update.pairs() {
             if k != counter.field() {
-                inv.arg(k).arg(v);
+                w.arg(k).arg(v);
             }
         }
-        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
-        match n {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => Err(StoreError::NotFound(id.to_string())),
-        }
+        w
     }
 
     /// Runs that have not ended although their deadline passed more than

@@ -8,9 +8,12 @@ use std::sync::LazyLock;
 use gcrun_model::{RunId, WebhookStatus};
 use redis::Script;
 
+use crate::write::{PreparedWrite, WriteKind, WriteOutcome};
 use crate::{Store, StoreError, keys};
 
-static STEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/webhook_step.lua")));
+pub(crate) static STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(include_str!("../lua/webhook_step.lua"), "return s_webhook_step(KEYS, ARGV)\n"))
+});
 static REQUEUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/webhook_requeue.lua")));
 
 /// What one delivery attempt leaves behind.
@@ -54,6 +57,19 @@ impl Store {
         attempt: &WebhookAttempt,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        let write = self.prepare_webhook_attempt(id, expected, attempt, now_ms)?;
+        Ok(write.run(&STEP, &mut self.conn()).await? == WriteOutcome::Applied)
+    }
+
+    /// [`webhook_attempt`](Self::webhook_attempt), prepared for a
+    /// composing script.
+    pub fn prepare_webhook_attempt(
+        &self,
+        id: &RunId,
+        expected: u32,
+        attempt: &WebhookAttempt,
+        now_ms: u64,
+    ) -> Result<PreparedWrite, StoreError> {
         let status = attempt.status();
         if let Some(to) = status {
             if !WebhookStatus::Pending.can_become(to) {
@@ -65,20 +81,16 @@ impl Store {
             WebhookStatus::Delivered => "delivered",
             WebhookStatus::Dead => "dead",
         });
-        let mut inv = STEP.key(keys::run(id));
-        inv.key(keys::webhook_dlq()).arg(id.to_string()).arg(expected).arg(status).arg(now_ms);
+        let keys = vec![keys::run(id), keys::webhook_dlq()];
+        let mut w = PreparedWrite::new(WriteKind::WebhookStep, id.to_string(), keys);
+        w.arg(id).arg(expected).arg(status).arg(now_ms);
         match attempt {
-            WebhookAttempt::Delivered { at_ms } => inv.arg("webhook_delivered_ms").arg(*at_ms),
+            WebhookAttempt::Delivered { at_ms } => w.arg("webhook_delivered_ms").arg(at_ms),
             WebhookAttempt::Failed { reason } | WebhookAttempt::Dead { reason } => {
-                inv.arg("webhook_last_error").arg(reason)
+                w.arg("webhook_last_error").arg(reason)
             }
         };
-        let n: i64 = inv.invoke_async(&mut self.conn()).await?;
-        match n {
-            1 => Ok(true),
-            0 => Ok(false),
-            _ => Err(StoreError::NotFound(id.to_string())),
-        }
+        Ok(w)
     }
 
     /// Runs whose webhook is dead, oldest first.

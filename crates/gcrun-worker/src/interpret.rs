@@ -7,7 +7,9 @@
 //! the shared limiter, the queues); `run-now` uses a port that keeps the
 //! record in memory ([`crate::local`]). Performing an act is always the
 //! same order: the client-wide pause, then the compare-and-set write; only
-//! if it applied, the permit, the notes, and the follow-up jobs.
+//! if it applied, the permit, the notes, and the follow-up jobs. A job's
+//! last act goes to Redis as one script ([`crate::finish`]): the write,
+//! the follow-up jobs and the job's ack together.
 
 use std::future::Future;
 use std::sync::Mutex;
@@ -15,8 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcrun_genesys::{GenesysClient, SubmitRequest};
 use gcrun_model::{Jitter, RunId};
-use gcrun_queue::{Job, PushError, Queues};
-use gcrun_store::{Claim, Denied, Limiter, RunRecord, Store, StoreError, TransitionOutcome};
+use gcrun_queue::{Job, JobHandle, PushError, Queues};
+use gcrun_store::{Claim, Denied, Limiter, PreparedWrite, RunRecord, Store, StoreError, WriteOutcome};
 
 use crate::config::WorkerConfig;
 use crate::definitions::Definitions;
@@ -71,7 +73,15 @@ pub trait Port: Send + Sync {
     fn quarantine(&self, id: &RunId, reason: &str, now: u64)
     -> impl Future<Output = Result<Outcome, StepError>> + Send;
     /// Performs `act` on `rec`; `Ok(false)` when its write did not apply.
-    fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> impl Future<Output = Result<bool, StepError>> + Send;
+    /// `job`: this is the job's last act, and the job is this one; a port
+    /// that can settles it together with the write.
+    fn apply(
+        &self,
+        rec: &RunRecord,
+        act: &Act,
+        now: u64,
+        job: Option<&JobHandle>,
+    ) -> impl Future<Output = Result<bool, StepError>> + Send;
 }
 
 /// A step that keeps asking for more than this is a bug, not a reason to
@@ -103,8 +113,10 @@ async fn settle<P: Port>(
     act: Act,
     now: u64,
     pushed: &mut Vec<Job>,
+    job: Option<&JobHandle>,
 ) -> Result<Option<Outcome>, StepError> {
-    if !port.apply(rec, &act, now).await? {
+    let last = (act.then == Then::Stop).then_some(job).flatten();
+    if !port.apply(rec, &act, now, last).await? {
         return Ok(Some(Outcome::Done(std::mem::take(pushed))));
     }
     pushed.extend(act.jobs.iter().copied());
@@ -261,7 +273,12 @@ impl StepKind for WebhookStep {
 /// The one loop every step runs: load the record, decide, then either act
 /// (and go on if the act says so) or find out what the decision needs and
 /// decide again.
-async fn drive<P: Port, S: StepKind>(port: &P, id: RunId, step: S) -> Result<Outcome, StepError> {
+async fn drive<P: Port, S: StepKind>(
+    port: &P,
+    id: RunId,
+    step: S,
+    job: Option<&JobHandle>,
+) -> Result<Outcome, StepError> {
     let mut rec = match load(port, &id, S::WITH_HISTORY).await? {
         Ok(rec) => rec,
         Err(outcome) => return Ok(outcome),
@@ -273,7 +290,7 @@ async fn drive<P: Port, S: StepKind>(port: &P, id: RunId, step: S) -> Result<Out
         let decision = port.with_jitter(|j| step.decide(&rec, observation, port.policy(), now, j));
         observation = match decision {
             Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
-            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed).await? {
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed, job).await? {
                 Some(outcome) => return Ok(outcome),
                 None => S::loaded(),
             },
@@ -283,19 +300,30 @@ async fn drive<P: Port, S: StepKind>(port: &P, id: RunId, step: S) -> Result<Out
     Ok(Outcome::Abort(format!("run {id}: the {} step did not settle in {MAX_ROUNDS} rounds (a bug)", S::NAME)))
 }
 
-/// Drives a submit job for `id` to its end.
-pub async fn drive_submit<P: Port>(port: &P, id: RunId) -> Result<Outcome, StepError> {
-    drive(port, id, SubmitStep).await
+/// Drives a submit job for `id` to its end (`job`: the queue's job, when
+/// the port may settle it with the last write).
+pub async fn drive_submit<P: Port>(port: &P, id: RunId, job: Option<&JobHandle>) -> Result<Outcome, StepError> {
+    drive(port, id, SubmitStep, job).await
 }
 
 /// Drives poll `attempt` of `id`.
-pub async fn drive_poll<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    drive(port, id, PollStep(attempt)).await
+pub async fn drive_poll<P: Port>(
+    port: &P,
+    id: RunId,
+    attempt: u32,
+    job: Option<&JobHandle>,
+) -> Result<Outcome, StepError> {
+    drive(port, id, PollStep(attempt), job).await
 }
 
 /// Drives delivery `attempt` of `id`'s webhook.
-pub async fn drive_webhook<P: Port>(port: &P, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-    drive(port, id, WebhookStep(attempt)).await
+pub async fn drive_webhook<P: Port>(
+    port: &P,
+    id: RunId,
+    attempt: u32,
+    job: Option<&JobHandle>,
+) -> Result<Outcome, StepError> {
+    drive(port, id, WebhookStep(attempt), job).await
 }
 
 /// Everything a worker process's steps use: the port onto Redis, the
@@ -369,19 +397,32 @@ impl Deps {
         &self.limiter
     }
 
-    /// Drives a submit job.
-    pub async fn submit(&self, id: RunId) -> Result<Outcome, StepError> {
-        drive_submit(self, id).await
+    /// Drives a submit job (settled with its last write when `job` is given).
+    pub async fn submit(&self, id: RunId, job: Option<&JobHandle>) -> Result<Outcome, StepError> {
+        drive_submit(self, id, job).await
     }
 
     /// Drives a poll job.
-    pub async fn poll(&self, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-        drive_poll(self, id, attempt).await
+    pub async fn poll(&self, id: RunId, attempt: u32, job: Option<&JobHandle>) -> Result<Outcome, StepError> {
+        drive_poll(self, id, attempt, job).await
     }
 
     /// Drives a webhook job.
-    pub async fn webhook(&self, id: RunId, attempt: u32) -> Result<Outcome, StepError> {
-        drive_webhook(self, id, attempt).await
+    pub async fn webhook(&self, id: RunId, attempt: u32, job: Option<&JobHandle>) -> Result<Outcome, StepError> {
+        drive_webhook(self, id, attempt, job).await
+    }
+
+    /// The store write an act's [`Write`] is.
+    fn prepare(&self, id: &RunId, write: &Write, now: u64) -> Result<PreparedWrite, StoreError> {
+        Ok(match write {
+            Write::Nothing => PreparedWrite::nothing(id),
+            Write::Transition { from, to, cause, update, guard } => {
+                self.store.prepare_transition(id, *from, *to, *guard, now, cause, update)?
+            }
+            Write::Advance { counter, expected, update } => self.store.prepare_advance(id, *counter, *expected, update),
+            Write::Update(update) => self.store.prepare_update(id, update),
+            Write::Webhook { expected, attempt } => self.store.prepare_webhook_attempt(id, *expected, attempt, now)?,
+        })
     }
 }
 
@@ -431,25 +472,21 @@ impl Port for Deps {
         Ok(Outcome::Abort(format!("run {id} has a corrupt record: {reason}")))
     }
 
-    async fn apply(&self, rec: &RunRecord, act: &Act, now: u64) -> Result<bool, StepError> {
+    async fn apply(&self, rec: &RunRecord, act: &Act, now: u64, job: Option<&JobHandle>) -> Result<bool, StepError> {
         if let Some(until) = act.pause_until_ms {
             self.limiter.pause_until(until, now).await?;
         }
         let id = &rec.id;
-        let applied = match &act.write {
-            Write::Nothing => true,
-            Write::Transition { from, to, cause, update, guard: None } => {
-                self.store.transition(id, *from, *to, now, cause, update).await? == TransitionOutcome::Applied
+        let write = self.prepare(id, &act.write, now)?;
+        let outcome = match job {
+            // The job's last act: write, follow-up jobs and ack in one script.
+            Some(job) => {
+                let mut conn = self.store.connection();
+                crate::finish::finish(&mut conn, self.queues.engine(), job, &write, &act.jobs).await?
             }
-            Write::Transition { from, to, cause, update, guard: Some(guard) } => {
-                self.store.transition_guarded(id, *from, *to, *guard, now, cause, update).await?
-                    == TransitionOutcome::Applied
-            }
-            Write::Advance { counter, expected, update } => self.store.advance(id, *counter, *expected, update).await?,
-            Write::Update(update) => self.store.update(id, update).await?,
-            Write::Webhook { expected, attempt } => self.store.webhook_attempt(id, *expected, attempt, now).await?,
+            None => self.store.apply(&write).await?,
         };
-        if !applied {
+        if outcome != WriteOutcome::Applied {
             return Ok(false);
         }
         let lease = id.to_string();
@@ -468,7 +505,7 @@ impl Port for Deps {
         for note in &act.notes {
             tell(&self.metrics, rec, note, now);
         }
-        if !act.jobs.is_empty() {
+        if job.is_none() && !act.jobs.is_empty() {
             // One script per queue for all of an act's jobs, not one each.
             self.queues.push_all(&act.jobs).await?;
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use apalis::prelude::{AbortError, BoxDynError, Data};
 use gcrun_model::RunId;
-use gcrun_queue::{PollJob, SubmitJob, WebhookJob};
+use gcrun_queue::{JobHandle, PollJob, SubmitJob, WebhookJob};
 use gcrun_store::StoreError;
 use tracing::Instrument;
 
@@ -37,20 +37,28 @@ fn conclude(outcome: Result<Outcome, StepError>) -> Result<(), BoxDynError> {
     }
 }
 
-pub(crate) async fn submit_job(job: SubmitJob, deps: Data<Arc<Deps>>) -> Result<(), BoxDynError> {
+pub(crate) async fn submit_job(
+    job: SubmitJob,
+    deps: Data<Arc<Deps>>,
+    handle: Data<JobHandle>,
+) -> Result<(), BoxDynError> {
     let run = parse_run(&job.run)?;
     let span = tracing::info_span!("submit", %run);
-    conclude(deps.submit(run).instrument(span).await)
+    conclude(deps.submit(run, Some(&handle)).instrument(span).await)
 }
 
-pub(crate) async fn poll_job(job: PollJob, deps: Data<Arc<Deps>>) -> Result<(), BoxDynError> {
+pub(crate) async fn poll_job(job: PollJob, deps: Data<Arc<Deps>>, handle: Data<JobHandle>) -> Result<(), BoxDynError> {
     let run = parse_run(&job.run)?;
     let span = tracing::info_span!("poll", %run, attempt = job.attempt);
-    conclude(deps.poll(run, job.attempt).instrument(span).await)
+    conclude(deps.poll(run, job.attempt, Some(&handle)).instrument(span).await)
 }
 
-pub(crate) async fn webhook_job(job: WebhookJob, deps: Data<Arc<Deps>>) -> Result<(), BoxDynError> {
+pub(crate) async fn webhook_job(
+    job: WebhookJob,
+    deps: Data<Arc<Deps>>,
+    handle: Data<JobHandle>,
+) -> Result<(), BoxDynError> {
     let run = parse_run(&job.run)?;
     let span = tracing::info_span!("webhook", %run, attempt = job.attempt);
-    conclude(deps.webhook(run, job.attempt).instrument(span).await)
+    conclude(deps.webhook(run, job.attempt, Some(&handle)).instrument(span).await)
 }

@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod definitions;
+pub mod finish;
 pub mod interpret;
 pub mod jobs;
 pub mod local;

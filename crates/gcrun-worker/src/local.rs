@@ -82,7 +82,13 @@ impl Port for Local {
         Delivery::Dead("run-now sends no webhooks".into())
     }
 
-    async fn apply(&self, _rec: &RunRecord, act: &Act, now: u64) -> Result<bool, StepError> {
+    async fn apply(
+        &self,
+        _rec: &RunRecord,
+        act: &Act,
+        now: u64,
+        _job: Option<&gcrun_queue::JobHandle>,
+    ) -> Result<bool, StepError> {
         let mut rec = self.record();
         let counter = |c: Counter| match c {
             Counter::Poll => rec.poll_attempts,
@@ -134,9 +140,9 @@ pub async fn run_now(
         let Some(job) = next else { break };
         tokio::time::sleep(job.after()).await;
         let outcome = match job {
-            Job::Submit { .. } => interpret::drive_submit(&local, id).await?,
-            Job::Poll { attempt, .. } => interpret::drive_poll(&local, id, attempt).await?,
-            Job::Webhook { attempt, .. } => interpret::drive_webhook(&local, id, attempt).await?,
+            Job::Submit { .. } => interpret::drive_submit(&local, id, None).await?,
+            Job::Poll { attempt, .. } => interpret::drive_poll(&local, id, attempt, None).await?,
+            Job::Webhook { attempt, .. } => interpret::drive_webhook(&local, id, attempt, None).await?,
         };
         if let Outcome::Abort(reason) = outcome {
             tracing::warn!(%reason, "step aborted");

@@ -32,7 +32,7 @@ async fn two_copies_of_one_submit_job_call_genesys_once() {
         let doc = json!({"flavor": flavor, "actionId": LOOKUP, "inputs": {"customerId": flavor, "channel": "chat"}});
         // Racing from `accepted`: validation is compare-and-set; one goes on.
         let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-        let (a, b) = tokio::join!(deps.submit(id), deps.submit(id));
+        let (a, b) = tokio::join!(deps.submit(id, None), deps.submit(id, None));
         assert!(a.is_ok() && b.is_ok());
         // Racing from `validated` (both copies past validation): the claim
         // lets one call Genesys; the other comes back after it.
@@ -43,7 +43,7 @@ async fn two_copies_of_one_submit_job_call_genesys_once() {
             .transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "valid", &RunUpdate::default())
             .await
             .unwrap();
-        let (a, b) = tokio::join!(deps.submit(id), deps.submit(id));
+        let (a, b) = tokio::join!(deps.submit(id, None), deps.submit(id, None));
         let (a, b) = (a.unwrap(), b.unwrap());
         let deferred =
             [&a, &b].iter().filter(|s| matches!(s, Outcome::Done(f) if matches!(f[..], [Job::Submit { .. }]))).count();
@@ -58,7 +58,7 @@ async fn a_requeued_run_that_was_submitted_resumes_polling_with_a_new_deadline()
     let deps = stack.deps(limiter(60_000, 100, 100)).await;
     let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "rq", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-    deps.submit(id).await.unwrap();
+    deps.submit(id, None).await.unwrap();
     let before = stack.store.get_run(&id).await.unwrap().unwrap();
     let remote = before.remote_id.clone().unwrap();
     // An operator gave up on it, then requeues it.
@@ -73,7 +73,7 @@ async fn a_requeued_run_that_was_submitted_resumes_polling_with_a_new_deadline()
     assert_eq!((requeued.status, requeued.retries), (RunStatus::Accepted, 0));
     assert!(requeued.deadline_ms >= now + 59_000, "a fresh deadline of the original length");
 
-    let step = deps.submit(id).await.unwrap();
+    let step = deps.submit(id, None).await.unwrap();
     let after = stack.store.get_run_with_history(&id).await.unwrap().unwrap();
     assert_eq!(after.status, RunStatus::Submitted);
     assert_eq!(after.remote_id.as_deref(), Some(remote.as_str()));
@@ -88,17 +88,17 @@ async fn a_poll_whose_successor_was_lost_pushes_it_again() {
     let deps = stack.deps(limiter(60_000, 100, 100)).await;
     let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "lost", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-    deps.submit(id).await.unwrap();
-    let first = deps.poll(id, 0).await.unwrap();
+    deps.submit(id, None).await.unwrap();
+    let first = deps.poll(id, 0, None).await.unwrap();
     let Outcome::Done(f) = &first else { panic!("{first:?}") };
     let [Job::Poll { attempt: 1, generation, .. }] = f[..] else { panic!("{first:?}") };
     // The process died before pushing that job: apalis re-delivers poll 0.
-    let again = deps.poll(id, 0).await.unwrap();
+    let again = deps.poll(id, 0, None).await.unwrap();
     let Outcome::Done(f) = &again else { panic!("{again:?}") };
     assert!(matches!(f[..], [Job::Poll { attempt: 1, generation: g, .. }] if g == generation), "{again:?}");
     // An older copy does nothing.
     stack.store.advance(&id, gcrun_store::Counter::Poll, 1, &RunUpdate::default()).await.unwrap();
-    assert_eq!(deps.poll(id, 0).await.unwrap(), Outcome::Done(vec![]));
+    assert_eq!(deps.poll(id, 0, None).await.unwrap(), Outcome::Done(vec![]));
 }
 
 async fn receiver(status: StatusCode, headers: &'static [(&'static str, &'static str)]) -> String {
@@ -128,9 +128,9 @@ async fn hostile_webhook_receivers_neither_fool_nor_crash_the_worker() {
     for (url, expect_dead) in [(redirect, true), (absurd, false), (huge, false)] {
         let doc = json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "w", "channel": "chat"}, "webhookUrl": url});
         let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-        let step = deps.submit(id).await.unwrap();
+        let step = deps.submit(id, None).await.unwrap();
         assert!(matches!(step, Outcome::Done(ref f) if matches!(f[..], [Job::Webhook { attempt: 0, .. }])), "{step:?}");
-        let step = deps.webhook(id, 0).await.unwrap();
+        let step = deps.webhook(id, 0, None).await.unwrap();
         let rec = stack.store.get_run(&id).await.unwrap().unwrap();
         if expect_dead {
             assert_eq!(rec.webhook.status, Some(WebhookStatus::Dead), "a redirect is not a delivery");

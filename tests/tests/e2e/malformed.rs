@@ -55,7 +55,7 @@ async fn a_record_whose_request_no_longer_parses_is_dead_lettered_with_the_reaso
     assert!(stack.store.get_run(&id).await.is_err(), "the record is corrupt");
 
     let deps = stack.deps(limiter(60_000, 100, 100)).await;
-    assert_eq!(deps.submit(id).await.unwrap(), gcrun_worker::Outcome::Done(vec![]));
+    assert_eq!(deps.submit(id, None).await.unwrap(), gcrun_worker::Outcome::Done(vec![]));
     let (status, reason): (String, String) =
         redis::cmd("HMGET").arg(&key).arg("status").arg("last_error").query_async(&mut conn).await.unwrap();
     assert_eq!(status, "dead");

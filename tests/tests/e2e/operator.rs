@@ -68,7 +68,7 @@ async fn a_cached_definition_that_does_not_parse_is_read_again_not_skipped() {
     // `channel: fax` breaks the lookup action's contract.
     let doc = json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "c", "channel": "fax"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
-    deps.submit(id).await.unwrap();
+    deps.submit(id, None).await.unwrap();
     let rec = stack.store.get_run(&id).await.unwrap().unwrap();
     assert_eq!(rec.status, gcrun_model::RunStatus::Rejected, "{:?}", rec.last_error);
     assert!(rec.last_error.unwrap().contains("/inputs/channel"));

@@ -24,7 +24,7 @@ async fn a_redelivered_submit_never_submits_again() {
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
 
     // First delivery: validated, submitted, first poll scheduled.
-    let step = deps.submit(id).await.unwrap();
+    let step = deps.submit(id, None).await.unwrap();
     assert!(matches!(step, Outcome::Done(ref f) if matches!(f[..], [Job::Poll { attempt: 0, .. }])), "{step:?}");
     let record = stack.store.get_run(&id).await.unwrap().unwrap();
     assert!(matches!(record.status, RunStatus::Submitted | RunStatus::Queued), "{}", record.status);
@@ -34,7 +34,7 @@ async fn a_redelivered_submit_never_submits_again() {
     // The same job again (apalis re-delivers after a crash): no second
     // remote run, just the poll chain resumed at its current attempt.
     for _ in 0..3 {
-        let again = deps.submit(id).await.unwrap();
+        let again = deps.submit(id, None).await.unwrap();
         let generation = stack.store.get_run(&id).await.unwrap().unwrap().deadline_ms;
         assert_eq!(again, Outcome::Done(vec![Job::Poll { run: id, generation, attempt: 0, after: Duration::ZERO }]));
     }
@@ -46,8 +46,8 @@ async fn a_redelivered_submit_never_submits_again() {
     // names the same next step, which is one job in the queue (its job id
     // is deterministic). The steps push what they decide; pushing it once
     // more by hand changes nothing either.
-    let a = deps.poll(id, 0).await.unwrap();
-    let b = deps.poll(id, 0).await.unwrap();
+    let a = deps.poll(id, 0, None).await.unwrap();
+    let b = deps.poll(id, 0, None).await.unwrap();
     assert_eq!(a, b);
     assert!(matches!(a, Outcome::Done(ref f) if matches!(f[..], [Job::Poll { attempt: 1, .. }])), "{a:?}");
     for step in [a, b] {

@@ -4,5 +4,6 @@
 //! are exercised end to end, with real queues and processes, in `tests/`.
 #![allow(clippy::unwrap_used)]
 
+mod finish;
 mod steps;
 mod webhook;
