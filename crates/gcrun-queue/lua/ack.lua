@@ -14,7 +14,7 @@
 -- quadruples (bounded by the caller)
 -- Returns 1 finished, 0 the lease is not this copy's.
 local function q_ack(K, A)
-  local now = q_now()
+  local now, up = q_clock()
   local by = {{}, {}, {}}
   for i = 6, #A, 4 do
     local q = tonumber(A[i]) + 1
@@ -23,7 +23,7 @@ local function q_ack(K, A)
   for q = 1, 3 do
     if #by[q] > 0 then
       local b = 4 + (q - 1) * 3
-      q_push(K[b], K[b + 1], K[b + 2], A[2 + q], now, by[q])
+      q_push(K[b], K[b + 1], K[b + 2], A[2 + q], now, up, by[q])
     end
   end
   if redis.call('ZREM', K[1], A[1] .. '|' .. A[2]) == 0 then return 0 end

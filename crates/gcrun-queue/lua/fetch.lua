@@ -7,7 +7,8 @@
 -- KEYS[4] jobs hash, KEYS[5] deliveries hash, KEYS[6] token counter
 -- ARGV[1] promote max, ARGV[2] batch, ARGV[3] lease ms
 -- Returns {ms until the next scheduled job is due or -1 (only when nothing
--- was leased), token, id1, payload1, delivery1, id2, ...}.
+-- was leased; 0 when only stale entries were popped), token, id1,
+-- payload1, delivery1, id2, ...}.
 local now = q_now()
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[1]))
 if #due > 0 then
@@ -44,7 +45,10 @@ if popped then
   end
   if #leases > 0 then redis.call('ZADD', KEYS[3], unpack(leases)) end
 end
-if #out == 2 then
+if popped and #out == 2 then
+  -- Everything popped was stale: look again at once, the list may hold more.
+  out[1] = 0
+elseif #out == 2 then
   local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   if first[2] then out[1] = math.max(0, tonumber(first[2]) - now) end
 end

@@ -24,6 +24,16 @@ local function q_now()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Now in ms, rounded down and up. A delayed job is due from the rounded-up
+-- now: promotion compares with the rounded-down now, so no job is leased
+-- even a fraction of a millisecond before its time.
+local function q_clock()
+  local t = redis.call('TIME')
+  local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  if tonumber(t[2]) % 1000 > 0 then return ms, ms + 1 end
+  return ms, ms
+end
+
 -- The id of a ready-list element or a lease member (the part before or
 -- after the separator); an element without one is the id itself.
 local function q_ready_id(el)
@@ -47,16 +57,16 @@ end
 -- skipped). Ready jobs go to the ready list in one RPUSH; an idle worker is
 -- woken only when the list was empty or the schedule's head moved earlier,
 -- so a busy queue pays no PUBLISH. The caller bounds #jobs (unpack limit).
--- Returns how many were added.
-local function q_push(jobs_key, sched, ready, channel, now, jobs)
+-- `now`, `up`: q_clock()'s two values. Returns how many were added.
+local function q_push(jobs_key, sched, ready, channel, now, up, jobs)
   local now_ready, later, earliest, added = {}, {}, nil, 0
   for _, j in ipairs(jobs) do
     if redis.call('HSETNX', jobs_key, j[1], j[2]) == 1 then
       added = added + 1
-      local due = now + j[3]
-      if due <= now then
+      if j[3] <= 0 then
         now_ready[#now_ready + 1] = now .. '|' .. j[1]
       else
+        local due = up + j[3]
         later[#later + 1] = due
         later[#later + 1] = j[1]
         if not earliest or due < earliest then earliest = due end

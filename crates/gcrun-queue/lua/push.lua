@@ -7,4 +7,5 @@
 -- Returns the number of jobs added.
 local jobs = {}
 for i = 2, #ARGV, 3 do jobs[#jobs + 1] = {ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])} end
-return q_push(KEYS[1], KEYS[2], KEYS[3], ARGV[1], q_now(), jobs)
+local now, up = q_clock()
+return q_push(KEYS[1], KEYS[2], KEYS[3], ARGV[1], now, up, jobs)

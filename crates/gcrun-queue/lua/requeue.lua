@@ -21,4 +21,4 @@ for i = 2, #ARGV, 2 do
   end
 end
 if #jobs == 0 then return 0 end
-return q_push(KEYS[3], KEYS[6], KEYS[7], ARGV[1], now, jobs)
+return q_push(KEYS[3], KEYS[6], KEYS[7], ARGV[1], now, now, jobs)

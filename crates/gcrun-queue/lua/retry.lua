@@ -6,10 +6,11 @@
 -- release): that delivery does not count towards the poison-job cap,
 -- ARGV[5] the queue's wake channel
 -- Returns 1 rescheduled, 0 the lease is not this copy's.
-local now = q_now()
+local now, up = q_clock()
 local id = ARGV[1]
 if redis.call('ZREM', KEYS[1], id .. '|' .. ARGV[2]) == 0 then return 0 end
 if ARGV[4] ~= '1' then redis.call('HINCRBY', KEYS[2], id, 1) end
-local due = now + tonumber(ARGV[3])
+local delay = tonumber(ARGV[3])
+local due = delay > 0 and up + delay or now
 if q_schedule(KEYS[3], {due, id}, due) then redis.call('PUBLISH', ARGV[5], 1) end
 return 1

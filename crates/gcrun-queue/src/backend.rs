@@ -23,9 +23,11 @@
 //!   worker's step script writes the run record, pushes the successors and
 //!   acks in one call): it takes the [`JobHandle`] from the task's data and
 //!   marks it settled, and the layer then leaves the job alone.
-//! - **An idle worker sleeps until the next due job, a push from this
-//!   process, or `max_idle`** (pushes from other processes are seen within
-//!   `max_idle`).
+//! - **An idle worker sleeps until the next due job, a push announced by
+//!   any process (pub/sub, see [`Engine::listen`]), or `max_idle`**, the
+//!   bound for an announcement that was lost.
+//! - **A Redis error is a backoff inside the backend** (50 ms doubling to
+//!   2 s), never an error that would end the worker's stream.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -52,6 +54,10 @@ use crate::engine::{Engine, Fetched, Lease, Queue};
 use crate::job::{PAYLOAD_VERSION, PayloadVersion};
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// Longest a busy worker waits for a quarter batch of free slots before it
+/// fetches for the slots it has.
+const HOLD: Duration = Duration::from_millis(5);
 
 /// A running job's lease, in the task's data (`Data<JobHandle>` in a
 /// handler): lets the handler settle the job itself, in a script that also
@@ -122,6 +128,10 @@ pub struct EngineBackend<T> {
     buffer: VecDeque<Task<T>>,
     fetch: Option<BoxFuture<Result<Fetched, redis::RedisError>>>,
     idle: Option<BoxFuture<()>>,
+    /// Waiting (briefly) for a quarter batch of free slots before fetching.
+    hold: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Consecutive fetch errors (the backoff grows with them).
+    errors: u32,
     side: FuturesUnordered<BoxFuture<()>>,
     last_recover: Option<Instant>,
     _payload: PhantomData<fn() -> T>,
@@ -142,6 +152,8 @@ impl<T> EngineBackend<T> {
             buffer: VecDeque::new(),
             fetch: None,
             idle: None,
+            hold: None,
+            errors: 0,
             side: FuturesUnordered::new(),
             last_recover: None,
             _payload: PhantomData,
@@ -248,6 +260,7 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
                 self.fetch = None;
                 match result {
                     Ok(fetched) => {
+                        self.errors = 0;
                         let next_due = fetched.next_due_in;
                         let got = !fetched.jobs.is_empty();
                         self.accept(fetched);
@@ -256,8 +269,11 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(queue = self.queue.name(), error = %e, "fetch failed; trying again shortly");
-                        self.sleep(Duration::from_millis(250));
+                        // 50 ms, doubling to 2 s while Redis keeps failing.
+                        let backoff = Duration::from_millis(50 << self.errors.min(5)).min(Duration::from_secs(2));
+                        self.errors = self.errors.saturating_add(1);
+                        tracing::warn!(queue = self.queue.name(), error = %e, ?backoff, "fetch failed; trying again");
+                        self.sleep(backoff);
                     }
                 }
                 continue;
@@ -271,12 +287,18 @@ impl<T: DeserializeOwned + Send + 'static> Backend for EngineBackend<T> {
             let running = worker.task_count();
             let free = self.settings.concurrency.saturating_sub(running).max(1);
             let want = free.min(self.settings.batch.max(1));
-            // While jobs run, wait for a quarter batch of free slots: a
-            // finishing job wakes this worker's loop, which polls again.
+            // While jobs run, wait a moment for a quarter batch of free
+            // slots (a finishing job wakes this loop, which looks again), so
+            // one fetch's fixed cost is shared; never longer than HOLD, so
+            // slots held by slow jobs cannot keep the rest idle.
             let floor = (self.settings.concurrency.min(self.settings.batch) / 4).max(1);
             if running > 0 && want < floor {
-                return Poll::Pending;
+                let hold = self.hold.get_or_insert_with(|| Box::pin(tokio::time::sleep(HOLD)));
+                if hold.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
             }
+            self.hold = None;
             self.start_fetch(want);
         }
     }
@@ -384,10 +406,12 @@ where
                     _ = renew.tick() => {
                         // Renewed beside the handler, never in its way: a slow
                         // Redis answer must not hold the step up.
-                        let (engine, lease) = (engine.clone(), lease.clone());
+                        let (engine, lease, handle) = (engine.clone(), lease.clone(), handle.clone());
                         tokio::spawn(async move {
                             match engine.renew(&lease, settings.lease).await {
                                 Ok(true) => {}
+                                // Settled meanwhile by the step script: no lease to renew.
+                                Ok(false) if handle.is_settled() => {}
                                 Ok(false) => tracing::warn!(id = %lease.id, "lease lost while the job ran; another worker may run it too"),
                                 Err(e) => tracing::warn!(id = %lease.id, error = %e, "renewing a lease failed"),
                             }

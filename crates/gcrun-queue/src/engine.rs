@@ -65,6 +65,13 @@ static TRIM: LazyLock<Script> = script!("trim.lua");
 static DEPTH: LazyLock<Script> = script!("depth.lua");
 static REQUEUE: LazyLock<Script> = script!("requeue.lua");
 static PURGE: LazyLock<Script> = script!("purge.lua");
+static MIGRATE: LazyLock<Script> = script!("migrate.lua");
+
+/// The engine's layout version, kept in [`LAYOUT_KEY`] once a worker has
+/// brought Redis to it.
+pub const LAYOUT: u32 = 2;
+/// Where Redis records which engine layout its queues are in.
+pub const LAYOUT_KEY: &str = "{gcrun}:q:layout";
 
 /// The three queues, in the order the scripts index them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -489,6 +496,52 @@ impl Engine {
             forgotten += n;
         }
         Ok(forgotten)
+    }
+
+    /// Brings the queues to this release's layout, once: done ids of the
+    /// first engine layout get the marker pushes now check (bounded slices).
+    /// Entries of that layout still in ready or leased are read as they are.
+    /// Returns how many done ids were marked.
+    pub async fn migrate(&self) -> Result<usize, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let layout: Option<u32> = redis::cmd("GET").arg(LAYOUT_KEY).query_async(&mut conn).await?;
+        if layout >= Some(LAYOUT) {
+            return Ok(0);
+        }
+        let slice = self.limits.sweep_per_call.max(1);
+        let mut marked = 0;
+        for queue in Queue::ALL {
+            let mut offset = 0;
+            loop {
+                let n: usize = MIGRATE
+                    .key(queue.key("done"))
+                    .key(queue.key("jobs"))
+                    .arg(offset)
+                    .arg(slice)
+                    .invoke_async(&mut conn)
+                    .await?;
+                marked += n;
+                offset += n;
+                if n < slice {
+                    break;
+                }
+            }
+        }
+        let _: () = redis::cmd("SET").arg(LAYOUT_KEY).arg(LAYOUT).query_async(&mut conn).await?;
+        Ok(marked)
+    }
+
+    /// The Redis server's version, refused when older than the engine needs
+    /// (6.2: `LPOP` with a count). `Ok(version)` otherwise.
+    pub async fn check_server(&self) -> Result<String, redis::RedisError> {
+        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn.clone()).await?;
+        let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string();
+        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+        if parts.len() >= 2 && (parts[0], parts[1]) < (6, 2) {
+            let msg = "gcrun needs Redis 6.2 or newer (LPOP with a count); this server is";
+            return Err(redis::RedisError::from((redis::ErrorKind::Client, msg, version)));
+        }
+        Ok(version)
     }
 
     /// How many jobs `queue` holds in each state, and the oldest ready

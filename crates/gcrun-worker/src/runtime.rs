@@ -59,7 +59,7 @@ impl Default for RunSettings {
             submit_concurrency: 16,
             poll_concurrency: 32,
             webhook_concurrency: 16,
-            poll_interval: Duration::from_millis(1_000),
+            poll_interval: Duration::from_millis(5_000),
             shutdown_timeout: Duration::from_secs(30),
             done_retention: Duration::from_secs(3_600),
             dead_job_retention: Duration::from_secs(30 * 86_400),
@@ -177,6 +177,11 @@ impl Worker {
         let old = queues.old_layout_jobs().await.map_err(StoreError::from)?;
         if !old.is_empty() {
             return Err(BuildError::OldQueues(old));
+        }
+        queues.engine().check_server().await.map_err(StoreError::from)?;
+        let marked = queues.engine().migrate().await.map_err(StoreError::from)?;
+        if marked > 0 {
+            tracing::info!(marked, "queues brought to this release's layout (done ids marked)");
         }
         let g = settings.genesys;
         let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;

@@ -168,6 +168,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         fetch_interval_ms: 25,
         lease_secs: 10,
         shutdown_timeout_secs: 10,
+        done_retention_secs: 3_600,
+        dead_job_retention_secs: 86_400,
         jitter_seed: Some(args.seed),
     };
     let worker = Worker::build(worker_args.settings()?).await?;

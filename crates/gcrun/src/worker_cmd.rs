@@ -80,7 +80,7 @@ pub struct WorkerArgs {
     pub poll_cap_ms: u64,
     /// Longest an idle worker waits before it looks again, in milliseconds:
     /// the pickup latency of a job pushed by another process.
-    #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 1_000)]
+    #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 5_000)]
     pub fetch_interval_ms: u64,
     /// How long a job is leased to this worker, in seconds (renewed while
     /// it runs): the jobs of a worker that dies run elsewhere after at most
@@ -90,6 +90,15 @@ pub struct WorkerArgs {
     /// How long in-flight jobs get to finish on SIGTERM/SIGINT.
     #[arg(long, env = "GCRUN_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// How long a finished job's id is remembered, in seconds (a push of
+    /// the same step within it is a no-op); then nothing of it is left. At
+    /// least a lease plus the sweeper's grace (60 s), the longest a
+    /// duplicate can still arrive.
+    #[arg(long, env = "GCRUN_DONE_RETENTION_SECS", default_value_t = 3_600)]
+    pub done_retention_secs: u64,
+    /// How long a dead job (payload and reason) is kept, in seconds.
+    #[arg(long, env = "GCRUN_DEAD_JOB_RETENTION_SECS", default_value_t = 30 * 86_400)]
+    pub dead_job_retention_secs: u64,
     /// Seed of the retry jitter (reproducible schedules).
     #[arg(long, env = "GCRUN_JITTER_SEED")]
     pub jitter_seed: Option<u64>,
@@ -98,6 +107,14 @@ pub struct WorkerArgs {
 impl WorkerArgs {
     /// The worker's settings; fails on a bad region or webhook secret.
     pub fn settings(&self) -> Result<WorkerSettings> {
+        let floor = self.lease_secs.max(1) + RunSettings::default().sweep_grace.as_secs();
+        if self.done_retention_secs < floor {
+            anyhow::bail!(
+                "GCRUN_DONE_RETENTION_SECS is {} s; it must be at least the lease plus the sweeper's grace ({floor} s), \
+                 or a late duplicate of a finished step could run again",
+                self.done_retention_secs
+            );
+        }
         let environment = Environment::parse(&self.region)?;
         let webhook_secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
         Ok(WorkerSettings {
@@ -132,6 +149,8 @@ impl WorkerArgs {
                 webhook_concurrency: self.webhook_concurrency,
                 poll_interval: Duration::from_millis(self.fetch_interval_ms.max(1)),
                 shutdown_timeout: Duration::from_secs(self.shutdown_timeout_secs),
+                done_retention: Duration::from_secs(self.done_retention_secs),
+                dead_job_retention: Duration::from_secs(self.dead_job_retention_secs),
                 ..RunSettings::default()
             },
             queues: QueueSettings { lease: Duration::from_secs(self.lease_secs.max(1)), ..QueueSettings::default() },

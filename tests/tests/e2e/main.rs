@@ -2,6 +2,7 @@
 //! processes where a test needs to stop or kill one.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod backlog;
 mod hardening;
 mod ingest;
 mod limiter;

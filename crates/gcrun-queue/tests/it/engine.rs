@@ -296,3 +296,19 @@ async fn a_job_costs_at_most_eight_redis_commands_on_the_hot_path() {
     eprintln!("{per_job:.2} Redis commands per job (push in hundreds, fetch in 32s, ack one by one)");
     assert!(per_job <= 8.0, "{per_job:.2} commands per job");
 }
+
+#[tokio::test]
+async fn ids_finished_under_the_first_engine_layout_stay_deduped_after_the_upgrade() {
+    let (redis, engine) = engine(EngineLimits { sweep_per_call: 2, ..EngineLimits::default() }).await;
+    let mut conn = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let jobs: Vec<Job> = (0..5).map(|i| poll(RunId::new(), i, 0)).collect();
+    // The first layout: an ack deleted the payload and kept the id in :done.
+    for job in &jobs {
+        let () =
+            redis::cmd("ZADD").arg("{gcrun}:q:poll:done").arg(1).arg(job.id()).query_async(&mut conn).await.unwrap();
+    }
+    assert_eq!(engine.migrate().await.unwrap(), 5, "in slices of two");
+    assert_eq!(engine.push(&jobs).await.unwrap(), 0, "finished steps are not pushed again");
+    assert_eq!(engine.migrate().await.unwrap(), 0, "once");
+    assert!(engine.check_server().await.unwrap().starts_with(char::is_numeric));
+}

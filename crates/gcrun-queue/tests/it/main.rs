@@ -2,4 +2,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod backend;
+mod crash;
 mod engine;
