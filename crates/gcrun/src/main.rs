@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+mod bench;
 mod config_file;
 mod demo;
 mod genesys_cmd;
@@ -61,6 +62,10 @@ enum Command {
     /// The main job, end to end, on a private Redis and the emulator:
     /// a mixed batch with faults, live progress, a summary. About a minute.
     Demo(demo::DemoArgs),
+    /// Measure on this machine (private Redis, the emulator at zero
+    /// latency); prints one JSON line per scenario.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Args, Debug)]
@@ -114,7 +119,7 @@ fn main() -> Result<()> {
     }
     let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
     // The demo prints its own progress; its logs would drown it.
-    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) { "warn" } else { "info" };
     init_tracing(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
@@ -128,6 +133,7 @@ fn main() -> Result<()> {
             Command::Runs(cmd) => queue_cmd::runs(cmd).await,
             Command::Dlq(cmd) => queue_cmd::dlq(cmd).await,
             Command::Demo(args) => demo::run(args).await,
+            Command::Bench(cmd) => bench::run(cmd).await,
         }
     })
 }
