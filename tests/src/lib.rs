@@ -73,6 +73,11 @@ pub fn fast_worker_config(hook_url: &str) -> WorkerConfig {
         },
         max_submit_attempts: 50,
         default_webhook_url: Some(hook_url.parse().unwrap()),
+        // The test receivers listen on loopback.
+        webhook_egress: gcrun_worker::egress::Egress::PrivateAllowed,
+        // As the stack's queue lease: a dead worker's claims lapse quickly.
+        submit_claim: Duration::from_secs(3),
+        submit_call: Duration::from_secs(3),
         ..WorkerConfig::default()
     }
 }
@@ -193,6 +198,7 @@ impl Stack {
                 "20",
             ])
             .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
+            .args(["--webhook-private-networks", "true"])
             .args(extra)
             .env("REDIS_URL", self.redis.url())
             .env("GENESYSCLOUD_REGION", self.emu.base_url())

@@ -227,6 +227,9 @@ pub struct RunUpdate {
     pub deadline_ms: Option<u64>,
     /// Until when a worker holds the right to submit (0 releases it).
     pub submit_claim_until: Option<u64>,
+    /// When the Genesys call was about to be made (0: not sent, or known
+    /// not to have run).
+    pub submit_sent_ms: Option<u64>,
     /// Forget the webhook's state (an operator's requeue: the run will
     /// end again and owe a new webhook).
     pub clear_webhook: bool,
@@ -273,9 +276,12 @@ impl RunUpdate {
         self
     }
 
-    /// Gives the submit claim back, so another copy may submit at once.
+    /// Gives the submit claim back, so another copy may submit at once,
+    /// and clears the sent mark: the call is known not to have run (a
+    /// denied permit, a refusal Genesys answered).
     pub fn release_claim(mut self) -> Self {
         self.submit_claim_until = Some(0);
+        self.submit_sent_ms = Some(0);
         self
     }
 
@@ -328,6 +334,7 @@ impl RunUpdate {
         put("enqueued", self.enqueued.map(|v| if v { "1".into() } else { "0".into() }));
         put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
         put("submit_claim_until", self.submit_claim_until.map(|v| v.to_string()));
+        put("submit_sent_ms", self.submit_sent_ms.map(|v| v.to_string()));
         if self.clear_webhook {
             // Empty fields read back as absent.
             for field in ["webhook_status", "webhook_last_error", "webhook_delivered_ms"] {

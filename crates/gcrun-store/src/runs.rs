@@ -21,16 +21,23 @@ static UPDATE: LazyLock<Script> =
 static ADVANCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("../lua/advance.lua"), "return s_advance(KEYS, ARGV)\n")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim_submit.lua")));
+static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark_submit.lua")));
+static RENEW_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/renew_claim.lua")));
 
 /// What [`Store::claim_submit`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
-    /// This caller may submit until the given time.
-    Claimed,
+    /// This caller holds the claim, under this token (which
+    /// [`Store::mark_submit_sent`] checks).
+    Claimed { token: String },
     /// Another copy holds the claim until this time (ms).
     HeldUntil(u64),
     /// The run is no longer `validated`.
     NotValidated,
+    /// A copy marked the call as sent at this time (ms) and its claim
+    /// lapsed with the run still `validated`: the call may have run, and
+    /// its answer was never recorded.
+    SentWithoutAnswer { sent_ms: u64 },
 }
 
 /// Which step counter [`Store::advance`] moves.
@@ -209,6 +216,7 @@ impl Store {
             retries: Some(0),
             webhook_attempts: Some(0),
             submit_claim_until: Some(0),
+            submit_sent_ms: Some(0),
             deadline_ms: Some(now_ms.saturating_add(length)),
             enqueued: Some(false),
             clear_webhook: true,
@@ -333,15 +341,36 @@ impl Store {
         w
     }
 
-    /// Claims the submit of a validated run for `hold_ms`.
-    pub async fn claim_submit(&self, id: &RunId, now_ms: u64, hold_ms: u64) -> Result<Claim, StoreError> {
-        let (code, until): (i64, u64) =
-            CLAIM.key(keys::run(id)).arg(now_ms).arg(now_ms + hold_ms).invoke_async(&mut self.conn()).await?;
+    /// Claims the submit of a validated run for `hold_ms`, under `token`.
+    pub async fn claim_submit(&self, id: &RunId, now_ms: u64, hold_ms: u64, token: &str) -> Result<Claim, StoreError> {
+        let (code, at): (i64, u64) = CLAIM
+            .key(keys::run(id))
+            .arg(now_ms)
+            .arg(now_ms + hold_ms)
+            .arg(token)
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(match code {
-            1 => Claim::Claimed,
-            0 => Claim::HeldUntil(until),
+            1 => Claim::Claimed { token: token.to_string() },
+            0 => Claim::HeldUntil(at),
+            -2 => Claim::SentWithoutAnswer { sent_ms: at },
             _ => Claim::NotValidated,
         })
+    }
+
+    /// Marks the submit as sent (just before the Genesys call) and extends
+    /// the claim `token` holds to `until_ms`. `Ok(false)`: the claim is no
+    /// longer this copy's; it must not call.
+    pub async fn mark_submit_sent(
+        &self,
+        id: &RunId,
+        now_ms: u64,
+        token: &str,
+        until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let n: i64 =
+            MARK.key(keys::run(id)).arg(now_ms).arg(token).arg(until_ms).invoke_async(&mut self.conn()).await?;
+        Ok(n == 1)
     }
 
     /// Moves `counter` from `expected` to `expected + 1`, writing `update`
@@ -369,21 +398,54 @@ impl Store {
         w
     }
 
+    /// Extends the claim `token` holds over a call in flight to `until_ms`.
+    /// `Ok(false)`: it is not this copy's any more.
+    pub async fn renew_submit_claim(&self, id: &RunId, token: &str, until_ms: u64) -> Result<bool, StoreError> {
+        let n: i64 = RENEW_CLAIM.key(keys::run(id)).arg(token).arg(until_ms).invoke_async(&mut self.conn()).await?;
+        Ok(n == 1)
+    }
+
     /// Runs that have not ended although their deadline passed more than
     /// `grace_ms` ago, oldest first: the ones whose job chain was lost (for
     /// instance with Redis data that had no AOF). A sweeper drives them to
-    /// an end.
+    /// an end. Ids whose record is gone are dropped from the open set here
+    /// (nothing is left to end), so they cannot fill every slice and starve
+    /// the runs behind them.
     pub async fn overdue(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
-        let ids: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+        let mut conn = self.conn();
+        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
             .arg(keys::open())
             .arg("-inf")
             .arg(now_ms.saturating_sub(grace_ms))
             .arg("LIMIT")
             .arg(0)
             .arg(limit)
-            .query_async(&mut self.conn())
+            .query_async(&mut conn)
             .await?;
-        Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
+        if raw.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in &raw {
+            match id.parse::<RunId>() {
+                Ok(run) => pipe.cmd("EXISTS").arg(keys::run(&run)),
+                // Not a run id at all: nothing to end.
+                Err(_) => pipe.cmd("ECHO").arg(0),
+            };
+        }
+        let exists: Vec<i64> = pipe.query_async(&mut conn).await?;
+        let (mut open, mut gone) = (Vec::new(), Vec::new());
+        for (id, found) in raw.iter().zip(exists) {
+            match (found, id.parse::<RunId>()) {
+                (1, Ok(run)) => open.push(run),
+                _ => gone.push(id.as_str()),
+            }
+        }
+        if !gone.is_empty() {
+            let _: i64 = redis::cmd("ZREM").arg(keys::open()).arg(&gone).query_async(&mut conn).await?;
+            tracing::warn!(count = gone.len(), "dropped open-set entries whose run record is gone");
+        }
+        Ok(open)
     }
 
     /// Dead-letters a run whose record can no longer be read (a request

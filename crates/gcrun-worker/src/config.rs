@@ -30,12 +30,32 @@ pub struct WorkerConfig {
     pub default_webhook_url: Option<Url>,
     /// When set, webhooks may only go to these hosts.
     pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// Whether webhooks may reach loopback, private and link-local
+    /// addresses (see [`crate::egress`]); by default they may not.
+    pub webhook_egress: crate::egress::Egress,
     /// Timeout of one webhook POST.
     pub webhook_timeout: Duration,
-    /// How long one worker holds the right to submit a run: longer than the
-    /// slowest submit call (the client's request timeout), so two copies of
-    /// a submit job never call Genesys at once.
+    /// How long a copy holds the right to submit a run while it gets a
+    /// permit, before the call (a copy that dies here is replaced once it
+    /// lapses).
     pub submit_claim: Duration,
+    /// The claim over a call in flight: set when the call is marked as sent
+    /// and renewed every third of it while the call runs (however long the
+    /// token wait, the request, a renewal on 401 and a second request take),
+    /// so two copies never call Genesys at once, and a worker that dies
+    /// mid-call has its run found with an unknown outcome after this long.
+    pub submit_call: Duration,
+    /// Targets (action or flow ids) whose calls are idempotent (lookups,
+    /// say): a submit whose outcome is unknown is sent again instead of
+    /// dead-lettered (at least once rather than at most once).
+    pub at_least_once: Vec<String>,
+}
+
+impl WorkerConfig {
+    /// Whether a submit of `target` whose outcome is unknown may be sent again.
+    pub fn retries_unknown(&self, target: &str) -> bool {
+        self.at_least_once.iter().any(|t| t == target)
+    }
 }
 
 impl Default for WorkerConfig {
@@ -59,8 +79,11 @@ impl Default for WorkerConfig {
             definition_ttl: Duration::from_secs(60),
             default_webhook_url: None,
             webhook_allowed_hosts: None,
+            webhook_egress: crate::egress::Egress::PublicOnly,
             webhook_timeout: Duration::from_secs(10),
-            submit_claim: Duration::from_secs(75),
+            submit_claim: Duration::from_secs(30),
+            submit_call: Duration::from_secs(30),
+            at_least_once: Vec::new(),
         }
     }
 }
@@ -78,8 +101,11 @@ impl std::fmt::Debug for WorkerConfig {
             .field("definition_ttl", &self.definition_ttl)
             .field("default_webhook_url", &self.default_webhook_url.as_ref().map(crate::webhook::shown_url))
             .field("webhook_allowed_hosts", &self.webhook_allowed_hosts)
+            .field("webhook_egress", &self.webhook_egress)
             .field("webhook_timeout", &self.webhook_timeout)
             .field("submit_claim", &self.submit_claim)
+            .field("submit_call", &self.submit_call)
+            .field("at_least_once", &self.at_least_once)
             .finish()
     }
 }

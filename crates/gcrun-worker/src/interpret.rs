@@ -62,6 +62,22 @@ pub trait Port: Send + Sync {
     -> impl Future<Output = Result<Option<RunRecord>, StepError>> + Send;
     fn contract(&self, action_id: &str, now: u64) -> impl Future<Output = Result<submit::Contract, StepError>> + Send;
     fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> impl Future<Output = Result<Claim, StepError>> + Send;
+    /// Extends the claim `token` names over a call in flight to `until_ms`.
+    fn renew_claim(
+        &self,
+        rec: &RunRecord,
+        token: &str,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<bool, StepError>> + Send;
+    /// Marks the call as about to be made, if the claim `token` names is
+    /// still held, extending it to `until_ms`.
+    fn mark_sent(
+        &self,
+        rec: &RunRecord,
+        now: u64,
+        token: &str,
+        until_ms: u64,
+    ) -> impl Future<Output = Result<bool, StepError>> + Send;
     #[allow(clippy::type_complexity)]
     fn permit(
         &self,
@@ -127,6 +143,31 @@ async fn settle<P: Port>(
     Ok(None)
 }
 
+/// Runs `call` while renewing the submit claim `token` names every third of
+/// the claim period, so a live worker's call keeps its claim however long
+/// it takes. A failed renewal is logged, never fatal: should the claim
+/// lapse, a later copy finds the call marked and dead-letters the run as an
+/// unknown outcome rather than calling again.
+async fn with_claim_renewed<P: Port, T>(port: &P, rec: &RunRecord, token: &str, call: impl Future<Output = T>) -> T {
+    let hold = port.policy().submit_call;
+    let every = (hold / 3).max(Duration::from_millis(10));
+    let mut call = std::pin::pin!(call);
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    loop {
+        tokio::select! {
+            out = &mut call => return out,
+            _ = tick.tick() => {
+                let until = now_ms() + hold.as_millis() as u64;
+                match port.renew_claim(rec, token, until).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!(run = %rec.id, "submit claim lost during the call"),
+                    Err(e) => tracing::warn!(run = %rec.id, error = %e, "renewing the submit claim failed"),
+                }
+            }
+        }
+    }
+}
+
 /// One step, as the driver sees it: how to decide, and how to find out
 /// what a decision needs. Each step's logic stays in `step::*`; this only
 /// maps its needs onto the port.
@@ -190,12 +231,18 @@ impl StepKind for SubmitStep {
                 submit::Observation::Contract(port.contract(&action_id, now).await?)
             }
             submit::Need::Claim { until_ms } => submit::Observation::Claim(port.claim(rec, now, until_ms).await?),
-            submit::Need::Permit => submit::Observation::Permit(port.permit(rec, now).await?),
-            submit::Need::Submit(request) => {
+            submit::Need::Permit { token } => {
+                submit::Observation::Permit { token, outcome: port.permit(rec, now).await? }
+            }
+            submit::Need::MarkSent { token, until_ms } => {
+                let marked = port.mark_sent(rec, now, &token, until_ms).await?;
+                submit::Observation::Marked(marked.then_some(token))
+            }
+            submit::Need::Submit { request, token } => {
                 let api = port.genesys().run_api(rec.flavor);
                 let run_name = rec.id.to_string();
                 let call = SubmitRequest { target: request.target(), inputs: request.inputs(), run_name: &run_name };
-                let result = api.submit(call).await;
+                let result = with_claim_renewed(port, rec, &token, api.submit(call)).await;
                 port.metrics().api(metrics::submit_endpoint(rec.flavor), &metrics::result_label(&result));
                 submit::Observation::Answer(result)
             }
@@ -335,7 +382,7 @@ pub struct Deps {
     queues: Queues,
     metrics: Metrics,
     policy: WorkerConfig,
-    http: reqwest::Client,
+    http: crate::webhook::WebhookClient,
     webhook_secret: Option<WebhookSecret>,
     definitions: Definitions,
     jitter: Mutex<Jitter>,
@@ -370,7 +417,7 @@ pub struct BuildError(#[from] reqwest::Error);
 
 impl Deps {
     pub fn new(parts: DepsParts) -> Result<Self, BuildError> {
-        let http = crate::webhook::client(parts.policy.webhook_timeout)?;
+        let http = crate::webhook::client(parts.policy.webhook_timeout, parts.policy.webhook_egress)?;
         Ok(Self {
             definitions: Definitions::new(parts.policy.definition_ttl),
             jitter: Mutex::new(parts.seed.map_or_else(Jitter::from_entropy, Jitter::seeded)),
@@ -452,7 +499,18 @@ impl Port for Deps {
     }
 
     async fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> Result<Claim, StepError> {
-        Ok(self.store.claim_submit(&rec.id, now, until_ms.saturating_sub(now)).await?)
+        // A token per claim, so the mark before the call can tell this copy's
+        // claim from a later one.
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        Ok(self.store.claim_submit(&rec.id, now, until_ms.saturating_sub(now), &token).await?)
+    }
+
+    async fn renew_claim(&self, rec: &RunRecord, token: &str, until_ms: u64) -> Result<bool, StepError> {
+        Ok(self.store.renew_submit_claim(&rec.id, token, until_ms).await?)
+    }
+
+    async fn mark_sent(&self, rec: &RunRecord, now: u64, token: &str, until_ms: u64) -> Result<bool, StepError> {
+        Ok(self.store.mark_submit_sent(&rec.id, now, token, until_ms).await?)
     }
 
     async fn permit(&self, rec: &RunRecord, now: u64) -> Result<Result<(), (Duration, Denied)>, StepError> {

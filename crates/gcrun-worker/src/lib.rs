@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod definitions;
+pub mod egress;
 pub mod finish;
 pub mod interpret;
 pub mod jobs;

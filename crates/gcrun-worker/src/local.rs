@@ -67,7 +67,15 @@ impl Port for Local {
     }
 
     async fn claim(&self, _rec: &RunRecord, _now: u64, _until_ms: u64) -> Result<Claim, StepError> {
-        Ok(Claim::Claimed)
+        Ok(Claim::Claimed { token: "run-now".into() })
+    }
+
+    async fn renew_claim(&self, _rec: &RunRecord, _token: &str, _until_ms: u64) -> Result<bool, StepError> {
+        Ok(true)
+    }
+
+    async fn mark_sent(&self, _rec: &RunRecord, _now: u64, _token: &str, _until_ms: u64) -> Result<bool, StepError> {
+        Ok(true)
     }
 
     async fn permit(&self, _rec: &RunRecord, _now: u64) -> Result<Result<(), (Duration, Denied)>, StepError> {

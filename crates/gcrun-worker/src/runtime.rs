@@ -184,6 +184,7 @@ impl Worker {
             tracing::info!(marked, "queues brought to this release's layout (done ids marked)");
         }
         let g = settings.genesys;
+        let policy = settings.policy;
         let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;
         let metrics = Metrics::new();
         let deps = Deps::new(DepsParts {
@@ -192,7 +193,7 @@ impl Worker {
             genesys,
             queues,
             metrics: metrics.clone(),
-            policy: settings.policy,
+            policy,
             webhook_secret: settings.webhook_secret,
             seed: settings.jitter_seed,
         })?;

@@ -17,6 +17,8 @@ use secrecy::{ExposeSecret, SecretSlice};
 use serde_json::{Value, json};
 use url::Url;
 
+use crate::egress::{Egress, PublicOnly, literal_refused};
+
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The event name the spec gives.
@@ -163,23 +165,43 @@ pub fn shown_url(url: &Url) -> String {
     format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
-/// The HTTP client webhooks are sent with. Redirects are not followed: a
-/// 30x would turn the POST into a GET without body or signature (and could
-/// leave the host allow-list). The timeout bounds one attempt.
-pub fn client(timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
-        .user_agent(concat!("gcrun-webhooks/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .build()
+/// The webhook HTTP client: no redirects (a receiver cannot bounce a
+/// signed body elsewhere), a timeout per attempt, and the egress policy
+/// (see [`crate::egress`]).
+#[derive(Debug, Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    egress: Egress,
 }
 
-/// Sends one signed delivery and says what the answer means.
-pub async fn deliver(http: &reqwest::Client, secret: Option<&WebhookSecret>, out: &Outgoing, now_ms: u64) -> Delivery {
+/// Builds the webhook client. Failing to build it (no TLS backend, say)
+/// fails the worker: it must not fall back to a client that follows
+/// redirects, never times out or reaches private networks.
+pub fn client(timeout: Duration, egress: Egress) -> Result<WebhookClient, reqwest::Error> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(concat!("gcrun-webhooks/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout);
+    if egress == Egress::PublicOnly {
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+    }
+    Ok(WebhookClient { http: builder.build()?, egress })
+}
+
+/// Sends one signed delivery and says what the answer means. A refused
+/// address and a closed port read the same in the stored reason.
+pub async fn deliver(client: &WebhookClient, secret: Option<&WebhookSecret>, out: &Outgoing, now_ms: u64) -> Delivery {
     let shown = shown_url(&out.url);
+    let unreachable =
+        || Delivery::Retry { reason: format!("could not deliver to {shown}: could not connect"), after: None };
+    if literal_refused(&out.url, client.egress) {
+        tracing::warn!(url = %shown, "webhook address refused by the egress policy");
+        return unreachable();
+    }
     let bytes = serde_json::to_vec(&out.body).unwrap_or_default();
     let timestamp = now_ms / 1000;
-    let mut request = http
+    let mut request = client
+        .http
         .post(out.url.clone())
         .header("content-type", "application/json")
         .header("webhook-id", &out.event_id)
@@ -191,7 +213,15 @@ pub async fn deliver(http: &reqwest::Client, secret: Option<&WebhookSecret>, out
         Ok(resp) => {
             classify(&shown, resp.status().as_u16(), resp.headers().get("retry-after").and_then(|v| v.to_str().ok()))
         }
-        Err(e) => Delivery::Retry { reason: format!("could not deliver to {shown}: {}", e.without_url()), after: None },
+        Err(e) if e.is_timeout() => {
+            Delivery::Retry { reason: format!("could not deliver to {shown}: timed out"), after: None }
+        }
+        Err(e) => {
+            // The detail (refused by policy, closed port, TLS) is for the
+            // operator's log, not for the submitter's stored error.
+            tracing::debug!(url = %shown, error = %e.without_url(), "webhook delivery failed");
+            unreachable()
+        }
     }
 }
 

@@ -412,6 +412,9 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
             webhook_secret: Some(secret_text.clone()),
             default_webhook_url: Some(sink.url.parse()?),
             webhook_allowed_hosts: None,
+            at_least_once: None,
+            // The receiver listens on loopback.
+            webhook_private_networks: true,
             max_webhook_attempts: 12,
             max_submit_attempts: 20,
             poll_base_ms: 50,

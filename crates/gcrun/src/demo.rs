@@ -161,6 +161,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         webhook_secret: Some(secret_text),
         default_webhook_url: Some(sink.url.parse()?),
         webhook_allowed_hosts: None,
+        at_least_once: None,
+        // The receiver listens on loopback.
+        webhook_private_networks: true,
         max_webhook_attempts: 12,
         max_submit_attempts: 20,
         poll_base_ms: 500,

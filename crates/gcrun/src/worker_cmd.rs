@@ -68,6 +68,16 @@ pub struct WorkerArgs {
     /// Comma-separated hosts webhooks may go to (unset: any).
     #[arg(long, env = "GCRUN_WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]
     pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// Let webhooks reach loopback, private and link-local addresses
+    /// (receivers on a private network). Off: only public addresses, checked
+    /// after DNS resolution.
+    #[arg(long, env = "GCRUN_WEBHOOK_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_private_networks: bool,
+    /// Comma-separated action or flow ids whose calls are idempotent: a
+    /// submit whose outcome is unknown (sent, answer lost) is sent again
+    /// instead of dead-lettered. Unset: at most once for every target.
+    #[arg(long, env = "GCRUN_AT_LEAST_ONCE", value_delimiter = ',')]
+    pub at_least_once: Option<Vec<String>>,
     #[arg(long, env = "GCRUN_MAX_WEBHOOK_ATTEMPTS", default_value_t = 12)]
     pub max_webhook_attempts: u32,
     #[arg(long, env = "GCRUN_MAX_SUBMIT_ATTEMPTS", default_value_t = 20)]
@@ -141,6 +151,15 @@ impl WorkerArgs {
                 max_webhook_attempts: self.max_webhook_attempts,
                 default_webhook_url: self.default_webhook_url.clone(),
                 webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
+                at_least_once: self.at_least_once.clone().unwrap_or_default(),
+                webhook_egress: if self.webhook_private_networks {
+                    gcrun_worker::egress::Egress::PrivateAllowed
+                } else {
+                    gcrun_worker::egress::Egress::PublicOnly
+                },
+                // A dead worker's submit claims lapse after one lease, as its jobs' do.
+                submit_claim: Duration::from_secs(self.lease_secs.max(1)),
+                submit_call: Duration::from_secs(self.lease_secs.max(1)),
                 ..WorkerConfig::default()
             },
             run: RunSettings {

@@ -53,6 +53,75 @@ async fn two_copies_of_one_submit_job_call_genesys_once() {
 }
 
 #[tokio::test]
+async fn a_submit_that_crashed_mid_call_is_dead_lettered_as_unknown_never_sent_again() {
+    // A worker marked the call as sent, then died (or lost Redis) before
+    // the answer was written; its claim lapsed. Every later copy of the
+    // submit job must treat the outcome as unknown, for every flavor.
+    let stack = Stack::start(slow(), Duration::from_secs(60)).await;
+    let deps = stack.deps(limiter(60_000, 100, 100)).await;
+    for flavor in ["runs", "execute"] {
+        let doc = json!({"flavor": flavor, "actionId": LOOKUP, "inputs": {"customerId": flavor, "channel": "chat"}});
+        let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+        let now = now_ms();
+        let valid = RunUpdate::default();
+        stack.store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "valid", &valid).await.unwrap();
+        let gcrun_store::Claim::Claimed { token } =
+            stack.store.claim_submit(&id, now - 400_000, 1_000, "dead-worker").await.unwrap()
+        else {
+            panic!("claim")
+        };
+        assert!(stack.store.mark_submit_sent(&id, now - 399_900, &token, now - 100_000).await.unwrap());
+
+        let (a, b) = tokio::join!(deps.submit(id, None), deps.submit(id, None));
+        assert!(a.is_ok() && b.is_ok());
+        let rec = stack.store.get_run(&id).await.unwrap().unwrap();
+        assert_eq!(rec.status, RunStatus::Dead, "{flavor}");
+        assert!(rec.last_error.unwrap().starts_with("sent; answer lost: check Genesys"), "{flavor}");
+    }
+    assert_eq!(stack.emu.emulator.stats().submissions, 0, "never sent again");
+}
+
+#[tokio::test]
+async fn a_live_workers_long_call_keeps_its_claim_so_no_copy_calls_again_or_calls_it_unknown() {
+    // Each Genesys call takes 3 s; the claim over a call is 600 ms and is
+    // renewed while the call runs. A second copy that comes long after the
+    // claim would have lapsed unrenewed must still find it held.
+    let emulator = EmulatorConfig {
+        timings: Timings {
+            queued_for: Duration::ZERO,
+            running_for: Duration::ZERO,
+            execute_for: Duration::from_secs(3),
+        },
+        ..EmulatorConfig::default()
+    };
+    let stack = Stack::start(emulator, Duration::from_secs(60)).await;
+    let mut settings = stack.worker_settings(limiter(60_000, 100, 100), gcrun_worker::RunSettings::default());
+    settings.policy.submit_call = Duration::from_millis(600);
+    let deps = gcrun_worker::Worker::build(settings).await.unwrap().deps().clone();
+    let doc = json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "long", "channel": "chat"}});
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    let first = tokio::spawn({
+        let deps = deps.clone();
+        async move { deps.submit(id, None).await }
+    });
+    gcrun_harness::wait_until("the call to be in flight", Duration::from_secs(10), || async {
+        (stack.emu.emulator.stats().submissions == 1).then_some(())
+    })
+    .await;
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(1_800) {
+        // Three claim periods: without renewals the claim would have lapsed.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let second = deps.submit(id, None).await.unwrap();
+    assert!(matches!(&second, Outcome::Done(jobs) if matches!(jobs[..], [Job::Submit { .. }])), "{second:?}");
+    assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().status, RunStatus::Validated, "not dead-lettered");
+    first.await.unwrap().unwrap();
+    assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().status, RunStatus::Completed);
+    assert_eq!(stack.emu.emulator.stats().submissions, 1);
+}
+
+#[tokio::test]
 async fn a_requeued_run_that_was_submitted_resumes_polling_with_a_new_deadline() {
     let stack = Stack::start(slow(), Duration::from_secs(60)).await;
     let deps = stack.deps(limiter(60_000, 100, 100)).await;

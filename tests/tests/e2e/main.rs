@@ -11,4 +11,5 @@ mod operator;
 mod pipeline;
 mod redelivery;
 mod restart;
+mod unknown;
 mod upgrade;

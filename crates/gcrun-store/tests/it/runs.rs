@@ -121,3 +121,47 @@ async fn definitions_are_cached_with_a_ttl() {
     assert_eq!(store.cached_definition("a", 11_000).await.unwrap(), None);
     assert_eq!(store.cached_definition("b", 10_500).await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_submit_claim_is_marked_before_the_call_and_a_lapsed_marked_claim_is_an_unknown_outcome() {
+    use gcrun_store::Claim;
+    let (_redis, store) = store().await;
+    let id = RunId::new();
+    store.create_run(id, &request(None), 1_000, 900_000).await.unwrap();
+    let validated = RunUpdate::default();
+    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, 1_000, "valid", &validated).await.unwrap();
+
+    // A claim for the wait for a permit; another copy finds it held.
+    assert_eq!(store.claim_submit(&id, 1_000, 100, "a").await.unwrap(), Claim::Claimed { token: "a".into() });
+    assert_eq!(store.claim_submit(&id, 1_050, 100, "b").await.unwrap(), Claim::HeldUntil(1_100));
+    // Only the holder marks the call, and only while its claim lives.
+    assert!(!store.mark_submit_sent(&id, 1_060, "b", 5_000).await.unwrap());
+    assert!(!store.mark_submit_sent(&id, 1_200, "a", 5_000).await.unwrap(), "lapsed");
+    assert_eq!(store.claim_submit(&id, 1_200, 100, "a").await.unwrap(), Claim::Claimed { token: "a".into() });
+    assert!(store.mark_submit_sent(&id, 1_250, "a", 5_000).await.unwrap());
+    // The call's claim covers the call; once it lapses with no outcome, the
+    // outcome is unknown and no copy may claim (and submit) again.
+    assert_eq!(store.claim_submit(&id, 4_999, 100, "c").await.unwrap(), Claim::HeldUntil(5_000));
+    assert_eq!(store.claim_submit(&id, 5_001, 100, "c").await.unwrap(), Claim::SentWithoutAnswer { sent_ms: 1_250 });
+    // Released (the call is known not to have run): free again.
+    assert!(store.update(&id, &RunUpdate::default().release_claim()).await.unwrap());
+    assert_eq!(store.claim_submit(&id, 5_002, 100, "c").await.unwrap(), Claim::Claimed { token: "c".into() });
+}
+
+#[tokio::test]
+async fn open_entries_whose_record_is_gone_are_dropped_so_they_cannot_starve_the_sweeper() {
+    let (redis, store) = store().await;
+    let mut conn = raw(&redis).await;
+    let real = RunId::new();
+    store.create_run(real, &request(None), 100, 500).await.unwrap();
+    // Ghosts: open-set entries older than the real run whose records are gone.
+    for (score, ghost) in [(1, RunId::new().to_string()), (2, RunId::new().to_string()), (3, "not-a-run".into())] {
+        let () = redis::cmd("ZADD").arg("{gcrun}:open").arg(score).arg(ghost).query_async(&mut conn).await.unwrap();
+    }
+    // Slices of two: the first holds only ghosts and drops them; the sweep
+    // after it reaches the real run instead of seeing the same ghosts again.
+    assert!(store.overdue(10_000, 0, 2).await.unwrap().is_empty());
+    assert_eq!(store.overdue(10_000, 0, 2).await.unwrap(), vec![real]);
+    let left: u64 = redis::cmd("ZCARD").arg("{gcrun}:open").query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 1, "only the real run is still open");
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::{Act, Decision, Note, PermitOp, Write, api_failure, finish, next_poll, poll_job, resume_webhook, spread};
 use crate::config::WorkerConfig;
 use gcrun_genesys::{ApiError, RemotePhase, RemoteRun, Verdict};
-use gcrun_model::{Flavor, InputSchema, Jitter, RunError, RunRequest, RunStatus, Target, Violation, Violations};
+use gcrun_model::{InputSchema, Jitter, RunError, RunRequest, RunStatus, Target, Violation, Violations};
 use gcrun_queue::Job;
 use gcrun_store::{Claim, Counter, Denied, RunRecord, RunUpdate};
 
@@ -19,10 +19,14 @@ pub enum Need {
     Contract { action_id: String },
     /// The right to submit (an expiring compare-and-set on the record).
     Claim { until_ms: u64 },
-    /// A permit of the shared limiter.
-    Permit,
-    /// Genesys's answer to the submit.
-    Submit(Box<RunRequest>),
+    /// A permit of the shared limiter (the claim `token` is held).
+    Permit { token: String },
+    /// The mark that the call is about to be made, with the claim extended
+    /// over the call.
+    MarkSent { token: String, until_ms: u64 },
+    /// Genesys's answer to the submit, made while the claim `token` names
+    /// is renewed.
+    Submit { request: Box<RunRequest>, token: String },
 }
 
 /// What the submit step learnt.
@@ -33,7 +37,13 @@ pub enum Observation {
     Contract(Contract),
     Claim(Claim),
     /// `Err((wait, why))`: no permit now; one is expected after `wait`.
-    Permit(Result<(), (Duration, Denied)>),
+    Permit {
+        token: String,
+        outcome: Result<(), (Duration, Denied)>,
+    },
+    /// The call is marked as sent under this claim token; `None`: the claim
+    /// was no longer this copy's, and it must not call.
+    Marked(Option<String>),
     Answer(Result<RemoteRun, ApiError>),
 }
 
@@ -61,19 +71,35 @@ pub fn decide(
         Observation::Loaded => loaded(rec, policy, now),
         Observation::Contract(contract) => contract_checked(rec, contract, policy, now, jitter),
         Observation::Claim(claim) => match claim {
-            Claim::Claimed => Decision::Need(Need::Permit),
+            // The deadline is checked only once the claim is held: a copy
+            // must not time out a run whose submit another copy has in
+            // flight (its remote result would be thrown away).
+            Claim::Claimed { .. } if now >= rec.deadline_ms => {
+                let update = RunUpdate::failure("run deadline passed before it could be submitted");
+                finish(rec, RunStatus::TimedOut, "deadline passed before submit", update, policy, now).into()
+            }
+            Claim::Claimed { token } => Decision::Need(Need::Permit { token }),
             // Another copy is calling Genesys; come back when its claim ends.
             Claim::HeldUntil(until) => {
                 Act::push(submit_job(rec, spread(Duration::from_millis(until.saturating_sub(now)), jitter))).into()
             }
             Claim::NotValidated => Act::push(submit_job(rec, Duration::ZERO)).into(),
+            Claim::SentWithoutAnswer { sent_ms } => {
+                let detail = format!(
+                    "sent at {} and no answer was recorded (the worker stopped or lost Redis during the call)",
+                    gcrun_model::timestamp::rfc3339_ms(sent_ms)
+                );
+                unknown_outcome(rec, &detail, None, policy, now, jitter).into()
+            }
         },
-        Observation::Permit(Err((wait, why))) => Act::new(Write::Update(RunUpdate::default().release_claim()))
-            .then_push(submit_job(rec, spread(wait, jitter)))
-            .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
-            .into(),
-        Observation::Permit(Ok(())) => match rec.request.revalidate(&policy.limits) {
-            Ok(()) => Decision::Need(Need::Submit(Box::new(rec.request.clone()))),
+        Observation::Permit { outcome: Err((wait, why)), .. } => {
+            Act::new(Write::Update(RunUpdate::default().release_claim()))
+                .then_push(submit_job(rec, spread(wait, jitter)))
+                .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
+                .into()
+        }
+        Observation::Permit { token, outcome: Ok(()) } => match rec.request.revalidate(&policy.limits) {
+            Ok(()) => Decision::Need(Need::MarkSent { token, until_ms: now + policy.submit_call.as_millis() as u64 }),
             Err(v) => finish(
                 rec,
                 RunStatus::Dead,
@@ -84,8 +110,57 @@ pub fn decide(
             )
             .into(),
         },
+        Observation::Marked(Some(token)) => {
+            Decision::Need(Need::Submit { request: Box::new(rec.request.clone()), token })
+        }
+        // The claim lapsed while this copy waited for its permit and another
+        // copy took it: that copy submits; this one gives its permit back.
+        Observation::Marked(None) => Act::nothing().permit(PermitOp::Release).into(),
         Observation::Answer(answer) => answered(rec, answer, policy, now, jitter),
     }
+}
+
+/// A submit that may have run without an answer reaching gcrun. At most
+/// once by default: the run goes to the dead-letter set for an operator to
+/// check Genesys, then requeue or purge. A target configured as idempotent
+/// (`at_least_once`) is sent again, counted as a retry.
+fn unknown_outcome(
+    rec: &RunRecord,
+    detail: &str,
+    error: Option<&ApiError>,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Act {
+    let target = rec.request.target().id();
+    if policy.retries_unknown(target) {
+        let retries = rec.retries + 1;
+        if retries >= policy.max_submit_attempts {
+            let cause = format!("gave up after {retries} submits with unknown outcomes; last: {detail}");
+            return finish(
+                rec,
+                RunStatus::Dead,
+                cause.clone(),
+                RunUpdate::failure(cause).retries(retries),
+                policy,
+                now,
+            );
+        }
+        let update = RunUpdate::failure(format!("outcome unknown, sent again (at least once): {detail}"))
+            .correlated(error.and_then(|e| e.correlation_id.clone()))
+            .release_claim();
+        let after = policy.submit_schedule.delay_after(retries - 1, None, jitter);
+        return Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
+            .then_push(submit_job(rec, after))
+            .permit(PermitOp::Release)
+            .note(Note::Retry { stage: "submit", reason: "unknown_outcome".into() });
+    }
+    let reason = format!("sent; answer lost: check Genesys, then requeue or purge ({detail})");
+    let update = match error {
+        Some(e) => api_failure(reason.clone(), e),
+        None => RunUpdate::failure(reason.clone()),
+    };
+    finish(rec, RunStatus::Dead, "submit outcome unknown", update, policy, now)
 }
 
 fn submit_job(rec: &RunRecord, after: Duration) -> Job {
@@ -184,12 +259,9 @@ fn contract_checked(
     }
 }
 
-/// The decision point before the Genesys call.
+/// The decision point before the Genesys call (the deadline is checked
+/// once the claim is held).
 fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
-    if now >= rec.deadline_ms {
-        let update = RunUpdate::failure("run deadline passed before it could be submitted");
-        return finish(rec, RunStatus::TimedOut, "deadline passed before submit", update, policy, now).into();
-    }
     // Requeued after it had been submitted: the remote run exists, so go
     // back to polling it instead of starting a second one.
     if let Some(remote_id) = &rec.remote_id {
@@ -204,7 +276,8 @@ fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Nee
         .into();
     }
     // Only one copy of a submit job may call Genesys at a time. The claim
-    // outlives the slowest call; a copy that finds it held comes back then.
+    // covers getting a permit; marking the call as sent extends it over the
+    // slowest call. A copy that finds it held comes back then.
     Decision::Need(Need::Claim { until_ms: now + policy.submit_claim.as_millis() as u64 })
 }
 
@@ -221,14 +294,10 @@ fn answered(
         Err(e) => e,
     };
     match e.verdict() {
-        // The request may have run even though no answer came back. Only
-        // `runs` carries a name the remote side can deduplicate on; for the
-        // others a blind retry could run the action twice, so the run goes
-        // to the dead-letter set for an operator to check and requeue.
-        Verdict::AmbiguousOutcome if rec.flavor != Flavor::Runs => {
-            let update = api_failure(format!("outcome unknown, not retried to avoid running it twice: {e}"), &e);
-            finish(rec, RunStatus::Dead, "submit outcome unknown", update, policy, now).into()
-        }
+        // The request may have run even though no answer came back (nothing
+        // in the reference says Genesys deduplicates a `runs` submit by its
+        // name): a blind retry could run the action twice.
+        Verdict::AmbiguousOutcome => unknown_outcome(rec, &e.to_string(), Some(&e), policy, now, jitter).into(),
         v if v.is_retryable() => retry_submit(rec, &e, policy, now, jitter).permit(PermitOp::Release).into(),
         // Refused credentials or permissions are gcrun's setup, not the
         // run's fault: dead-letter (requeueable once fixed), not failed.

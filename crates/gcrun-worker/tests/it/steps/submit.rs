@@ -112,12 +112,27 @@ fn an_unusable_contract_dead_letters_the_run_instead_of_skipping_validation() {
     assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
 }
 
+fn claimed() -> Observation {
+    Observation::Claim(Claim::Claimed { token: "t-1".into() })
+}
+
 #[test]
-fn a_validated_run_past_its_deadline_times_out_before_any_call() {
+fn a_validated_run_past_its_deadline_times_out_once_it_holds_the_claim_before_any_call() {
     let mut rec = record(Flavor::Runs, RunStatus::Validated);
     rec.deadline_ms = NOW;
-    let a = act(run(&rec, Observation::Loaded));
+    // Not before the claim: another copy may have the submit in flight.
+    assert!(matches!(need(run(&rec, Observation::Loaded)), Need::Claim { .. }));
+    let a = act(run(&rec, claimed()));
     assert_ends_with_webhook(&a, &rec, RunStatus::TimedOut);
+}
+
+#[test]
+fn a_copy_past_the_deadline_leaves_a_submit_in_flight_alone() {
+    let mut rec = record(Flavor::Runs, RunStatus::Validated);
+    rec.deadline_ms = NOW;
+    let a = act(run(&rec, Observation::Claim(Claim::HeldUntil(NOW + 60_000))));
+    assert_eq!((a.write.clone(), a.moves_to()), (Write::Nothing, None), "comes back later, ends nothing");
+    submit_after(&a);
 }
 
 #[test]
@@ -132,10 +147,13 @@ fn a_requeued_run_that_was_submitted_resumes_polling() {
 }
 
 #[test]
-fn a_validated_run_claims_the_submit_for_longer_than_the_slowest_call() {
+fn a_validated_run_claims_the_submit_then_marks_the_call_and_claims_it_for_the_call() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
     let until = NOW + policy().submit_claim.as_millis() as u64;
     assert_eq!(need(run(&rec, Observation::Loaded)), Need::Claim { until_ms: until });
+    let permit = Observation::Permit { token: "t-1".into(), outcome: Ok(()) };
+    let over_the_call = NOW + policy().submit_call.as_millis() as u64;
+    assert_eq!(need(run(&rec, permit)), Need::MarkSent { token: "t-1".into(), until_ms: over_the_call });
 }
 
 #[test]
@@ -147,23 +165,44 @@ fn a_held_claim_comes_back_when_it_ends_and_a_lost_one_at_once() {
     assert!(after >= Duration::from_secs(5) && after <= Duration::from_millis(5_250), "{after:?}");
     let a = act(run(&rec, Observation::Claim(Claim::NotValidated)));
     assert_eq!(submit_after(&a), Duration::ZERO);
-    assert_eq!(need(run(&rec, Observation::Claim(Claim::Claimed))), Need::Permit);
+    assert_eq!(need(run(&rec, claimed())), Need::Permit { token: "t-1".into() });
 }
 
 #[test]
 fn no_permit_gives_the_claim_back_and_waits_for_one() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
-    let a = act(run(&rec, Observation::Permit(Err((Duration::from_secs(2), Denied::Concurrency)))));
-    assert!(matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0)), "{a:?}");
+    let denied =
+        Observation::Permit { token: "t-1".into(), outcome: Err((Duration::from_secs(2), Denied::Concurrency)) };
+    let a = act(run(&rec, denied));
+    assert!(
+        matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0) && u.submit_sent_ms == Some(0)),
+        "{a:?}"
+    );
     assert!(submit_after(&a) >= Duration::from_secs(2));
     assert_eq!(a.notes, vec![Note::LimiterWait("concurrency".into())]);
 }
 
 #[test]
-fn a_permit_leads_to_the_call() {
+fn the_call_is_made_only_once_it_is_marked_as_sent() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
-    let Need::Submit(request) = need(run(&rec, Observation::Permit(Ok(())))) else { panic!() };
-    assert_eq!(request.target().id(), ACTION);
+    let Need::Submit { request, token } = need(run(&rec, Observation::Marked(Some("t-1".into())))) else { panic!() };
+    assert_eq!((request.target().id(), token.as_str()), (ACTION, "t-1"));
+    // The claim lapsed while this copy waited for its permit, and another
+    // copy took it: no call, and the permit goes back.
+    let a = act(run(&rec, Observation::Marked(None)));
+    assert_eq!((a.write.clone(), a.permit, a.jobs.len()), (Write::Nothing, PermitOp::Release, 0));
+}
+
+#[test]
+fn a_call_marked_as_sent_whose_claim_lapsed_without_an_answer_is_an_unknown_outcome() {
+    for flavor in [Flavor::Runs, Flavor::Execute, Flavor::Workflow] {
+        let rec = record(flavor, RunStatus::Validated);
+        let a = act(run(&rec, Observation::Claim(Claim::SentWithoutAnswer { sent_ms: NOW - 300_000 })));
+        assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
+        assert_eq!(transition(&a).2, "submit outcome unknown");
+        let reason = update(&a).last_error.clone().unwrap();
+        assert!(reason.starts_with("sent; answer lost: check Genesys, then requeue or purge"), "{reason}");
+    }
 }
 
 #[test]
@@ -213,8 +252,10 @@ fn a_stored_synchronous_answer_ends_the_run_after_a_crash() {
 }
 
 #[test]
-fn an_unknown_outcome_of_a_non_runs_submit_is_dead_lettered_not_retried() {
-    for flavor in [Flavor::Execute, Flavor::Workflow] {
+fn an_unknown_outcome_is_dead_lettered_not_retried_for_every_flavor() {
+    // `runs` too: nothing in the reference says Genesys deduplicates a
+    // submit by its name (retrying it made 25 duplicate runs in 2,000).
+    for flavor in [Flavor::Runs, Flavor::Execute, Flavor::Workflow] {
         let rec = record(flavor, RunStatus::Validated);
         let a = act(run(&rec, Observation::Answer(Err(ambiguous()))));
         assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
@@ -223,13 +264,17 @@ fn an_unknown_outcome_of_a_non_runs_submit_is_dead_lettered_not_retried() {
 }
 
 #[test]
-fn an_unknown_outcome_of_a_runs_submit_is_retried_for_now() {
-    // Today's behaviour, kept until the reliability work decides otherwise.
+fn an_unknown_outcome_of_a_target_opted_in_to_at_least_once_is_sent_again_and_counted() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
-    let a = act(run(&rec, Observation::Answer(Err(ambiguous()))));
-    assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 0, .. }), "{a:?}");
-    assert_eq!(a.permit, PermitOp::Release);
-    submit_after(&a);
+    let opted = gcrun_worker::WorkerConfig { at_least_once: vec![ACTION.into()], ..policy() };
+    for obs in [Observation::Answer(Err(ambiguous())), Observation::Claim(Claim::SentWithoutAnswer { sent_ms: NOW })] {
+        let a = act(decide(&rec, obs, &opted, NOW, &mut jitter()));
+        let Write::Advance { counter: Counter::Retries, expected: 0, ref update } = a.write else { panic!("{a:?}") };
+        assert_eq!((update.submit_claim_until, update.submit_sent_ms), (Some(0), Some(0)), "claim and mark cleared");
+        assert_eq!(a.permit, PermitOp::Release);
+        assert_eq!(a.notes, vec![Note::Retry { stage: "submit", reason: "unknown_outcome".into() }]);
+        submit_after(&a);
+    }
 }
 
 #[test]

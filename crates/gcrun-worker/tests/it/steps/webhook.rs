@@ -7,6 +7,8 @@ use gcrun_worker::step::webhook::{Need, Observation, decide};
 use gcrun_worker::step::{Note, Write};
 use gcrun_worker::webhook::{Delivery, classify};
 
+use gcrun_worker::egress::Egress;
+
 use super::*;
 
 fn ended() -> RunRecord {
@@ -132,11 +134,11 @@ async fn no_answer_at_all_is_retried_and_the_message_hides_the_query() {
         event_id: "e".into(),
         body: serde_json::json!({}),
     };
-    let http = gcrun_worker::webhook::client(Duration::from_secs(2)).unwrap();
+    let http = gcrun_worker::webhook::client(Duration::from_secs(2), Egress::PrivateAllowed).unwrap();
     let Delivery::Retry { reason, after: None } = gcrun_worker::webhook::deliver(&http, None, &out, NOW).await else {
         panic!("a refused connection is worth another attempt")
     };
-    assert!(reason.contains("could not deliver") && !reason.contains("s3cret"), "{reason}");
+    assert!(reason.contains("could not connect") && !reason.contains("s3cret"), "{reason}");
 }
 
 #[tokio::test]
@@ -155,9 +157,89 @@ async fn a_receiver_that_never_answers_times_out_and_is_retried() {
         event_id: "e".into(),
         body: serde_json::json!({}),
     };
-    let http = gcrun_worker::webhook::client(Duration::from_millis(200)).unwrap();
+    let http = gcrun_worker::webhook::client(Duration::from_millis(200), Egress::PrivateAllowed).unwrap();
     let started = std::time::Instant::now();
     let delivery = gcrun_worker::webhook::deliver(&http, None, &out, NOW).await;
     assert!(matches!(delivery, Delivery::Retry { after: None, .. }), "{delivery:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "the client's timeout bounds an attempt");
+}
+
+#[test]
+fn only_public_addresses_may_receive_webhooks_by_default() {
+    use gcrun_worker::egress::is_public;
+    for refused in [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "255.255.255.255",
+        "198.18.0.1",
+        "192.0.2.1",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fd00:ec2::254",
+        "fe80::1",
+        "ff02::1",
+        "::ffff:127.0.0.1",
+        "::ffff:169.254.169.254",
+        "64:ff9b::a9fe:a9fe",
+        "2002:7f00:1::",
+        "2001:db8::1",
+    ] {
+        assert!(!is_public(refused.parse().unwrap()), "{refused} must be refused");
+    }
+    for allowed in ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
+        assert!(is_public(allowed.parse().unwrap()), "{allowed} is public");
+    }
+}
+
+#[tokio::test]
+async fn a_webhook_to_an_internal_address_is_refused_after_resolution_and_reads_as_a_closed_port() {
+    // A receiver that would accept, listening on loopback.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok(_conn) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let http = gcrun_worker::webhook::client(Duration::from_secs(2), Egress::PublicOnly).unwrap();
+    let closed = gcrun_harness::free_port();
+    let mut reasons = Vec::new();
+    // A name that resolves to loopback, a metadata address literal, and a
+    // closed port: all read the same to the submitter.
+    for url in [
+        format!("http://localhost:{port}/hook"),
+        "http://169.254.169.254/latest/meta-data".to_string(),
+        format!("http://[::ffff:127.0.0.1]:{port}/hook"),
+    ] {
+        let out = gcrun_worker::webhook::Outgoing {
+            url: url.parse().unwrap(),
+            event_id: "e".into(),
+            body: serde_json::json!({}),
+        };
+        let Delivery::Retry { reason, .. } = gcrun_worker::webhook::deliver(&http, None, &out, NOW).await else {
+            panic!("{url}: refused, as a connection failure")
+        };
+        reasons.push(reason.rsplit(": ").next().unwrap().to_string());
+    }
+    let allowed = gcrun_worker::webhook::client(Duration::from_secs(2), Egress::PrivateAllowed).unwrap();
+    let out = gcrun_worker::webhook::Outgoing {
+        url: format!("http://127.0.0.1:{closed}/hook").parse().unwrap(),
+        event_id: "e".into(),
+        body: serde_json::json!({}),
+    };
+    let Delivery::Retry { reason, .. } = gcrun_worker::webhook::deliver(&allowed, None, &out, NOW).await else {
+        panic!()
+    };
+    reasons.push(reason.rsplit(": ").next().unwrap().to_string());
+    assert!(reasons.iter().all(|r| r == "could not connect"), "{reasons:?}");
+    assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 0, "no connection reached the internal receiver");
 }
