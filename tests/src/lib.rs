@@ -132,7 +132,7 @@ impl Stack {
     /// What `gcrun worker` would be built from, against this stack.
     pub fn worker_settings(&self, limits: LimiterConfig, run: RunSettings) -> WorkerSettings {
         WorkerSettings {
-            redis_url: self.redis.url(),
+            redis: gcrun_store::RedisTarget::new(self.redis.url()),
             genesys: GenesysSettings {
                 environment: Environment::parse(&self.emu.base_url()).unwrap(),
                 credentials: Credentials::new(CLIENT_ID, CLIENT_SECRET),

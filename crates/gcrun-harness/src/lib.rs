@@ -31,6 +31,11 @@ pub struct RedisOptions {
     /// Turn on the append-only file (`appendfsync always`), so data
     /// survives a SIGKILL of the server and a restart.
     pub appendonly: bool,
+    /// Also serve TLS on a second port ([`RedisServer::tls_url`]), with a
+    /// certificate for 127.0.0.1 signed by a CA made for this server alone
+    /// ([`RedisServer::ca_file`]); needs the `openssl` command (Debian's
+    /// `openssl` package).
+    pub tls: bool,
 }
 
 /// A private `redis-server` child process.
@@ -38,6 +43,7 @@ pub struct RedisOptions {
 pub struct RedisServer {
     child: Option<Child>,
     port: u16,
+    tls_port: Option<u16>,
     options: RedisOptions,
     dir: tempfile::TempDir,
 }
@@ -52,6 +58,56 @@ pub fn redis_server_binary() -> Result<PathBuf, String> {
     on_path.ok_or_else(|| {
         "redis-server not found: install Debian's `redis-server` package (scripts/test and scripts/demo do this when run as root), or set GCRUN_REDIS_SERVER".to_string()
     })
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`
+/// (`ca.crt`, `server.crt`, `server.key`), made with the `openssl` command.
+fn make_certificates(dir: &std::path::Path) -> Result<(), String> {
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .map_err(|e| e.to_string())?;
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=gcrun test CA"],
+        ]
+        .concat(),
+        [&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]].concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    ];
+    for args in steps {
+        let out = Command::new("openssl")
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running openssl (install Debian's `openssl` package): {e}"))?;
+        if !out.status.success() {
+            return Err(format!("openssl {}: {}", args[0], String::from_utf8_lossy(&out.stderr)));
+        }
+    }
+    Ok(())
 }
 
 /// A port that was free a moment ago. Callers retry on the rare race.
@@ -77,7 +133,11 @@ impl RedisServer {
         let mut last_error = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().map_err(|e| format!("temp dir for redis: {e}"))?;
-            let mut server = Self { child: None, port: free_port(), options, dir };
+            let tls_port = options.tls.then(free_port);
+            let mut server = Self { child: None, port: free_port(), tls_port, options, dir };
+            if options.tls {
+                make_certificates(server.dir.path())?;
+            }
             match server.spawn() {
                 Ok(()) => return Ok(server),
                 Err(e) => last_error = e,
@@ -95,6 +155,14 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--logfile", "redis.log"]);
+        if let Some(tls_port) = self.tls_port {
+            let file = |name: &str| self.dir.path().join(name);
+            cmd.arg("--tls-port").arg(tls_port.to_string());
+            cmd.arg("--tls-cert-file").arg(file("server.crt"));
+            cmd.arg("--tls-key-file").arg(file("server.key"));
+            cmd.arg("--tls-ca-cert-file").arg(file("ca.crt"));
+            cmd.args(["--tls-auth-clients", "no"]);
+        }
         if self.options.appendonly {
             cmd.args(["--appendonly", "yes", "--appendfsync", "always"]);
         } else {
@@ -142,6 +210,16 @@ impl RedisServer {
     /// `redis://127.0.0.1:<port>/`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// `rediss://127.0.0.1:<tls port>/` (with [`RedisOptions::tls`]).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|p| format!("rediss://127.0.0.1:{p}/"))
+    }
+
+    /// The PEM file of the CA that signed the TLS certificate.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     pub fn dir(&self) -> &std::path::Path {

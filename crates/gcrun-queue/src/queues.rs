@@ -153,9 +153,9 @@ impl Queues {
     }
 
     /// Starts listening for ready jobs announced by any process (see
-    /// [`Engine::listen`]), on a connection of its own to `url`.
-    pub fn listen(&self, url: &str) -> Result<tokio::task::JoinHandle<()>, redis::RedisError> {
-        Ok(self.engine.listen(redis::Client::open(url)?))
+    /// [`Engine::listen`]), on a connection of its own from `client`.
+    pub fn listen(&self, client: redis::Client) -> tokio::task::JoinHandle<()> {
+        self.engine.listen(client)
     }
 
     /// The engine under the queues (for the workers' backends).

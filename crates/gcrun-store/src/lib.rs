@@ -84,6 +84,9 @@ pub enum StoreError {
     /// No such run.
     #[error("run {0} not found")]
     NotFound(String),
+    /// The connection settings are unusable (a CA file that cannot be read).
+    #[error("{0}")]
+    Config(String),
 }
 
 /// gcrun's view of Redis. Cheap to clone: clones share one multiplexed,
@@ -110,10 +113,89 @@ pub fn connection_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_secs(2))
 }
 
-/// Opens a self-reconnecting connection to `url` (redis:// or rediss://).
+/// Where Redis is: a `redis://` or `rediss://` URL (credentials allowed,
+/// never shown), and for `rediss://` a CA to trust instead of the system's
+/// store (a private CA). The server's certificate is always verified.
+#[derive(Clone)]
+pub struct RedisTarget {
+    url: String,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for RedisTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisTarget")
+            .field("url", &shown_redis_url(&self.url))
+            .field("ca", &self.ca_pem.is_some())
+            .finish()
+    }
+}
+
+/// A Redis URL as logs and errors may show it: without its password.
+pub fn shown_redis_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "(not a URL)".into(),
+    }
+}
+
+impl RedisTarget {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self { url: url.into(), ca_pem: None }
+    }
+
+    /// Trusts the CA(s) in `path` (PEM) for `rediss://` instead of the
+    /// system's store.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Self, StoreError> {
+        let pem = std::fs::read(path)
+            .map_err(|e| StoreError::Config(format!("reading the Redis CA file {}: {e}", path.display())))?;
+        self.ca_pem = Some(pem);
+        Ok(self)
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// A client for it (no connection yet).
+    pub fn client(&self) -> Result<redis::Client, StoreError> {
+        if self.url.starts_with("rediss:") {
+            install_crypto_provider();
+        }
+        Ok(match &self.ca_pem {
+            Some(pem) => redis::Client::build_with_tls(
+                self.url.as_str(),
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+            )?,
+            None => redis::Client::open(self.url.as_str())?,
+        })
+    }
+}
+
+/// Installs aws-lc-rs as the process's rustls provider, once. rustls
+/// refuses to pick one itself when a build holds several, and would then
+/// fail the first TLS handshake at run time.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    });
+}
+
+/// Opens a self-reconnecting connection to `url` (redis:// or rediss://
+/// with the system's trusted CAs).
 pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
-    let client = redis::Client::open(url)?;
-    Ok(ConnectionManager::new_with_config(client, connection_config()).await?)
+    connect_to(&RedisTarget::new(url)).await
+}
+
+/// Opens a self-reconnecting connection to `target`.
+pub async fn connect_to(target: &RedisTarget) -> Result<ConnectionManager, StoreError> {
+    Ok(ConnectionManager::new_with_config(target.client()?, connection_config()).await?)
 }
 
 impl Store {

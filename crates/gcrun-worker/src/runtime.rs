@@ -89,8 +89,9 @@ pub struct GenesysSettings {
 /// Redis URL (it may hold a password).
 #[derive(Clone)]
 pub struct WorkerSettings {
-    /// `redis://` or `rediss://` (credentials allowed; never logged).
-    pub redis_url: String,
+    /// `redis://` or `rediss://` (credentials allowed; never logged), and
+    /// the CA to trust for `rediss://`.
+    pub redis: gcrun_store::RedisTarget,
     pub genesys: GenesysSettings,
     pub limiter: LimiterConfig,
     pub policy: WorkerConfig,
@@ -105,7 +106,7 @@ pub struct WorkerSettings {
 impl std::fmt::Debug for WorkerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerSettings")
-            .field("redis_url", &"[redacted]")
+            .field("redis", &self.redis)
             .field("genesys", &self.genesys)
             .field("limiter", &self.limiter)
             .field("policy", &self.policy)
@@ -141,7 +142,7 @@ pub enum BuildError {
 /// the Redis URL, which may hold a password.)
 pub struct Worker {
     deps: Arc<Deps>,
-    redis_url: String,
+    redis: gcrun_store::RedisTarget,
     metrics: Metrics,
     run: RunSettings,
     readiness: Readiness,
@@ -170,7 +171,7 @@ impl Worker {
     /// Connects to Redis (and checks it answers), builds the Genesys client,
     /// the shared limiter and the steps' dependencies.
     pub async fn build(settings: WorkerSettings) -> Result<Self, BuildError> {
-        let conn = gcrun_store::connect(&settings.redis_url).await?;
+        let conn = gcrun_store::connect_to(&settings.redis).await?;
         let store = Store::new(conn.clone(), settings.store.clone());
         store.ping().await?;
         let queues = Queues::new(conn, &settings.queues);
@@ -199,7 +200,7 @@ impl Worker {
         })?;
         Ok(Self {
             deps: Arc::new(deps),
-            redis_url: settings.redis_url,
+            redis: settings.redis,
             metrics,
             run: settings.run,
             readiness: Readiness::default(),
@@ -229,7 +230,8 @@ impl Worker {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Idle workers wake when any process pushes a ready job.
-        let listening = self.deps.queues().listen(&self.redis_url).map_err(std::io::Error::other)?;
+        let client = self.redis.client().map_err(std::io::Error::other)?;
+        let listening = self.deps.queues().listen(client);
         let admin_task = admin.map(|listener| {
             let state = AdminState {
                 deps: self.deps.clone(),

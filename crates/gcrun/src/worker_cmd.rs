@@ -19,12 +19,25 @@ pub struct RedisArgs {
     /// redis:// or rediss:// URL (credentials allowed; never logged).
     #[arg(long = "redis-url", env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/", hide_env_values = true)]
     pub url: String,
+    /// A PEM file of the CA(s) that sign the Redis server's certificate,
+    /// trusted instead of the system's store (`rediss://` with a private CA).
+    #[arg(long = "redis-ca-file", env = "GCRUN_REDIS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisArgs {
+    /// Where Redis is, as the store connects to it.
+    pub fn target(&self) -> Result<gcrun_store::RedisTarget> {
+        let target = gcrun_store::RedisTarget::new(self.url.clone());
+        Ok(match &self.ca_file {
+            Some(path) => target.with_ca_file(path)?,
+            None => target,
+        })
+    }
+
     /// The store and the three queues on one self-reconnecting connection.
     pub async fn open(&self) -> Result<(Store, Queues)> {
-        let conn = gcrun_store::connect(&self.url).await.context("connecting to Redis (REDIS_URL)")?;
+        let conn = gcrun_store::connect_to(&self.target()?).await.context("connecting to Redis (REDIS_URL)")?;
         let store = Store::new(conn.clone(), StoreConfig::default());
         store.ping().await.context("Redis does not answer PING (REDIS_URL)")?;
         Ok((store, Queues::new(conn, &QueueSettings::default())))
@@ -128,7 +141,7 @@ impl WorkerArgs {
         let environment = Environment::parse(&self.region)?;
         let webhook_secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
         Ok(WorkerSettings {
-            redis_url: self.redis.url.clone(),
+            redis: self.redis.target()?,
             genesys: GenesysSettings {
                 environment,
                 credentials: Credentials::new(&self.client_id, &self.client_secret),

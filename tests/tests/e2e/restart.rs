@@ -119,7 +119,7 @@ async fn a_killed_worker_loses_nothing() {
 
 #[tokio::test]
 async fn a_redis_outage_stalls_nothing_and_the_workers_come_back() {
-    let redis_options = gcrun_harness::RedisOptions { appendonly: true };
+    let redis_options = gcrun_harness::RedisOptions { appendonly: true, ..gcrun_harness::RedisOptions::default() };
     let mut stack = Stack::start_with(EmulatorConfig::default(), Duration::from_secs(60), redis_options).await;
     let admin = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", admin.local_addr().unwrap());

@@ -48,7 +48,7 @@ fn dropping_the_handle_stops_the_server() {
 
 #[test]
 fn with_aof_data_survives_a_kill_and_restart() {
-    let mut server = RedisServer::start_with(RedisOptions { appendonly: true });
+    let mut server = RedisServer::start_with(RedisOptions { appendonly: true, ..RedisOptions::default() });
     assert_eq!(command(&server, &["SET", "durable", "yes"]), "+OK");
     server.kill();
     assert!(!server.ping());

@@ -165,3 +165,29 @@ async fn open_entries_whose_record_is_gone_are_dropped_so_they_cannot_starve_the
     let left: u64 = redis::cmd("ZCARD").arg("{gcrun}:open").query_async(&mut conn).await.unwrap();
     assert_eq!(left, 1, "only the real run is still open");
 }
+
+#[tokio::test]
+async fn redis_over_tls_verifies_the_server_certificate() {
+    use gcrun_store::{RedisTarget, StoreConfig};
+    let redis = gcrun_harness::RedisServer::start_with(gcrun_harness::RedisOptions {
+        tls: true,
+        ..gcrun_harness::RedisOptions::default()
+    });
+    let url = redis.tls_url().unwrap();
+    // Trusting the CA that signed it: a working store over rediss://.
+    let trusted = RedisTarget::new(url.clone()).with_ca_file(&redis.ca_file()).unwrap();
+    let store = gcrun_store::Store::new(gcrun_store::connect_to(&trusted).await.unwrap(), StoreConfig::default());
+    store.ping().await.unwrap();
+    let id = RunId::new();
+    store.create_run(id, &request(None), 1_000, 9_000).await.unwrap();
+    assert!(store.get_run(&id).await.unwrap().is_some());
+    // With only the system's store, the private CA is not trusted: refused.
+    let Err(err) = gcrun_store::connect_to(&RedisTarget::new(url)).await else {
+        panic!("an untrusted certificate is refused")
+    };
+    let text = err.to_string().to_lowercase();
+    assert!(text.contains("certificate") || text.contains("unknownissuer"), "{text}");
+    // And a CA file that cannot be read is a clear error, not a panic.
+    let missing = RedisTarget::new("rediss://127.0.0.1:1/").with_ca_file(std::path::Path::new("/nonexistent/ca.pem"));
+    assert!(missing.unwrap_err().to_string().contains("/nonexistent/ca.pem"));
+}
