@@ -13,14 +13,15 @@
 //!   purge), as library calls the CLI only parses and prints around.
 
 pub mod api;
+pub mod atomic;
 pub mod ingest;
 pub mod operator;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcrun_model::{RequestLimits, RunId, RunRequest, Violations};
-use gcrun_queue::{PushError, Queues};
-use gcrun_store::{Created, RunUpdate, Store, StoreError};
+use gcrun_queue::{Job, PushError, Queues};
+use gcrun_store::{RunUpdate, Store, StoreError, WriteOutcome};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -94,62 +95,66 @@ impl Producer {
         self.enqueue(&request).await
     }
 
-    /// Records the run and pushes its submit job. With an idempotency key
-    /// already in use, returns the existing run; if that run's submit job
-    /// was never pushed (a producer stopped in between), pushes it now.
+    /// Records the run and pushes its submit job, in one script (see
+    /// [`atomic`]). With an idempotency key already in use, returns the
+    /// existing run; if that run's job was never pushed (a record written
+    /// by a release before the two were one script), pushes it now.
     pub async fn enqueue(&self, request: &RunRequest) -> Result<Enqueued, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
-        match self.store.create_run(RunId::new(), request, now, deadline).await? {
-            Created::New(id) => {
-                self.queues.push_submit(id, Duration::ZERO).await?;
-                self.store.update(&id, &RunUpdate::enqueued()).await?;
-                Ok(Enqueued { run_id: id, existing: false })
+        let id = RunId::new();
+        let write = self.store.prepare_create(id, request, now, deadline, true);
+        let job = Job::Submit { run: id, after: Duration::ZERO };
+        match atomic::write_then_push(&mut self.store.connection(), &self.queues, &write, &job).await? {
+            WriteOutcome::Existing(existing) => {
+                self.push_if_never_pushed(existing).await?;
+                Ok(Enqueued { run_id: existing, existing: true })
             }
-            Created::Existing(id) => {
-                if let Some(rec) = self.store.get_run(&id).await? {
-                    if !rec.enqueued && rec.status == gcrun_model::RunStatus::Accepted {
-                        self.queues.push_submit(id, Duration::ZERO).await?;
-                        self.store.update(&id, &RunUpdate::enqueued()).await?;
-                    }
-                }
-                Ok(Enqueued { run_id: id, existing: true })
-            }
+            _ => Ok(Enqueued { run_id: id, existing: false }),
         }
     }
 
+    async fn push_if_never_pushed(&self, id: RunId) -> Result<(), ProducerError> {
+        if let Some(rec) = self.store.get_run(&id).await? {
+            if !rec.enqueued && rec.status == gcrun_model::RunStatus::Accepted {
+                self.queues.push_submit(id, Duration::ZERO).await?;
+                self.store.update(&id, &RunUpdate::enqueued()).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every document first, then records the valid ones and pushes
-    /// their submit jobs in one batch. Results come back in input order.
+    /// their submit jobs: each run and its job in one script, the scripts
+    /// pipelined in chunks (one round trip per 500 runs). A Redis error
+    /// mid-batch leaves every run either recorded with its job or not at
+    /// all; the batch can be sent again (idempotency keys make that safe).
+    /// Results come back in input order.
     pub async fn enqueue_batch(&self, docs: &[Value]) -> Result<Vec<Result<Enqueued, Violations>>, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
-        let mut results = Vec::with_capacity(docs.len());
-        let mut fresh = Vec::new();
+        let mut results: Vec<Result<Enqueued, Violations>> = Vec::with_capacity(docs.len());
+        let mut pending: Vec<(usize, RunId, gcrun_store::PreparedWrite)> = Vec::new();
         for doc in docs {
             match RunRequest::parse(doc, &self.config.limits) {
                 Err(v) => results.push(Err(v)),
-                Ok(request) => match self.store.create_run(RunId::new(), &request, now, deadline).await? {
-                    Created::New(id) => {
-                        fresh.push(id);
-                        results.push(Ok(Enqueued { run_id: id, existing: false }));
-                    }
-                    Created::Existing(id) => {
-                        // A retried batch whose first try stopped before its
-                        // jobs were pushed: push them now.
-                        if let Some(rec) = self.store.get_run(&id).await? {
-                            if !rec.enqueued && rec.status == gcrun_model::RunStatus::Accepted {
-                                fresh.push(id);
-                            }
-                        }
-                        results.push(Ok(Enqueued { run_id: id, existing: true }));
-                    }
-                },
+                Ok(request) => {
+                    let id = RunId::new();
+                    pending.push((results.len(), id, self.store.prepare_create(id, &request, now, deadline, true)));
+                    results.push(Ok(Enqueued { run_id: id, existing: false }));
+                }
             }
         }
-        for chunk in fresh.chunks(500) {
-            self.queues.push_submits(chunk).await?;
-            for id in chunk {
-                self.store.update(id, &RunUpdate::enqueued()).await?;
+        let mut conn = self.store.connection();
+        for chunk in pending.chunks(500) {
+            let pairs: Vec<_> =
+                chunk.iter().map(|(_, id, w)| (w.clone(), Job::Submit { run: *id, after: Duration::ZERO })).collect();
+            let outcomes = atomic::write_then_push_all(&mut conn, &self.queues, &pairs).await?;
+            for ((slot, _, _), outcome) in chunk.iter().zip(outcomes) {
+                if let WriteOutcome::Existing(existing) = outcome {
+                    self.push_if_never_pushed(existing).await?;
+                    results[*slot] = Ok(Enqueued { run_id: existing, existing: true });
+                }
             }
         }
         Ok(results)

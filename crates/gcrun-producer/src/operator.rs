@@ -44,14 +44,31 @@ impl Operator {
     }
 
     /// Takes dead-lettered runs back to `accepted` with a fresh deadline
-    /// and pushes their submit jobs. A run that was submitted before keeps
-    /// its remote id and resumes polling; it is never submitted twice.
-    /// Returns the runs requeued, in order.
+    /// and pushes their submit jobs, each run's move and job in one script
+    /// (a failed push can no longer leave a run out of the dead-letter set
+    /// with no job). A run that was submitted before keeps its remote id
+    /// and resumes polling; it is never submitted twice. Returns the runs
+    /// requeued, in order.
     pub async fn requeue_runs(&self, selection: &Selection, now_ms: u64) -> Result<Vec<RunRecord>, OperatorError> {
         let mut out = Vec::new();
+        let mut conn = self.store.connection();
         for id in self.select(selection).await? {
-            let record = self.store.dlq_requeue(&id, now_ms).await?;
-            self.queues.push(Job::Submit { run: id, after: Duration::ZERO }).await?;
+            let write = self.store.prepare_requeue(&id, now_ms).await?;
+            let job = Job::Submit { run: id, after: Duration::ZERO };
+            match crate::atomic::write_then_push(&mut conn, &self.queues, &write, &job).await? {
+                gcrun_store::WriteOutcome::Applied => {}
+                _ => {
+                    let now =
+                        self.store.get_run(&id).await?.map(|r| r.status).unwrap_or(gcrun_model::RunStatus::Accepted);
+                    return Err(StoreError::Illegal(gcrun_model::IllegalTransition {
+                        from: now,
+                        to: gcrun_model::RunStatus::Accepted,
+                    })
+                    .into());
+                }
+            }
+            self.store.forget_dead_webhook(&id).await?;
+            let record = self.store.get_run(&id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
             out.push(record);
         }
         Ok(out)

@@ -377,6 +377,18 @@ impl Engine {
         ScriptCall { keys, args }
     }
 
+    /// The keys and arguments of `q_push` for one `job`, for a script that
+    /// pushes it beside other writes (the producer's create-and-push):
+    /// keys `jobs`, `scheduled`, `ready` of its queue; args the wake channel,
+    /// id, payload and delay in ms.
+    pub fn push_call(&self, job: &Job) -> ScriptCall {
+        let q = job.queue();
+        ScriptCall {
+            keys: q.push_keys().to_vec(),
+            args: vec![q.wake_channel(), job.engine_id(), job.payload(), delay_ms(job.after()).to_string()],
+        }
+    }
+
     /// Tells this process's idle workers that `successors` were pushed by a
     /// composed script (the scripts announce them to other processes).
     pub fn announce(&self, successors: &[Job]) {

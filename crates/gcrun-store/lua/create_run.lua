@@ -5,18 +5,22 @@
 -- ttl ms ('0': no key), ARGV[5] transition json, ARGV[6] cause,
 -- ARGV[7..] field/value pairs of the new record
 -- Returns {1, id} created, {0, existing id} when the key or id was taken.
-if ARGV[4] ~= '0' then
-  local existing = redis.call('GET', KEYS[5])
-  if existing then return {0, existing} end
+-- A fragment: defines `s_create_run(KEYS, ARGV)` (see write.rs); the producer
+-- runs it with the run's submit push in one script.
+local function s_create_run(KEYS, ARGV)
+  if ARGV[4] ~= '0' then
+    local existing = redis.call('GET', KEYS[5])
+    if existing then return {0, existing} end
+  end
+  if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
+  local fields = {}
+  for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  redis.call('RPUSH', KEYS[2], ARGV[5])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6])
+  redis.call('HINCRBY', KEYS[4], 'accepted', 1)
+  redis.call('HINCRBY', KEYS[4], 'total', 1)
+  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
+  if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
+  return {1, ARGV[1]}
 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-local fields = {}
-for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], unpack(fields))
-redis.call('RPUSH', KEYS[2], ARGV[5])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6])
-redis.call('HINCRBY', KEYS[4], 'accepted', 1)
-redis.call('HINCRBY', KEYS[4], 'total', 1)
-redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
-if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
-return {1, ARGV[1]}

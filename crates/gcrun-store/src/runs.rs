@@ -11,7 +11,8 @@ use crate::write::{PreparedWrite, WriteKind, WriteOutcome};
 use crate::{Store, StoreError, keys};
 
 // One script per operation; each `.lua` file names its KEYS and ARGV.
-static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/create_run.lua")));
+static CREATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(concat!(include_str!("../lua/create_run.lua"), "return s_create_run(KEYS, ARGV)\n")));
 // The record writes are fragments (see `write.rs`): alone, each is run by
 // a line that calls its function.
 static TRANSITION: LazyLock<Script> =
@@ -23,6 +24,28 @@ static ADVANCE: LazyLock<Script> =
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim_submit.lua")));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark_submit.lua")));
 static RENEW_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/renew_claim.lua")));
+
+/// The operator's requeue of `record`: the move and the fresh counters and
+/// deadline (of the run's original length), so the run gets a whole new
+/// chance; its remote id, if any, is kept (it resumes polling rather than
+/// being submitted again).
+fn requeue_move(record: &RunRecord, now_ms: u64) -> Result<(RunStatus, RunStatus, RunUpdate), StoreError> {
+    let from = record.status;
+    let to = from.requeue()?;
+    let length = record.deadline_ms.saturating_sub(record.created_ms);
+    let update = RunUpdate {
+        poll_attempts: Some(0),
+        retries: Some(0),
+        webhook_attempts: Some(0),
+        submit_claim_until: Some(0),
+        submit_sent_ms: Some(0),
+        deadline_ms: Some(now_ms.saturating_add(length)),
+        enqueued: Some(false),
+        clear_webhook: true,
+        ..RunUpdate::default()
+    };
+    Ok((from, to, update))
+}
 
 /// What [`Store::claim_submit`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,21 +124,43 @@ impl Store {
         now_ms: u64,
         deadline_ms: u64,
     ) -> Result<Created, StoreError> {
+        let write = self.prepare_create(id, request, now_ms, deadline_ms, false);
+        match write.run(&CREATE, &mut self.conn()).await? {
+            WriteOutcome::Existing(other) => Ok(Created::Existing(other)),
+            _ => Ok(Created::New(id)),
+        }
+    }
+
+    /// [`create_run`](Self::create_run), prepared for a script that pushes
+    /// the run's submit job with it (`enqueued`: the record says so from
+    /// the start). Applied: created; `Existing(id)`: the idempotency key
+    /// (or the id) was taken.
+    pub fn prepare_create(
+        &self,
+        id: RunId,
+        request: &RunRequest,
+        now_ms: u64,
+        deadline_ms: u64,
+        enqueued: bool,
+    ) -> PreparedWrite {
         let idem_key = request.idempotency_key();
         let transition = Transition { from: None, to: RunStatus::Accepted, at_ms: now_ms, cause: "accepted".into() };
-        let mut inv = CREATE.key(keys::run(&id));
-        inv.key(keys::history(&id))
-            .key(keys::audit())
-            .key(keys::counts())
-            .key(keys::idempotency(idem_key.unwrap_or("-")))
-            .key(keys::open())
-            .arg(id.to_string())
+        let keys = vec![
+            keys::run(&id),
+            keys::history(&id),
+            keys::audit(),
+            keys::counts(),
+            keys::idempotency(idem_key.unwrap_or("-")),
+            keys::open(),
+        ];
+        let mut w = PreparedWrite::new(WriteKind::Create, id.to_string(), keys);
+        w.arg(id)
             .arg(now_ms)
             .arg(self.config.audit_cap)
             .arg(if idem_key.is_some() { self.config.idempotency_ttl.as_millis() as u64 } else { 0 })
             .arg(serde_json::to_string(&transition).unwrap_or_default())
             .arg("accepted");
-        let fields: [(&str, String); 9] = [
+        let fields: [(&str, String); 10] = [
             ("id", id.to_string()),
             ("status", RunStatus::Accepted.as_str().into()),
             ("flavor", request.flavor().as_str().into()),
@@ -125,14 +170,20 @@ impl Store {
             ("updated_ms", now_ms.to_string()),
             ("deadline_ms", deadline_ms.to_string()),
             ("poll_attempts", "0".into()),
+            ("enqueued", if enqueued { "1".into() } else { "0".into() }),
         ];
         for (k, v) in fields {
-            inv.arg(k).arg(v);
+            w.arg(k).arg(v);
         }
-        let (created, run): (i64, String) = inv.invoke_async(&mut self.conn()).await?;
-        let run: RunId =
-            run.parse().map_err(|e| StoreError::Corrupt { run, detail: format!("idempotency value: {e}") })?;
-        Ok(if created == 1 { Created::New(run) } else { Created::Existing(run) })
+        w
+    }
+
+    /// The operator's requeue (`rejected`/`dead` back to `accepted`),
+    /// prepared for a script that pushes the submit job with it.
+    pub async fn prepare_requeue(&self, id: &RunId, now_ms: u64) -> Result<PreparedWrite, StoreError> {
+        let record = self.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+        let (from, to, update) = requeue_move(&record, now_ms)?;
+        Ok(self.transition_write(id, Move { from, to, guard: None }, now_ms, "requeued by an operator", &update))
     }
 
     /// The run's record, or `None` when it does not exist (or expired).
@@ -208,29 +259,22 @@ impl Store {
         record: &RunRecord,
         now_ms: u64,
     ) -> Result<TransitionOutcome, StoreError> {
-        let from = record.status;
-        let to = from.requeue()?;
-        let length = record.deadline_ms.saturating_sub(record.created_ms);
-        let update = RunUpdate {
-            poll_attempts: Some(0),
-            retries: Some(0),
-            webhook_attempts: Some(0),
-            submit_claim_until: Some(0),
-            submit_sent_ms: Some(0),
-            deadline_ms: Some(now_ms.saturating_add(length)),
-            enqueued: Some(false),
-            clear_webhook: true,
-            ..RunUpdate::default()
-        };
+        let (from, to, update) = requeue_move(record, now_ms)?;
         let outcome = self
             .apply_transition(id, Move { from, to, guard: None }, now_ms, "requeued by an operator", &update)
             .await?;
         if outcome == TransitionOutcome::Applied {
-            // The old webhook is no longer owed: the run will end again.
-            let _: i64 =
-                redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
+            self.forget_dead_webhook(id).await?;
         }
         Ok(outcome)
+    }
+
+    /// The old webhook is no longer owed once a run is requeued: the run
+    /// will end again.
+    pub async fn forget_dead_webhook(&self, id: &RunId) -> Result<(), StoreError> {
+        let _: i64 =
+            redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
+        Ok(())
     }
 
     async fn apply_transition(
@@ -320,6 +364,7 @@ impl Store {
             WriteKind::Advance => &ADVANCE,
             WriteKind::Update | WriteKind::Nothing => &UPDATE,
             WriteKind::WebhookStep => &crate::webhooks::STEP,
+            WriteKind::Create => &CREATE,
         };
         write.run(script, &mut self.conn()).await
     }

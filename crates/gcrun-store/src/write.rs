@@ -17,9 +17,10 @@ pub mod lua {
     pub const ADVANCE: &str = include_str!("../lua/advance.lua");
     pub const UPDATE: &str = include_str!("../lua/update.lua");
     pub const WEBHOOK_STEP: &str = include_str!("../lua/webhook_step.lua");
+    pub const CREATE_RUN: &str = include_str!("../lua/create_run.lua");
     /// Every fragment, in one string.
     pub fn all() -> String {
-        [TRANSITION, ADVANCE, UPDATE, WEBHOOK_STEP].concat()
+        [TRANSITION, ADVANCE, UPDATE, WEBHOOK_STEP, CREATE_RUN].concat()
     }
 }
 
@@ -30,6 +31,8 @@ pub enum WriteKind {
     Advance,
     Update,
     WebhookStep,
+    /// A new run (applied) unless its idempotency key names one.
+    Create,
     /// Nothing to write (an empty update): always applies.
     Nothing,
 }
@@ -43,6 +46,7 @@ impl WriteKind {
             WriteKind::Advance => "s_advance",
             WriteKind::Update => "s_update",
             WriteKind::WebhookStep => "s_webhook_step",
+            WriteKind::Create => "s_create_run",
             WriteKind::Nothing => "none",
         }
     }
@@ -57,6 +61,8 @@ pub enum WriteOutcome {
     Stale(Option<RunStatus>),
     /// The record is gone (only for writes that update in place).
     Gone,
+    /// A create found its idempotency key (or id) taken by this run.
+    Existing(gcrun_model::RunId),
 }
 
 /// One write, ready to run: its fragment, keys and arguments.
@@ -100,6 +106,16 @@ impl PreparedWrite {
                     ))),
                     _ => Err(not_found()),
                 }
+            }
+            WriteKind::Create => {
+                let (created, run): (i64, String) = parse(reply)?;
+                if created == 1 {
+                    return Ok(WriteOutcome::Applied);
+                }
+                let id = run
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt { run: run.clone(), detail: format!("idempotency value: {e}") })?;
+                Ok(WriteOutcome::Existing(id))
             }
             WriteKind::Update => match parse::<i64>(reply)? {
                 1 => Ok(WriteOutcome::Applied),

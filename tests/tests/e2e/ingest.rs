@@ -103,3 +103,34 @@ async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
         .unwrap();
     conforms("Invalid", &invalid);
 }
+
+/// Script calls so far (`EVALSHA` and `EVAL`), from `INFO commandstats`.
+async fn script_calls(stack: &Stack) -> u64 {
+    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| l.split(',').next()?.split("calls=").nth(1)?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_batch_records_each_run_with_its_job_in_one_script_and_a_resend_adds_nothing() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let docs: Vec<Value> = (0..1_200)
+        .map(|i| json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": format!("c{i}")}, "idempotencyKey": format!("k{i}")}))
+        .collect();
+    let before = script_calls(&stack).await;
+    let results = stack.producer.enqueue_batch(&docs).await.unwrap();
+    assert_eq!(script_calls(&stack).await - before, 1_200, "one script per run: its record and its job together");
+    let ids: Vec<_> = results.iter().map(|r| r.as_ref().unwrap().run_id).collect();
+    assert!(results.iter().all(|r| !r.as_ref().unwrap().existing));
+    let depth = stack.queues.depth(&stack.queues.names.submit).await.unwrap();
+    assert_eq!(depth.ready, 1_200);
+    let records = stack.records(&ids).await;
+    assert!(records.values().all(|r| r.enqueued && r.status == gcrun_model::RunStatus::Accepted));
+    // Sent again (say, after a timeout): the same runs, no new job.
+    let again = stack.producer.enqueue_batch(&docs).await.unwrap();
+    assert!(again.iter().zip(&ids).all(|(r, id)| r.as_ref().is_ok_and(|e| e.existing && e.run_id == *id)));
+    assert_eq!(stack.queues.depth(&stack.queues.names.submit).await.unwrap().ready, 1_200);
+}
