@@ -7,6 +7,9 @@ use crate::record::RunRecord;
 use crate::runs::TransitionOutcome;
 use crate::{Store, StoreError, keys};
 
+static PURGE: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(include_str!("../lua/purge_run.lua")));
+
 /// Which dead-lettered runs to list, requeue or purge. Empty = all.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DlqFilter {
@@ -102,30 +105,29 @@ impl Store {
     }
 
     /// Deletes dead-lettered runs matching `filter`; returns how many.
+    /// Each is re-checked as it is deleted (one script each), so a purge
+    /// racing a requeue never deletes the run the requeue brought back.
     pub async fn dlq_purge(&self, filter: &DlqFilter) -> Result<usize, StoreError> {
-        let victims = self.dlq_list(filter).await?;
-        for r in &victims {
-            let mut pipe = redis::pipe();
-            pipe.atomic()
-                .cmd("DEL")
-                .arg(keys::run(&r.id))
-                .arg(keys::history(&r.id))
-                .ignore()
-                .cmd("ZREM")
-                .arg(keys::dlq())
-                .arg(r.id.to_string())
-                .ignore()
-                .cmd("ZREM")
-                .arg(keys::open())
-                .arg(r.id.to_string())
-                .ignore()
-                .cmd("HINCRBY")
-                .arg(keys::counts())
-                .arg(r.status.as_str())
-                .arg(-1)
-                .ignore();
-            let _: () = pipe.query_async(&mut self.conn()).await?;
+        let ids: Vec<RunId> = self.dlq_list(filter).await?.iter().map(|r| r.id).collect();
+        self.dlq_purge_ids(&ids).await
+    }
+
+    /// Deletes these runs if they are still dead-lettered (an operator
+    /// listed them, say, and confirmed); returns how many were.
+    pub async fn dlq_purge_ids(&self, ids: &[RunId]) -> Result<usize, StoreError> {
+        let mut purged = 0;
+        for id in ids {
+            let n: i64 = PURGE
+                .key(keys::run(id))
+                .key(keys::history(id))
+                .key(keys::dlq())
+                .key(keys::open())
+                .key(keys::counts())
+                .arg(id.to_string())
+                .invoke_async(&mut self.conn())
+                .await?;
+            purged += n as usize;
         }
-        Ok(victims.len())
+        Ok(purged)
     }
 }

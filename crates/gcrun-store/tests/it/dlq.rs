@@ -46,3 +46,19 @@ async fn dead_letters_are_listed_filtered_requeued_and_purged() {
     assert!(store.get_run(&rejected).await.unwrap().is_none());
     assert_eq!(store.dlq_len().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn a_purge_leaves_alone_a_run_requeued_since_it_was_listed() {
+    let (_redis, store) = store().await;
+    let a = dead(&store, RunStatus::Dead, "gave up", 10).await;
+    let b = dead(&store, RunStatus::Rejected, "bad input", 20).await;
+    let listed: Vec<RunId> = store.dlq_list(&DlqFilter::default()).await.unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(listed.len(), 2);
+    // Another operator requeues one before the purge is confirmed.
+    store.dlq_requeue(&a, 30).await.unwrap();
+    assert_eq!(store.dlq_purge_ids(&listed).await.unwrap(), 1);
+    assert_eq!(store.get_run(&a).await.unwrap().unwrap().status, RunStatus::Accepted, "the requeued run lives");
+    assert!(store.get_run(&b).await.unwrap().is_none());
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.get("rejected").copied().unwrap_or(0), 0);
+}
