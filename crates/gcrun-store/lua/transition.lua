@@ -1,7 +1,8 @@
 -- Moves a run from ARGV[2] to ARGV[3] if it is still in ARGV[2], with its
 -- history, audit entry, counts, dead-letter and open indexes and retention.
 -- KEYS[1] run hash, KEYS[2] history list, KEYS[3] audit stream,
--- KEYS[4] counts hash, KEYS[5] dlq zset, KEYS[6] open zset (by deadline)
+-- KEYS[4] counts hash, KEYS[5] dlq zset, KEYS[6] open zset (by deadline),
+-- KEYS[7] expiring zset (ended runs by record expiry, '<status>|<id>')
 -- ARGV[1] run id, ARGV[2] from, ARGV[3] to, ARGV[4] now_ms,
 -- ARGV[5] transition json, ARGV[6] cause, ARGV[7] audit cap,
 -- ARGV[8] expire ms ('0': keep), ARGV[9] dlq 'add' | 'remove' | '',
@@ -34,9 +35,11 @@ local function s_transition(KEYS, ARGV)
   if ARGV[8] ~= '0' then
     redis.call('PEXPIRE', KEYS[1], ARGV[8])
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
+    redis.call('ZADD', KEYS[7], tonumber(ARGV[4]) + tonumber(ARGV[8]), ARGV[3] .. '|' .. ARGV[1])
   else
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
+    redis.call('ZREM', KEYS[7], ARGV[2] .. '|' .. ARGV[1])
   end
   return {1, cur}
 end

@@ -123,6 +123,7 @@ impl Store {
                 .key(keys::dlq())
                 .key(keys::open())
                 .key(keys::counts())
+                .key(keys::expiring())
                 .arg(id.to_string())
                 .invoke_async(&mut self.conn())
                 .await?;

@@ -38,6 +38,12 @@ pub fn open() -> String {
 }
 
 /// Sorted set: runs whose webhook is dead, scored by when (ms).
+/// Ended runs by when their record expires (`<status>|<id>`), so the
+/// sweeper can take expired ones out of the counts and indexes.
+pub fn expiring() -> String {
+    "{gcrun}:expiring".into()
+}
+
 pub fn webhook_dlq() -> String {
     format!("{TAG}:webhook-dlq")
 }

@@ -334,7 +334,15 @@ impl Store {
         } else {
             ""
         };
-        let keys = vec![keys::run(id), keys::history(id), keys::audit(), keys::counts(), keys::dlq(), keys::open()];
+        let keys = vec![
+            keys::run(id),
+            keys::history(id),
+            keys::audit(),
+            keys::counts(),
+            keys::dlq(),
+            keys::open(),
+            keys::expiring(),
+        ];
         let mut w = PreparedWrite::new(WriteKind::Transition, id.to_string(), keys);
         w.arg(id)
             .arg(from.as_str())
@@ -491,6 +499,65 @@ impl Store {
             tracing::warn!(count = gone.len(), "dropped open-set entries whose run record is gone");
         }
         Ok(open)
+    }
+
+    /// Takes ended runs whose record expired out of the counts and the
+    /// indexes (dead-letter sets, open set), in a bounded slice: `grace_ms`
+    /// after their expiry, any whose record is really gone. Returns how
+    /// many were reconciled. Without this, counts only grew and the
+    /// dead-letter indexes outlived their records.
+    pub async fn reconcile_expired(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<usize, StoreError> {
+        let mut conn = self.conn();
+        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::expiring())
+            .arg("-inf")
+            .arg(now_ms.saturating_sub(grace_ms))
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1))
+            .query_async(&mut conn)
+            .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let parsed: Vec<(&str, &str, Option<RunId>)> = due
+            .iter()
+            .map(|m| {
+                let (status, id) = m.split_once('|').unwrap_or(("", m.as_str()));
+                (m.as_str(), status, id.parse().ok())
+            })
+            .collect();
+        let mut exists = redis::pipe();
+        for (_, _, id) in &parsed {
+            match id {
+                Some(id) => exists.cmd("EXISTS").arg(keys::run(id)),
+                None => exists.cmd("ECHO").arg(0),
+            };
+        }
+        let found: Vec<i64> = exists.query_async(&mut conn).await?;
+        let mut fix = redis::pipe();
+        fix.atomic();
+        let mut n = 0;
+        for ((member, status, id), found) in parsed.iter().zip(found) {
+            if found == 1 {
+                continue; // not expired yet (clocks differ): the next sweep
+            }
+            if let Some(id) = id {
+                let id = id.to_string();
+                if RunStatus::ALL.iter().any(|s| s.as_str() == *status) {
+                    fix.cmd("HINCRBY").arg(keys::counts()).arg(*status).arg(-1).ignore();
+                }
+                fix.cmd("ZREM").arg(keys::dlq()).arg(&id).ignore();
+                fix.cmd("ZREM").arg(keys::webhook_dlq()).arg(&id).ignore();
+                fix.cmd("ZREM").arg(keys::open()).arg(&id).ignore();
+            }
+            fix.cmd("ZREM").arg(keys::expiring()).arg(*member).ignore();
+            n += 1;
+        }
+        if n > 0 {
+            let () = fix.query_async(&mut conn).await?;
+        }
+        Ok(n)
     }
 
     /// Dead-letters a run whose record can no longer be read (a request

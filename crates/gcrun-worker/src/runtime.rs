@@ -405,6 +405,18 @@ async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Ou
                 tracing::debug!(queue = q, removed, "forgot finished jobs past retention");
             }
         }
+        // Ended runs whose records expired leave the counts and indexes.
+        let budget = std::time::Instant::now();
+        loop {
+            match deps.store().reconcile_expired(now_ms(), settings.sweep_grace.as_millis() as u64, 1_000).await {
+                Ok(n) if n == 1_000 && budget.elapsed() < Duration::from_secs(2) => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciling expired runs failed");
+                    break;
+                }
+            }
+        }
     }
 }
 

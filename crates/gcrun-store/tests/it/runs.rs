@@ -191,3 +191,40 @@ async fn redis_over_tls_verifies_the_server_certificate() {
     let missing = RedisTarget::new("rediss://127.0.0.1:1/").with_ca_file(std::path::Path::new("/nonexistent/ca.pem"));
     assert!(missing.unwrap_err().to_string().contains("/nonexistent/ca.pem"));
 }
+
+#[tokio::test]
+async fn ended_runs_whose_records_expired_leave_the_counts_and_indexes() {
+    use gcrun_store::{Store, StoreConfig};
+    let redis = gcrun_harness::RedisServer::start();
+    let short = StoreConfig {
+        terminal_retention: std::time::Duration::from_millis(200),
+        dead_retention: std::time::Duration::from_millis(200),
+        ..StoreConfig::default()
+    };
+    let store = Store::open(&redis.url(), short).await.unwrap();
+    let mut conn = raw(&redis).await;
+    let (done, dead, live) = (RunId::new(), RunId::new(), RunId::new());
+    for id in [done, dead, live] {
+        store.create_run(id, &request(None), 1_000, 9_000).await.unwrap();
+    }
+    let now = 2_000;
+    store.transition(&done, RunStatus::Accepted, RunStatus::Rejected, now, "bad", &RunUpdate::default()).await.unwrap();
+    store.transition(&dead, RunStatus::Accepted, RunStatus::Dead, now, "gave up", &RunUpdate::default()).await.unwrap();
+    // A requeue takes a dead-lettered run out of the expiring index again.
+    store.dlq_requeue(&done, now + 1).await.unwrap();
+    gcrun_harness::wait_until("the dead record to expire", std::time::Duration::from_secs(5), || async {
+        store.get_run(&dead).await.unwrap().is_none().then_some(())
+    })
+    .await;
+    // Before the grace has passed nothing is touched; after it, the
+    // expired run leaves the counts and the dead-letter index.
+    assert_eq!(store.reconcile_expired(now, 60_000, 10).await.unwrap(), 0);
+    assert_eq!(store.reconcile_expired(now + 1_000_000, 60_000, 10).await.unwrap(), 1);
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.get("dead").copied().unwrap_or(0), 0);
+    assert_eq!(counts.get("accepted").copied().unwrap_or(0), 2, "the live and the requeued run");
+    let dlq: u64 = redis::cmd("ZCARD").arg("{gcrun}:dlq").query_async(&mut conn).await.unwrap();
+    let expiring: u64 = redis::cmd("ZCARD").arg("{gcrun}:expiring").query_async(&mut conn).await.unwrap();
+    assert_eq!((dlq, expiring), (0, 0));
+    assert!(store.get_run(&live).await.unwrap().is_some());
+}
