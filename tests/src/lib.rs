@@ -185,31 +185,36 @@ impl Stack {
 
     /// Starts `gcrun worker` as a separate process.
     pub fn spawn_worker_process(&self, extra: &[&str]) -> Child {
-        Command::new(gcrun_binary())
-            .args([
-                "worker",
-                "--admin-listen",
-                "127.0.0.1:0",
-                "--poll-base-ms",
-                "200",
-                "--poll-cap-ms",
-                "1000",
-                "--fetch-interval-ms",
-                "20",
-            ])
-            .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
-            .args(["--webhook-private-networks", "true"])
-            .args(extra)
-            .env("REDIS_URL", self.redis.url())
-            .env("GENESYSCLOUD_REGION", self.emu.base_url())
-            .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-            .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-            .env("GCRUN_WEBHOOK_SECRET", HOOK_SECRET)
-            .env("GCRUN_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawning gcrun worker")
+        self.worker_process(extra).spawn().expect("spawning gcrun worker")
+    }
+
+    /// The `gcrun worker` command against this stack (logging at `warn` to
+    /// this process's stderr unless the caller changes that).
+    pub fn worker_process(&self, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(gcrun_binary());
+        cmd.args([
+            "worker",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--poll-base-ms",
+            "200",
+            "--poll-cap-ms",
+            "1000",
+            "--fetch-interval-ms",
+            "20",
+        ])
+        .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
+        .args(["--webhook-private-networks", "true"])
+        .args(extra)
+        .env("REDIS_URL", self.redis.url())
+        .env("GENESYSCLOUD_REGION", self.emu.base_url())
+        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+        .env("GCRUN_WEBHOOK_SECRET", HOOK_SECRET)
+        .env("GCRUN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+        cmd
     }
 
     /// Every run's record, by id.

@@ -240,6 +240,12 @@ impl Emulator {
         Ok(())
     }
 
+    /// The access tokens it has issued that are still live (for tests that
+    /// check a client never shows one).
+    pub fn live_tokens(&self) -> Vec<String> {
+        lock(&self.0.tokens).keys().cloned().collect()
+    }
+
     /// Forgets every issued token, as if all had expired.
     pub fn revoke_tokens(&self) {
         lock(&self.0.tokens).clear();

@@ -36,6 +36,9 @@ pub struct RedisOptions {
     /// ([`RedisServer::ca_file`]); needs the `openssl` command (Debian's
     /// `openssl` package).
     pub tls: bool,
+    /// Require this password (`requirepass`); [`RedisServer::url`] then
+    /// carries it.
+    pub password: Option<&'static str>,
 }
 
 /// A private `redis-server` child process.
@@ -155,6 +158,9 @@ impl RedisServer {
             .arg("--dir")
             .arg(self.dir.path())
             .args(["--logfile", "redis.log"]);
+        if let Some(password) = self.options.password {
+            cmd.args(["--requirepass", password]);
+        }
         if let Some(tls_port) = self.tls_port {
             let file = |name: &str| self.dir.path().join(name);
             cmd.arg("--tls-port").arg(tls_port.to_string());
@@ -196,6 +202,13 @@ impl RedisServer {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
         let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else { return false };
         let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+        if let Some(password) = self.options.password {
+            let auth = format!("AUTH {password}\r\n");
+            let mut ok = [0u8; 5];
+            if s.write_all(auth.as_bytes()).is_err() || s.read_exact(&mut ok).is_err() || &ok != b"+OK\r\n" {
+                return false;
+            }
+        }
         if s.write_all(b"PING\r\n").is_err() {
             return false;
         }
@@ -207,9 +220,12 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:<port>/`.
+    /// `redis://127.0.0.1:<port>/` (with the password, if one is required).
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        match self.options.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}/", self.port),
+            None => format!("redis://127.0.0.1:{}/", self.port),
+        }
     }
 
     /// `rediss://127.0.0.1:<tls port>/` (with [`RedisOptions::tls`]).

@@ -44,9 +44,17 @@ impl Target {
     }
 }
 
+/// A webhook URL as operators, logs and views may see it: its query (where
+/// receivers put tokens) replaced by a marker.
+pub fn redacted_url(url: &Url) -> String {
+    let query = if url.query().is_some() { "?[redacted]" } else { "" };
+    format!("{}{}{query}", url.origin().ascii_serialization(), url.path())
+}
+
 /// A validated run request. Built only by [`RunRequest::parse`] (directly or
-/// through the builder), so holding one means every rule passed.
-#[derive(Debug, Clone, PartialEq)]
+/// through the builder), so holding one means every rule passed. `Debug`
+/// shows the webhook URL without its query.
+#[derive(Clone, PartialEq)]
 pub struct RunRequest {
     flavor: Flavor,
     target: Target,
@@ -55,6 +63,20 @@ pub struct RunRequest {
     run_name: Option<String>,
     idempotency_key: Option<String>,
     metadata: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for RunRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunRequest")
+            .field("flavor", &self.flavor)
+            .field("target", &self.target)
+            .field("inputs", &self.inputs)
+            .field("webhook_url", &self.webhook_url.as_ref().map(redacted_url))
+            .field("run_name", &self.run_name)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("metadata", &self.metadata)
+            .finish()
+    }
 }
 
 /// The fields of a request document, in the order of [`RunRequestDoc`].
@@ -203,6 +225,14 @@ impl RunRequest {
     pub fn inputs(&self) -> &Map<String, Value> {
         &self.inputs
     }
+    /// The request document as views show it: the webhook URL's query
+    /// redacted.
+    pub fn to_shown_doc(&self) -> RunRequestDoc {
+        let mut doc = self.to_doc();
+        doc.webhook_url = self.webhook_url.as_ref().map(redacted_url);
+        doc
+    }
+
     pub fn webhook_url(&self) -> Option<&Url> {
         self.webhook_url.as_ref()
     }

@@ -85,7 +85,8 @@ impl From<&RunRecord> for RunView {
             status: r.status,
             flavor: r.flavor,
             definition_id: r.target.clone(),
-            request: r.request.to_doc(),
+            // The webhook URL's query may carry the receiver's token.
+            request: r.request.to_shown_doc(),
             remote_run_id: r.remote_id.clone(),
             remote_status: r.remote_status.clone(),
             created_at: rfc3339_ms(r.created_ms),

@@ -11,5 +11,6 @@ mod operator;
 mod pipeline;
 mod redelivery;
 mod restart;
+mod secrets;
 mod unknown;
 mod upgrade;
