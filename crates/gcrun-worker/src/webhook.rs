@@ -24,9 +24,12 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 /// The event name the spec gives.
 pub const EVENT: &str = "data_action_run_completed";
 
-/// A Standard Webhooks signing secret. `Debug` never shows it.
+/// The Standard Webhooks signing secrets: one, or several while a secret
+/// is rotated (`whsec_new,whsec_old`): each signs, so a receiver that knows
+/// either verifies, and receivers move to the new one without downtime.
+/// `Debug` never shows them.
 #[derive(Clone)]
-pub struct WebhookSecret(SecretSlice<u8>);
+pub struct WebhookSecret(Vec<SecretSlice<u8>>);
 
 impl fmt::Debug for WebhookSecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,13 +43,19 @@ impl fmt::Debug for WebhookSecret {
 pub struct BadSecret;
 
 impl WebhookSecret {
+    /// One secret, or several separated by commas (the first is the newest;
+    /// all sign).
     pub fn parse(text: &str) -> Result<Self, BadSecret> {
-        let b64 = text.trim().strip_prefix("whsec_").ok_or(BadSecret)?;
-        let key = STANDARD.decode(b64).map_err(|_| BadSecret)?;
-        if key.is_empty() {
-            return Err(BadSecret);
+        let mut keys = Vec::new();
+        for one in text.split(',') {
+            let b64 = one.trim().strip_prefix("whsec_").ok_or(BadSecret)?;
+            let key = STANDARD.decode(b64).map_err(|_| BadSecret)?;
+            if key.is_empty() {
+                return Err(BadSecret);
+            }
+            keys.push(SecretSlice::from(key));
         }
-        Ok(Self(SecretSlice::from(key)))
+        Ok(Self(keys))
     }
 
     /// A fresh random secret (for the demo).
@@ -54,12 +63,12 @@ impl WebhookSecret {
         let key: Vec<u8> =
             uuid::Uuid::new_v4().as_bytes().iter().chain(uuid::Uuid::new_v4().as_bytes()).copied().collect();
         let text = format!("whsec_{}", STANDARD.encode(&key));
-        (Self(SecretSlice::from(key)), text)
+        (Self(vec![SecretSlice::from(key)]), text)
     }
 
-    /// The MAC over `id.timestamp.body`, ready to finalize or verify.
-    fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(self.0.expose_secret()).expect("HMAC takes keys of any length");
+    /// The MAC over `id.timestamp.body` under `key`, ready to finalize or verify.
+    fn mac(key: &SecretSlice<u8>, id: &str, timestamp: u64, body: &[u8]) -> HmacSha256 {
+        let mut mac = HmacSha256::new_from_slice(key.expose_secret()).expect("HMAC takes keys of any length");
         mac.update(id.as_bytes());
         mac.update(b".");
         mac.update(timestamp.to_string().as_bytes());
@@ -68,16 +77,23 @@ impl WebhookSecret {
         mac
     }
 
-    /// `v1,<base64 signature>` of `id.timestamp.body`.
+    /// `v1,<base64 signature>` of `id.timestamp.body`, one per secret,
+    /// space-separated (the header's list form).
     pub fn sign(&self, id: &str, timestamp: u64, body: &[u8]) -> String {
-        format!("v1,{}", STANDARD.encode(self.mac(id, timestamp, body).finalize().into_bytes()))
+        self.0
+            .iter()
+            .map(|key| format!("v1,{}", STANDARD.encode(Self::mac(key, id, timestamp, body).finalize().into_bytes())))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// Checks a `webhook-signature` header (which may hold several
     /// space-separated signatures) in constant time.
     pub fn verify(&self, id: &str, timestamp: u64, body: &[u8], header: &str) -> bool {
         header.split(' ').filter_map(|s| s.strip_prefix("v1,")).any(|sig| {
-            STANDARD.decode(sig).is_ok_and(|given| self.mac(id, timestamp, body).verify_slice(&given).is_ok())
+            STANDARD.decode(sig).is_ok_and(|given| {
+                self.0.iter().any(|key| Self::mac(key, id, timestamp, body).verify_slice(&given).is_ok())
+            })
         })
     }
 }

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod backlog;
+mod bad_input;
 mod hardening;
 mod ingest;
 mod limiter;

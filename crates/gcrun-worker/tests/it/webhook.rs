@@ -102,3 +102,23 @@ fn the_event_id_is_stable_per_ending() {
     assert_ne!(webhook::event_id(&r), webhook::event_id(&again));
     assert!(webhook::event_id(&r).starts_with(&r.id.to_string()));
 }
+
+#[test]
+fn while_a_secret_rotates_both_sign_and_a_receiver_knowing_either_verifies() {
+    use base64::Engine;
+    let new =
+        format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"the-new-signing-key-32-bytes-ok!"));
+    let old =
+        format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"the-old-signing-key-32-bytes-ok!"));
+    let other =
+        format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(b"somebody-else-entirely-32-bytes!"));
+    let rotating = WebhookSecret::parse(&format!("{new}, {old}")).unwrap();
+    let header = rotating.sign("msg_1", 1_700_000_000, b"{}");
+    assert_eq!(header.split(' ').count(), 2, "one v1 signature per secret: {header}");
+    for receiver in [&new, &old] {
+        assert!(WebhookSecret::parse(receiver).unwrap().verify("msg_1", 1_700_000_000, b"{}", &header));
+    }
+    assert!(!WebhookSecret::parse(&other).unwrap().verify("msg_1", 1_700_000_000, b"{}", &header));
+    assert!(WebhookSecret::parse(&format!("{new},not-a-secret")).is_err(), "every listed secret must parse");
+    assert!(!format!("{rotating:?}").contains("whsec") && !format!("{rotating:?}").contains(&new[6..12]));
+}
