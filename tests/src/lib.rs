@@ -73,6 +73,8 @@ pub fn fast_worker_config(hook_url: &str) -> WorkerConfig {
         },
         max_submit_attempts: 50,
         default_webhook_url: Some(hook_url.parse().unwrap()),
+        // A waiting run's safety net, short so suites drain quickly.
+        slot_wait: Duration::from_secs(2),
         // The test receivers listen on loopback.
         webhook_egress: gcrun_worker::egress::Egress::PrivateAllowed,
         // As the stack's queue lease: a dead worker's claims lapse quickly.
@@ -166,6 +168,17 @@ impl Stack {
         self.start_worker_serving(limits, settings, None).await
     }
 
+    /// Starts a worker in this process from `settings` as they are.
+    pub async fn start_worker_from(&self, settings: WorkerSettings) -> WorkerHandle {
+        let worker = Worker::build(settings).await.unwrap();
+        let deps = worker.deps().clone();
+        let (tx, mut rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker.run(None, async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }));
+        WorkerHandle { stop: tx, task, deps }
+    }
+
     /// Starts a worker in this process, with its admin server on `admin`.
     pub async fn start_worker_serving(
         &self,
@@ -204,7 +217,7 @@ impl Stack {
             "20",
         ])
         .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
-        .args(["--webhook-private-networks", "true"])
+        .args(["--webhook-private-networks", "true", "--slot-wait-ms", "2000"])
         .args(extra)
         .env("REDIS_URL", self.redis.url())
         .env("GENESYSCLOUD_REGION", self.emu.base_url())

@@ -58,6 +58,12 @@ pub fn limiter(name: &str) -> [String; 3] {
     [format!("{TAG}:limiter:{name}:tat"), format!("{TAG}:limiter:{name}:leases"), format!("{TAG}:limiter:{name}:pause")]
 }
 
+/// Zset: runs of one client waiting for a concurrency slot, by when they
+/// began to wait (a release wakes the first).
+pub fn limiter_waiting(name: &str) -> String {
+    format!("{TAG}:limiter:{name}:waiting")
+}
+
 /// Hash: cached action definitions (id → JSON) for workers.
 pub fn definitions() -> String {
     format!("{TAG}:definitions")

@@ -53,6 +53,7 @@ pub struct Permit {
 static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_acquire.lua")));
 
 static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_pause.lua")));
+static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_release.lua")));
 
 /// Why a permit was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,12 +70,14 @@ pub struct Limiter {
     store: Store,
     config: LimiterConfig,
     keys: [String; 3],
+    waiting: String,
 }
 
 impl Store {
     pub fn limiter(&self, config: LimiterConfig) -> Limiter {
         let keys = keys::limiter(&config.name);
-        Limiter { store: self.clone(), config, keys }
+        let waiting = keys::limiter_waiting(&config.name);
+        Limiter { store: self.clone(), config, keys, waiting }
     }
 }
 
@@ -121,10 +124,29 @@ impl Limiter {
         Ok(())
     }
 
-    /// Gives a lease back when its run has ended.
-    pub async fn release(&self, lease: &str) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("ZREM").arg(&self.keys[1]).arg(lease).query_async(&mut self.store.conn()).await?;
+    /// Gives a lease back when its run has ended, and wakes the run that
+    /// has waited longest for a slot: `Some(run)` is that run, for which the
+    /// caller pushes a submit job now.
+    pub async fn release(&self, lease: &str) -> Result<Option<String>, StoreError> {
+        Ok(RELEASE.key(&self.keys[1]).key(&self.waiting).arg(lease).invoke_async(&mut self.store.conn()).await?)
+    }
+
+    /// Puts `run` on the list of runs waiting for a concurrency slot (once:
+    /// a run that waits again keeps its place).
+    pub async fn wait_for_slot(&self, run: &str, now_ms: u64) -> Result<(), StoreError> {
+        let _: i64 = redis::cmd("ZADD")
+            .arg(&self.waiting)
+            .arg("NX")
+            .arg(now_ms)
+            .arg(run)
+            .query_async(&mut self.store.conn())
+            .await?;
         Ok(())
+    }
+
+    /// Runs waiting for a concurrency slot.
+    pub async fn waiting(&self) -> Result<u64, StoreError> {
+        Ok(redis::cmd("ZCARD").arg(&self.waiting).query_async(&mut self.store.conn()).await?)
     }
 
     /// Tells every worker to wait until `until_ms` (from a 429).

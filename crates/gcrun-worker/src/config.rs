@@ -45,6 +45,10 @@ pub struct WorkerConfig {
     /// so two copies never call Genesys at once, and a worker that dies
     /// mid-call has its run found with an unknown outcome after this long.
     pub submit_call: Duration,
+    /// How long a run denied a concurrency slot waits at most before it
+    /// looks again: a released slot wakes the longest waiter at once, so
+    /// this is only the safety net (a lost wake-up, a lapsed lease).
+    pub slot_wait: Duration,
     /// Targets (action or flow ids) whose calls are idempotent (lookups,
     /// say): a submit whose outcome is unknown is sent again instead of
     /// dead-lettered (at least once rather than at most once).
@@ -84,6 +88,7 @@ impl Default for WorkerConfig {
             submit_claim: Duration::from_secs(30),
             submit_call: Duration::from_secs(30),
             at_least_once: Vec::new(),
+            slot_wait: Duration::from_secs(30),
         }
     }
 }
@@ -106,6 +111,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("submit_claim", &self.submit_claim)
             .field("submit_call", &self.submit_call)
             .field("at_least_once", &self.at_least_once)
+            .field("slot_wait", &self.slot_wait)
             .finish()
     }
 }

@@ -459,6 +459,17 @@ impl Deps {
         drive_webhook(self, id, attempt, job).await
     }
 
+    /// Gives a run's slot back and wakes the run that waited longest for
+    /// one, with a submit job due now. Best effort: a wake-up lost to a
+    /// Redis error is caught by the waiter's own scheduled job.
+    async fn release_permit(&self, lease: &str) {
+        if let Ok(Some(woken)) = self.limiter.release(lease).await {
+            if let Ok(run) = woken.parse::<RunId>() {
+                let _ = self.queues.push_submit(run, Duration::ZERO).await;
+            }
+        }
+    }
+
     /// The store write an act's [`Write`] is.
     fn prepare(&self, id: &RunId, write: &Write, now: u64) -> Result<PreparedWrite, StoreError> {
         Ok(match write {
@@ -523,7 +534,7 @@ impl Port for Deps {
 
     async fn quarantine(&self, id: &RunId, reason: &str, now: u64) -> Result<Outcome, StepError> {
         if self.store.quarantine(id, reason, now).await? {
-            let _ = self.limiter.release(&id.to_string()).await;
+            self.release_permit(&id.to_string()).await;
             tracing::warn!(run = %id, reason, "run dead-lettered: its record cannot be read");
             return Ok(Outcome::Done(Vec::new()));
         }
@@ -556,8 +567,9 @@ impl Port for Deps {
             PermitOp::Renew => {
                 let _ = self.limiter.renew(&lease, now).await;
             }
-            PermitOp::Release => {
-                let _ = self.limiter.release(&lease).await;
+            PermitOp::Release => self.release_permit(&lease).await,
+            PermitOp::Wait => {
+                let _ = self.limiter.wait_for_slot(&lease, now).await;
             }
         }
         for note in &act.notes {

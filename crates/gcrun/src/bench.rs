@@ -415,6 +415,7 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
             at_least_once: None,
             // The receiver listens on loopback.
             webhook_private_networks: true,
+            slot_wait_ms: 30_000,
             max_webhook_attempts: 12,
             max_submit_attempts: 20,
             poll_base_ms: 50,

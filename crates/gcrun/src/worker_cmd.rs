@@ -81,6 +81,11 @@ pub struct WorkerArgs {
     /// Comma-separated hosts webhooks may go to (unset: any).
     #[arg(long, env = "GCRUN_WEBHOOK_ALLOWED_HOSTS", value_delimiter = ',')]
     pub webhook_allowed_hosts: Option<Vec<String>>,
+    /// Longest a run denied a concurrency slot waits before it looks again,
+    /// in milliseconds. A released slot wakes the longest waiter at once;
+    /// this is only the safety net.
+    #[arg(long, env = "GCRUN_SLOT_WAIT_MS", default_value_t = 30_000)]
+    pub slot_wait_ms: u64,
     /// Let webhooks reach loopback, private and link-local addresses
     /// (receivers on a private network). Off: only public addresses, checked
     /// after DNS resolution.
@@ -165,6 +170,7 @@ impl WorkerArgs {
                 default_webhook_url: self.default_webhook_url.clone(),
                 webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
                 at_least_once: self.at_least_once.clone().unwrap_or_default(),
+                slot_wait: Duration::from_millis(self.slot_wait_ms.max(1)),
                 webhook_egress: if self.webhook_private_networks {
                     gcrun_worker::egress::Egress::PrivateAllowed
                 } else {

@@ -61,3 +61,20 @@ async fn a_pause_stops_every_caller_until_it_ends() {
     assert_eq!((wait, why), (Duration::from_secs(3), Denied::Paused));
     assert!(b.acquire("x", now + 3_000).await.unwrap().is_ok());
 }
+
+#[tokio::test]
+async fn a_release_wakes_the_run_that_waited_longest_and_a_run_keeps_its_place() {
+    let (_redis, store) = store().await;
+    let limiter = store.limiter(config(60_000, 100, 1));
+    assert!(limiter.acquire("holder", 1_000).await.unwrap().is_ok());
+    for (run, at) in [("first", 1_001), ("second", 1_002), ("first", 1_003)] {
+        assert!(limiter.acquire(run, at).await.unwrap().is_err(), "no slot");
+        limiter.wait_for_slot(run, at).await.unwrap();
+    }
+    assert_eq!(limiter.waiting().await.unwrap(), 2, "waiting again keeps one place");
+    assert_eq!(limiter.release("holder").await.unwrap().as_deref(), Some("first"));
+    assert!(limiter.acquire("first", 1_010).await.unwrap().is_ok(), "the woken run gets the slot");
+    assert_eq!(limiter.release("first").await.unwrap().as_deref(), Some("second"));
+    assert_eq!(limiter.release("nobody").await.unwrap(), None);
+    assert_eq!(limiter.waiting().await.unwrap(), 0);
+}

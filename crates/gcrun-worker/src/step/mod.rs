@@ -101,6 +101,9 @@ pub enum PermitOp {
     Renew,
     /// The slot is free again (the run ended, or the submit did not happen).
     Release,
+    /// No slot now: the run waits for one (a release wakes it; its
+    /// scheduled submit job is only the safety net).
+    Wait,
 }
 
 /// What the interpreter tells metrics and logs once the write applied.

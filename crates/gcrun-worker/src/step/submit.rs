@@ -92,6 +92,14 @@ pub fn decide(
                 unknown_outcome(rec, &detail, None, policy, now, jitter).into()
             }
         },
+        // No slot: wait on the list a release wakes, not on a timer.
+        Observation::Permit { outcome: Err((_, Denied::Concurrency)), .. } => {
+            Act::new(Write::Update(RunUpdate::default().release_claim()))
+                .then_push(submit_job(rec, spread(policy.slot_wait, jitter)))
+                .permit(PermitOp::Wait)
+                .note(Note::LimiterWait("concurrency".into()))
+                .into()
+        }
         Observation::Permit { outcome: Err((wait, why)), .. } => {
             Act::new(Write::Update(RunUpdate::default().release_claim()))
                 .then_push(submit_job(rec, spread(wait, jitter)))

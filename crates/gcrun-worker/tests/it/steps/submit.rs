@@ -174,6 +174,10 @@ fn no_permit_gives_the_claim_back_and_waits_for_one() {
     let denied =
         Observation::Permit { token: "t-1".into(), outcome: Err((Duration::from_secs(2), Denied::Concurrency)) };
     let a = act(run(&rec, denied));
+    // It waits for a slot on the list a release wakes; its job is only the
+    // safety net, far out (not a re-push every second).
+    assert_eq!(a.permit, PermitOp::Wait);
+    assert!(submit_after(&a) >= policy().slot_wait, "{:?}", submit_after(&a));
     assert!(
         matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0) && u.submit_sent_ms == Some(0)),
         "{a:?}"
@@ -396,4 +400,16 @@ fn debug_output_never_shows_a_webhook_urls_query() {
         body: json!({}),
     };
     assert!(!format!("{out:?}").contains("s3cret"));
+}
+
+#[test]
+fn a_rate_or_pause_denial_comes_back_when_the_limiter_says() {
+    let rec = record(Flavor::Runs, RunStatus::Validated);
+    for why in [Denied::Rate, Denied::Paused] {
+        let denied = Observation::Permit { token: "t-1".into(), outcome: Err((Duration::from_millis(700), why)) };
+        let a = act(run(&rec, denied));
+        assert_eq!(a.permit, PermitOp::Keep, "{why:?}: not a slot wait");
+        let after = submit_after(&a);
+        assert!(after >= Duration::from_millis(700) && after < Duration::from_secs(2), "{why:?}: {after:?}");
+    }
 }
