@@ -73,6 +73,8 @@ pub fn fast_worker_config(hook_url: &str) -> WorkerConfig {
         },
         max_submit_attempts: 50,
         default_webhook_url: Some(hook_url.parse().unwrap()),
+        // The test receivers listen on loopback, and requests name them.
+        limits: gcrun_model::RequestLimits { webhook_private_addresses: true, ..Default::default() },
         // A waiting run's safety net, short so suites drain quickly.
         slot_wait: Duration::from_secs(2),
         // The test receivers listen on loopback.
@@ -113,7 +115,11 @@ impl Stack {
         let producer = Producer::new(
             store.clone(),
             queues.clone(),
-            ProducerConfig { run_deadline: deadline, ..ProducerConfig::default() },
+            ProducerConfig {
+                run_deadline: deadline,
+                limits: gcrun_model::RequestLimits { webhook_private_addresses: true, ..Default::default() },
+                ..ProducerConfig::default()
+            },
         );
         let secret = WebhookSecret::parse(HOOK_SECRET).unwrap();
         let verify = Arc::new(move |id: &str, ts: u64, body: &[u8], sig: &str| secret.verify(id, ts, body, sig));

@@ -16,6 +16,7 @@
 //! - [`outcome`]: [`RunError`], why a run did not succeed.
 //! - [`ids`]: [`RunId`] (UUID v7), [`Flavor`].
 
+pub mod egress;
 pub mod ids;
 pub mod lifecycle;
 pub mod outcome;

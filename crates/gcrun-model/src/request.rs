@@ -470,6 +470,24 @@ fn check_webhook_url(raw: &str, limits: &RequestLimits, v: &mut Violations) -> O
     if url.host().is_none() {
         v.push(Violation::new(PATH, "invalid_url", "URL has no host"));
     }
+    if !limits.webhook_private_addresses {
+        let internal = match url.host() {
+            Some(url::Host::Ipv4(ip)) => !crate::egress::is_public_v4(ip),
+            Some(url::Host::Ipv6(ip)) => !crate::egress::is_public_v6(ip),
+            Some(url::Host::Domain(d)) => {
+                let d = d.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+            None => false,
+        };
+        if internal {
+            v.push(Violation::new(
+                PATH,
+                "url_address",
+                "webhooks go to public addresses only (loopback, private, link-local and reserved addresses are refused)",
+            ));
+        }
+    }
     if !url.username().is_empty() || url.password().is_some() {
         // Credentials in a URL end up in logs and records; webhooks are
         // authenticated by their signature instead.

@@ -41,6 +41,10 @@ pub struct RequestLimits {
     pub max_metadata_chars: usize,
     /// Longest webhook URL accepted.
     pub max_url_chars: usize,
+    /// Whether a webhook URL may name a loopback, private, link-local or
+    /// reserved address literal (or `localhost`); off by default, as the
+    /// worker's egress policy.
+    pub webhook_private_addresses: bool,
 }
 
 impl Default for RequestLimits {
@@ -58,6 +62,7 @@ impl Default for RequestLimits {
             max_metadata_entries: 32,
             max_metadata_chars: 1024,
             max_url_chars: 2048,
+            webhook_private_addresses: false,
         }
     }
 }
@@ -90,6 +95,7 @@ impl RequestLimits {
             max_metadata_entries: usize::MAX,
             max_metadata_chars: usize::MAX,
             max_url_chars: usize::MAX,
+            webhook_private_addresses: true,
         }
     }
 

@@ -16,14 +16,20 @@ use serde_json::{Map, Value, json};
 
 use crate::worker_cmd::RedisArgs;
 
-fn producer_config(deadline_secs: u64) -> ProducerConfig {
-    ProducerConfig { run_deadline: Duration::from_secs(deadline_secs), ..ProducerConfig::default() }
+fn producer_config(deadline_secs: u64, webhook_private_networks: bool) -> ProducerConfig {
+    let limits =
+        gcrun_model::RequestLimits { webhook_private_addresses: webhook_private_networks, ..Default::default() };
+    ProducerConfig { run_deadline: Duration::from_secs(deadline_secs), limits, ..ProducerConfig::default() }
 }
 
 #[derive(Args, Debug)]
 pub struct EnqueueArgs {
     #[command(flatten)]
     redis: RedisArgs,
+    /// Accept webhook URLs that name loopback, private or link-local
+    /// addresses (receivers inside your network; the worker must allow them too).
+    #[arg(long, env = "GCRUN_WEBHOOK_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    webhook_private_networks: bool,
     /// runs, execute or workflow (for a run given by flags).
     #[arg(long)]
     flavor: Option<Flavor>,
@@ -97,7 +103,7 @@ impl EnqueueArgs {
 
 pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
     let (store, queues) = args.redis.open().await?;
-    let producer = Producer::new(store, queues, producer_config(args.deadline_secs));
+    let producer = Producer::new(store, queues, producer_config(args.deadline_secs, args.webhook_private_networks));
     if args.stdin {
         return enqueue_lines(&producer, args.json).await;
     }
@@ -195,6 +201,10 @@ fn report(json_out: bool, line: usize, r: Result<RunId, String>) {
 pub struct IngestArgs {
     #[command(flatten)]
     redis: RedisArgs,
+    /// Accept webhook URLs that name loopback, private or link-local
+    /// addresses (receivers inside your network; the worker must allow them too).
+    #[arg(long, env = "GCRUN_WEBHOOK_PRIVATE_NETWORKS", default_value_t = false, action = clap::ArgAction::Set)]
+    webhook_private_networks: bool,
     #[arg(long, env = "GCRUN_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
     /// Accepted bearer tokens, comma-separated. Required.
@@ -209,7 +219,7 @@ pub struct IngestArgs {
 
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let (store, queues) = args.redis.open().await?;
-    let producer = Producer::new(store, queues, producer_config(args.deadline_secs));
+    let producer = Producer::new(store, queues, producer_config(args.deadline_secs, args.webhook_private_networks));
     let tokens: Vec<SecretString> = args
         .tokens
         .into_iter()

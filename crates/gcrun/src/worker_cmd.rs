@@ -170,6 +170,10 @@ impl WorkerArgs {
                 default_webhook_url: self.default_webhook_url.clone(),
                 webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
                 at_least_once: self.at_least_once.clone().unwrap_or_default(),
+                limits: gcrun_model::RequestLimits {
+                    webhook_private_addresses: self.webhook_private_networks,
+                    ..gcrun_model::RequestLimits::default()
+                },
                 slot_wait: Duration::from_millis(self.slot_wait_ms.max(1)),
                 webhook_egress: if self.webhook_private_networks {
                     gcrun_worker::egress::Egress::PrivateAllowed

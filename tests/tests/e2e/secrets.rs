@@ -51,6 +51,7 @@ async fn no_secret_shows_anywhere_at_trace_level() {
         .args(["ingest", "--listen", &format!("127.0.0.1:{port}")])
         .env("REDIS_URL", stack.redis.url())
         .env("GCRUN_INGEST_TOKENS", INGEST_TOKEN)
+        .env("GCRUN_WEBHOOK_PRIVATE_NETWORKS", "true")
         .stdout(Stdio::null());
     let ingest = logged(ingest, dir.path(), "ingest");
     let worker = logged(stack.worker_process(&[]), dir.path(), "worker");

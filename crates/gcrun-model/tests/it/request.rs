@@ -151,7 +151,28 @@ fn webhook_urls_must_be_http_without_credentials() {
     assert_eq!(codes(base("ftp://x.example/h")), pairs(&[("/webhookUrl", "url_scheme")]));
     assert_eq!(codes(base("not a url")), pairs(&[("/webhookUrl", "invalid_url")]));
     assert_eq!(codes(base("https://user:pw@x.example/h")), pairs(&[("/webhookUrl", "url_credentials")]));
-    assert!(parse(base("http://127.0.0.1:9000/h")).is_ok());
+    assert!(parse(base("https://hooks.example/h")).is_ok());
+}
+
+#[test]
+fn webhook_urls_naming_internal_addresses_are_refused_unless_allowed() {
+    let base = |url: &str| json!({"flavor": "execute", "actionId": "a", "webhookUrl": url});
+    for internal in [
+        "http://127.0.0.1:9000/h",
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.7/h",
+        "http://[::1]/h",
+        "http://[fd00:ec2::254]/h",
+        "http://localhost/h",
+        "http://api.localhost./h",
+    ] {
+        assert_eq!(codes(base(internal)), pairs(&[("/webhookUrl", "url_address")]), "{internal}");
+        let allowed = RequestLimits { webhook_private_addresses: true, ..RequestLimits::default() };
+        assert!(RunRequest::parse(&base(internal), &allowed).is_ok(), "{internal} with the opt-in");
+    }
+    // A name is not resolved at the door (no I/O); the worker checks the
+    // addresses it resolves to.
+    assert!(parse(base("http://internal.example/h")).is_ok());
 }
 
 #[test]
