@@ -3,7 +3,8 @@
 -- dropped), then the GCRA rate. Re-asking for a lease already held is a
 -- grant, so a re-delivered job does not count twice.
 -- KEYS[1] GCRA theoretical arrival time, KEYS[2] leases zset (by expiry),
--- KEYS[3] pause-until
+-- KEYS[3] pause-until, KEYS[4] waiting zset (a run granted a permit
+-- leaves it, so a release never wakes a run that no longer waits)
 -- ARGV[1] now_ms, ARGV[2] interval_ms, ARGV[3] burst, ARGV[4] max
 -- concurrent, ARGV[5] lease ttl ms, ARGV[6] lease id
 -- Returns {1, 0, 'granted' | 'held'} or {0, wait_ms, 'paused' |
@@ -16,7 +17,10 @@ local ttl = tonumber(ARGV[5])
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
 if pause > now then return {0, pause - now, 'paused'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[6]) then return {1, 0, 'held'} end
+if redis.call('ZSCORE', KEYS[2], ARGV[6]) then
+  redis.call('ZREM', KEYS[4], ARGV[6])
+  return {1, 0, 'held'}
+end
 local held = redis.call('ZCARD', KEYS[2])
 if held >= max then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
@@ -32,4 +36,5 @@ if tat - now > tolerance then
 end
 redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
 redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
+redis.call('ZREM', KEYS[4], ARGV[6])
 return {1, 0, 'granted'}

@@ -4,8 +4,9 @@
 -- KEYS[1] leases zset, KEYS[2] waiting zset (run ids by when they began to
 -- wait)
 -- ARGV[1] the lease (the run id)
--- Returns the woken run's id, or false when nobody waits.
-redis.call('ZREM', KEYS[1], ARGV[1])
+-- Returns the woken run's id, or false when nobody waits or no slot was
+-- freed (a run that held none wakes nobody: a slot would not be there).
 redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return false end
 local first = redis.call('ZPOPMIN', KEYS[2])
 return first[1] or false

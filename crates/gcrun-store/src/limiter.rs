@@ -96,6 +96,7 @@ impl Limiter {
             .key(&self.keys[0])
             .key(&self.keys[1])
             .key(&self.keys[2])
+            .key(&self.waiting)
             .arg(now_ms)
             .arg(interval_ms)
             .arg(self.config.burst.max(1))

@@ -276,10 +276,19 @@ impl RunUpdate {
         self
     }
 
-    /// Gives the submit claim back, so another copy may submit at once,
-    /// and clears the sent mark: the call is known not to have run (a
-    /// denied permit, a refusal Genesys answered).
+    /// Gives the submit claim back (before any call was made: a denied
+    /// permit), so another copy may submit at once. It never touches the
+    /// sent mark: a copy that made no call must not clear the mark of one
+    /// that did.
     pub fn release_claim(mut self) -> Self {
+        self.submit_claim_until = Some(0);
+        self
+    }
+
+    /// After this copy's own call was answered with a refusal that shows it
+    /// did not run (a 429, a 503): the claim back and the sent mark
+    /// cleared, so the next try may call again.
+    pub fn call_not_run(mut self) -> Self {
         self.submit_claim_until = Some(0);
         self.submit_sent_ms = Some(0);
         self

@@ -23,6 +23,7 @@ static ADVANCE: LazyLock<Script> =
     LazyLock::new(|| Script::new(concat!(include_str!("../lua/advance.lua"), "return s_advance(KEYS, ARGV)\n")));
 static CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/claim_submit.lua")));
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/mark_submit.lua")));
+static RECONCILE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/reconcile_expired.lua")));
 static RENEW_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/renew_claim.lua")));
 
 /// The operator's requeue of `record`: the move and the fresh counters and
@@ -520,42 +521,28 @@ impl Store {
         if due.is_empty() {
             return Ok(0);
         }
-        let parsed: Vec<(&str, &str, Option<RunId>)> = due
-            .iter()
-            .map(|m| {
-                let (status, id) = m.split_once('|').unwrap_or(("", m.as_str()));
-                (m.as_str(), status, id.parse().ok())
-            })
-            .collect();
-        let mut exists = redis::pipe();
-        for (_, _, id) in &parsed {
-            match id {
-                Some(id) => exists.cmd("EXISTS").arg(keys::run(id)),
-                None => exists.cmd("ECHO").arg(0),
-            };
-        }
-        let found: Vec<i64> = exists.query_async(&mut conn).await?;
-        let mut fix = redis::pipe();
-        fix.atomic();
         let mut n = 0;
-        for ((member, status, id), found) in parsed.iter().zip(found) {
-            if found == 1 {
-                continue; // not expired yet (clocks differ): the next sweep
-            }
-            if let Some(id) = id {
-                let id = id.to_string();
-                if RunStatus::ALL.iter().any(|s| s.as_str() == *status) {
-                    fix.cmd("HINCRBY").arg(keys::counts()).arg(*status).arg(-1).ignore();
-                }
-                fix.cmd("ZREM").arg(keys::dlq()).arg(&id).ignore();
-                fix.cmd("ZREM").arg(keys::webhook_dlq()).arg(&id).ignore();
-                fix.cmd("ZREM").arg(keys::open()).arg(&id).ignore();
-            }
-            fix.cmd("ZREM").arg(keys::expiring()).arg(*member).ignore();
-            n += 1;
-        }
-        if n > 0 {
-            let () = fix.query_async(&mut conn).await?;
+        for member in &due {
+            let (status, id) = member.split_once('|').unwrap_or(("", member.as_str()));
+            let Ok(run) = id.parse::<RunId>() else {
+                // Not gcrun's: drop it from the index.
+                let _: i64 = redis::cmd("ZREM").arg(keys::expiring()).arg(member).query_async(&mut conn).await?;
+                continue;
+            };
+            let known = if RunStatus::ALL.iter().any(|s| s.as_str() == status) { status } else { "" };
+            let done: i64 = RECONCILE
+                .key(keys::run(&run))
+                .key(keys::expiring())
+                .key(keys::counts())
+                .key(keys::dlq())
+                .key(keys::webhook_dlq())
+                .key(keys::open())
+                .arg(member)
+                .arg(known)
+                .arg(id)
+                .invoke_async(&mut conn)
+                .await?;
+            n += done as usize;
         }
         Ok(n)
     }

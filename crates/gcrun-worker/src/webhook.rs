@@ -199,7 +199,9 @@ pub fn client(timeout: Duration, egress: Egress) -> Result<WebhookClient, reqwes
         .redirect(reqwest::redirect::Policy::none())
         .timeout(timeout);
     if egress == Egress::PublicOnly {
-        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly));
+        // No proxy either: a proxy would resolve and reach the address
+        // itself, past the resolver's check.
+        builder = builder.dns_resolver(std::sync::Arc::new(PublicOnly)).no_proxy();
     }
     Ok(WebhookClient { http: builder.build()?, egress })
 }

@@ -77,4 +77,15 @@ async fn a_release_wakes_the_run_that_waited_longest_and_a_run_keeps_its_place()
     assert_eq!(limiter.release("first").await.unwrap().as_deref(), Some("second"));
     assert_eq!(limiter.release("nobody").await.unwrap(), None);
     assert_eq!(limiter.waiting().await.unwrap(), 0);
+    // A waiter that got a slot another way (its safety net) leaves the set,
+    // and a release by a run that held no slot wakes nobody.
+    assert!(limiter.acquire("holder", 2_000).await.unwrap().is_ok());
+    limiter.wait_for_slot("third", 2_001).await.unwrap();
+    limiter.wait_for_slot("fourth", 2_002).await.unwrap();
+    assert_eq!(limiter.release("holder").await.unwrap().as_deref(), Some("third"));
+    assert!(limiter.acquire("fourth", 2_003).await.unwrap().is_ok(), "fourth takes the free slot itself");
+    assert_eq!(limiter.waiting().await.unwrap(), 0, "fourth no longer waits");
+    limiter.wait_for_slot("fifth", 2_004).await.unwrap();
+    assert_eq!(limiter.release("third").await.unwrap(), None, "third held no slot: nothing freed");
+    assert_eq!(limiter.waiting().await.unwrap(), 1);
 }

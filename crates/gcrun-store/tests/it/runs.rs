@@ -143,8 +143,11 @@ async fn a_submit_claim_is_marked_before_the_call_and_a_lapsed_marked_claim_is_a
     // outcome is unknown and no copy may claim (and submit) again.
     assert_eq!(store.claim_submit(&id, 4_999, 100, "c").await.unwrap(), Claim::HeldUntil(5_000));
     assert_eq!(store.claim_submit(&id, 5_001, 100, "c").await.unwrap(), Claim::SentWithoutAnswer { sent_ms: 1_250 });
-    // Released (the call is known not to have run): free again.
+    // A plain claim release (a denied permit) leaves the mark alone ...
     assert!(store.update(&id, &RunUpdate::default().release_claim()).await.unwrap());
+    assert!(matches!(store.claim_submit(&id, 5_002, 100, "c").await.unwrap(), Claim::SentWithoutAnswer { .. }));
+    // ... only the answered call that did not run clears it.
+    assert!(store.update(&id, &RunUpdate::default().call_not_run()).await.unwrap());
     assert_eq!(store.claim_submit(&id, 5_002, 100, "c").await.unwrap(), Claim::Claimed { token: "c".into() });
 }
 

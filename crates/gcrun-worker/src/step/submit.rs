@@ -121,9 +121,11 @@ pub fn decide(
         Observation::Marked(Some(token)) => {
             Decision::Need(Need::Submit { request: Box::new(rec.request.clone()), token })
         }
-        // The claim lapsed while this copy waited for its permit and another
-        // copy took it: that copy submits; this one gives its permit back.
-        Observation::Marked(None) => Act::nothing().permit(PermitOp::Release).into(),
+        // The claim lapsed while this copy waited for its permit. Its permit
+        // is the run's (keyed by run id), possibly now another copy's: keep
+        // it, and come back: if another copy holds the claim this job finds
+        // it held and waits; if none does, it claims again.
+        Observation::Marked(None) => Act::push(submit_job(rec, Duration::ZERO)).into(),
         Observation::Answer(answer) => answered(rec, answer, policy, now, jitter),
     }
 }
@@ -156,7 +158,7 @@ fn unknown_outcome(
         }
         let update = RunUpdate::failure(format!("outcome unknown, sent again (at least once): {detail}"))
             .correlated(error.and_then(|e| e.correlation_id.clone()))
-            .release_claim();
+            .call_not_run();
         let after = policy.submit_schedule.delay_after(retries - 1, None, jitter);
         return Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
             .then_push(submit_job(rec, after))
@@ -254,7 +256,8 @@ fn contract_checked(
                 )]);
                 reject(rec, &v, policy, now).into()
             }
-            verdict if verdict.is_retryable() => retry_submit(rec, &e, policy, now, jitter).into(),
+            // Before any claim: nothing of a claim or a mark to touch.
+            verdict if verdict.is_retryable() => retry_submit(rec, &e, false, policy, now, jitter).into(),
             _ => {
                 let update = api_failure(format!("reading the action definition: {e}"), &e);
                 finish(rec, RunStatus::Dead, format!("definition unreadable: {e}"), update, policy, now).into()
@@ -306,7 +309,7 @@ fn answered(
         // in the reference says Genesys deduplicates a `runs` submit by its
         // name): a blind retry could run the action twice.
         Verdict::AmbiguousOutcome => unknown_outcome(rec, &e.to_string(), Some(&e), policy, now, jitter).into(),
-        v if v.is_retryable() => retry_submit(rec, &e, policy, now, jitter).permit(PermitOp::Release).into(),
+        v if v.is_retryable() => retry_submit(rec, &e, true, policy, now, jitter).permit(PermitOp::Release).into(),
         // Refused credentials or permissions are gcrun's setup, not the
         // run's fault: dead-letter (requeueable once fixed), not failed.
         Verdict::Refused => {
@@ -374,8 +377,18 @@ pub(crate) fn complete_from_record(rec: &RunRecord, policy: &WorkerConfig, now: 
 }
 
 /// A transient failure before the remote run exists: try the submit again
-/// later, or give up after `max_submit_attempts`.
-fn retry_submit(rec: &RunRecord, e: &ApiError, policy: &WorkerConfig, now: u64, jitter: &mut Jitter) -> Act {
+/// later, or give up after `max_submit_attempts`. `answered_call`: the
+/// failure is this copy's own call's answer (it did not run), so its claim
+/// and mark are cleared; otherwise (the contract could not be read, before
+/// any claim) neither is touched.
+fn retry_submit(
+    rec: &RunRecord,
+    e: &ApiError,
+    answered_call: bool,
+    policy: &WorkerConfig,
+    now: u64,
+    jitter: &mut Jitter,
+) -> Act {
     let verdict = e.verdict();
     let retries = rec.retries + 1;
     let mut act = if retries >= policy.max_submit_attempts {
@@ -384,7 +397,10 @@ fn retry_submit(rec: &RunRecord, e: &ApiError, policy: &WorkerConfig, now: u64, 
     } else {
         // One step of the retry chain: of duplicate copies that met the
         // same failure, one moves the counter and schedules the next try.
-        let update = RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone()).release_claim();
+        let mut update = RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone());
+        if answered_call {
+            update = update.call_not_run();
+        }
         let after = policy.submit_schedule.delay_after(retries - 1, verdict.retry_after(), jitter);
         Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
             .then_push(submit_job(rec, after))

@@ -95,6 +95,9 @@ fn a_transient_definition_failure_retries_the_submit_later() {
     assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 0, .. }), "{a:?}");
     assert!(submit_after(&a) >= Duration::from_millis(500));
     assert_eq!(a.pause_until_ms, None);
+    // Before any claim: it must not clear a claim or a sent mark another
+    // copy may hold by now (that copy's call would be made twice).
+    assert_eq!((update(&a).submit_claim_until, update(&a).submit_sent_ms), (None, None));
 }
 
 #[test]
@@ -179,7 +182,8 @@ fn no_permit_gives_the_claim_back_and_waits_for_one() {
     assert_eq!(a.permit, PermitOp::Wait);
     assert!(submit_after(&a) >= policy().slot_wait, "{:?}", submit_after(&a));
     assert!(
-        matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0) && u.submit_sent_ms == Some(0)),
+        // The claim back; never the sent mark (this copy made no call).
+        matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0) && u.submit_sent_ms.is_none()),
         "{a:?}"
     );
     assert!(submit_after(&a) >= Duration::from_secs(2));
@@ -194,7 +198,10 @@ fn the_call_is_made_only_once_it_is_marked_as_sent() {
     // The claim lapsed while this copy waited for its permit, and another
     // copy took it: no call, and the permit goes back.
     let a = act(run(&rec, Observation::Marked(None)));
-    assert_eq!((a.write.clone(), a.permit, a.jobs.len()), (Write::Nothing, PermitOp::Release, 0));
+    // Its permit is the run's, maybe the other copy's now: kept; and it
+    // comes back, so a claim nobody holds is taken again.
+    assert_eq!((a.write.clone(), a.permit), (Write::Nothing, PermitOp::Keep));
+    assert_eq!(submit_after(&a), Duration::ZERO);
 }
 
 #[test]
@@ -302,6 +309,8 @@ fn a_5xx_retries_until_the_attempts_run_out() {
     let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
     assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 3, .. }), "{a:?}");
     assert_eq!(update(&a).correlation_id.as_deref(), Some("cid-1"));
+    // Its own call was answered (it did not run): claim and mark cleared.
+    assert_eq!((update(&a).submit_claim_until, update(&a).submit_sent_ms), (Some(0), Some(0)));
     assert_eq!(a.pause_until_ms, None);
     rec.retries = policy().max_submit_attempts - 1;
     let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
