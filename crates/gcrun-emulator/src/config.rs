@@ -21,6 +21,23 @@ pub struct EmulatorConfig {
     pub seed: u64,
 }
 
+impl EmulatorConfig {
+    /// A stand-in with no latency and no limits (benchmarks and backlog
+    /// tests: what is measured is gcrun, not the API it waits for).
+    pub fn zero_latency() -> Self {
+        Self {
+            timings: Timings { queued_for: Duration::ZERO, running_for: Duration::ZERO, execute_for: Duration::ZERO },
+            limits: Limits {
+                executions_per_window: None,
+                window: Duration::from_secs(60),
+                max_concurrent: None,
+                requests_per_token: None,
+            },
+            ..Self::default()
+        }
+    }
+}
+
 impl Default for EmulatorConfig {
     fn default() -> Self {
         Self {

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, anyhow, bail};
 use apalis::prelude::{BoxDynError, Data, Monitor, WorkerBuilder, WorkerBuilderExt};
 use clap::{Args, Subcommand};
-use gcrun_emulator::{EmulatorConfig, Limits, Timings};
+use gcrun_emulator::EmulatorConfig;
 use gcrun_harness::{RedisOptions, RedisServer, SinkRules, WebhookSink};
 use gcrun_model::RunStatus;
 use gcrun_producer::{Producer, ProducerConfig};
@@ -373,16 +373,7 @@ async fn memory(args: &QueueBench) -> Result<serde_json::Value> {
 
 async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let redis = redis()?;
-    let emulator = gcrun_emulator::Emulator::new(EmulatorConfig {
-        timings: Timings { queued_for: Duration::ZERO, running_for: Duration::ZERO, execute_for: Duration::ZERO },
-        limits: Limits {
-            executions_per_window: None,
-            window: Duration::from_secs(60),
-            max_concurrent: None,
-            requests_per_token: None,
-        },
-        ..EmulatorConfig::default()
-    });
+    let emulator = gcrun_emulator::Emulator::new(EmulatorConfig::zero_latency());
     let emu_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let emu_addr = emu_listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

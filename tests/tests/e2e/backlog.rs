@@ -6,23 +6,14 @@
 
 use std::time::Duration;
 
-use gcrun_emulator::{EmulatorConfig, Limits, Timings};
+use gcrun_emulator::EmulatorConfig;
 use gcrun_model::{RunId, RunStatus, WebhookStatus};
 use gcrun_tests::{LOOKUP, Stack, limiter};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_enqueued_while_no_worker_runs_drains_with_two_workers() {
-    let emulator = EmulatorConfig {
-        timings: Timings { queued_for: Duration::ZERO, running_for: Duration::ZERO, execute_for: Duration::ZERO },
-        limits: Limits {
-            executions_per_window: None,
-            window: Duration::from_secs(60),
-            max_concurrent: None,
-            requests_per_token: None,
-        },
-        ..EmulatorConfig::default()
-    };
+    let emulator = EmulatorConfig::zero_latency();
     let stack = Stack::start(emulator, Duration::from_secs(900)).await;
     let n = 3_000;
     let mut ids: Vec<RunId> = Vec::with_capacity(n);
