@@ -1,8 +1,11 @@
 -- Advances a counter from `expected` to `expected + 1`, with more fields,
--- only if it still holds `expected`: of duplicate jobs for one step, one
--- goes on.
+-- only if it still holds `expected` and the run is still in the status
+-- the step decided on: of duplicate jobs for one step, one goes on, and a
+-- step decided on a run that has since ended (the sweeper, an unknown
+-- outcome found by another copy) writes nothing into it.
 -- KEYS[1] run hash
--- ARGV[1] counter field, ARGV[2] expected, ARGV[3..] field/value pairs
+-- ARGV[1] counter field, ARGV[2] expected, ARGV[3] status, ARGV[4..]
+-- field/value pairs
 -- Returns 1 advanced, 0 moved on already, -1 no such run.
 -- A fragment: defines `s_advance(KEYS, ARGV)`; the store runs it alone, the
 -- worker's step script beside the engine's ack (see ARCHITECTURE.md).
@@ -10,10 +13,11 @@ local function s_advance(KEYS, ARGV)
   if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
   local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
   if cur ~= ARGV[2] then return 0 end
+  if redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
-  if #ARGV > 2 then
+  if #ARGV > 3 then
     local fields = {}
-    for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
+    for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
     redis.call('HSET', KEYS[1], unpack(fields))
   end
   return 1

@@ -5,20 +5,24 @@
 -- KEYS[1] GCRA theoretical arrival time, KEYS[2] leases zset (by expiry),
 -- KEYS[3] pause-until, KEYS[4] waiting zset (a run granted a permit
 -- leaves it, so a release never wakes a run that no longer waits)
--- ARGV[1] now_ms, ARGV[2] interval_ms, ARGV[3] burst, ARGV[4] max
--- concurrent, ARGV[5] lease ttl ms, ARGV[6] lease id
+-- ARGV[1] interval_ms, ARGV[2] burst, ARGV[3] max concurrent, ARGV[4]
+-- lease ttl ms, ARGV[5] lease id
+-- Times are Redis's own (TIME), never a worker's clock, so every pod sees
+-- the same rate, the same lapsed leases and the same pause.
 -- Returns {1, 0, 'granted' | 'held'} or {0, wait_ms, 'paused' |
 -- 'concurrency' | 'rate'}.
-local now = tonumber(ARGV[1])
-local interval = tonumber(ARGV[2])
-local burst = tonumber(ARGV[3])
-local max = tonumber(ARGV[4])
-local ttl = tonumber(ARGV[5])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local max = tonumber(ARGV[3])
+local ttl = tonumber(ARGV[4])
+local lease = ARGV[5]
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
 if pause > now then return {0, pause - now, 'paused'} end
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZSCORE', KEYS[2], ARGV[6]) then
-  redis.call('ZREM', KEYS[4], ARGV[6])
+if redis.call('ZSCORE', KEYS[2], lease) then
+  redis.call('ZREM', KEYS[4], lease)
   return {1, 0, 'held'}
 end
 local held = redis.call('ZCARD', KEYS[2])
@@ -35,6 +39,6 @@ if tat - now > tolerance then
   return {0, tat - now - tolerance, 'rate'}
 end
 redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
-redis.call('ZREM', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[2], now + ttl, lease)
+redis.call('ZREM', KEYS[4], lease)
 return {1, 0, 'granted'}

@@ -1,12 +1,15 @@
 -- Marks the moment just before the Genesys call, for the copy that holds
--- the claim (ARGV[2], its token), and extends the claim to cover the call
--- (ARGV[3]). From here on, a claim that lapses without an outcome means
--- the outcome is unknown (claim_submit.lua).
--- KEYS[1] run hash; ARGV[1] now_ms, ARGV[2] token, ARGV[3] until_ms
+-- the claim (ARGV[1], its token), and extends the claim to cover the call
+-- (ARGV[2] ms from now). From here on, a claim that lapses without an
+-- outcome means the outcome is unknown (claim_submit.lua). Times are
+-- Redis's own (TIME).
+-- KEYS[1] run hash; ARGV[1] token, ARGV[2] hold_ms
 -- Returns 1 marked, 0 the claim is no longer this copy's (or the run
 -- moved on).
 if redis.call('HGET', KEYS[1], 'status') ~= 'validated' then return 0 end
-if redis.call('HGET', KEYS[1], 'submit_claim_by') ~= ARGV[2] then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'submit_claim_until') or '0') <= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'submit_sent_ms', ARGV[1], 'submit_claim_until', ARGV[3])
+if redis.call('HGET', KEYS[1], 'submit_claim_by') ~= ARGV[1] then return 0 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if tonumber(redis.call('HGET', KEYS[1], 'submit_claim_until') or '0') <= now then return 0 end
+redis.call('HSET', KEYS[1], 'submit_sent_ms', now, 'submit_claim_until', now + tonumber(ARGV[2]))
 return 1

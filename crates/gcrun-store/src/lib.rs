@@ -226,4 +226,11 @@ impl Store {
         let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
         Ok(())
     }
+
+    /// Redis's clock (`TIME`), in ms since the epoch: the clock every
+    /// claim, lease, pause and schedule is timed by.
+    pub async fn redis_now_ms(&self) -> Result<u64, StoreError> {
+        let (secs, micros): (u64, u64) = redis::cmd("TIME").query_async(&mut self.conn()).await?;
+        Ok(secs * 1000 + micros / 1000)
+    }
 }

@@ -9,7 +9,10 @@
 //!   `Retry-After`, so every pod backs off, not just the one that was told.
 //!
 //! `acquire` never waits: it grants a [`Permit`] or says how long until one
-//! is expected, and the caller schedules its job for then.
+//! is expected, and the caller schedules its job for then. Every time the
+//! limiter compares is Redis's (`TIME` inside its scripts), never a
+//! worker's clock: one pod with a fast clock cannot expire the leases of
+//! the others or end a pause early.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -54,6 +57,9 @@ static ACQUIRE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("..
 
 static PAUSE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_pause.lua")));
 static RELEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_release.lua")));
+static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_renew.lua")));
+static WAIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_wait.lua")));
+static HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_held.lua")));
 
 /// Why a permit was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,15 +95,14 @@ impl Limiter {
     /// Asks for a permit for `lease` (use the run id: re-asking for a lease
     /// already held succeeds, so a re-delivered job does not count twice).
     /// The inner `Err((wait, why))` says how long until one is expected, and
-    /// which limit said no.
-    pub async fn acquire(&self, lease: &str, now_ms: u64) -> Result<Result<Permit, (Duration, Denied)>, StoreError> {
+    /// which limit said no. Every time here is Redis's own clock.
+    pub async fn acquire(&self, lease: &str) -> Result<Result<Permit, (Duration, Denied)>, StoreError> {
         let interval_ms = (60_000 / u64::from(self.config.rate_per_minute.max(1))).max(1);
         let (granted, wait_ms, reason): (i64, i64, String) = ACQUIRE
             .key(&self.keys[0])
             .key(&self.keys[1])
             .key(&self.keys[2])
             .key(&self.waiting)
-            .arg(now_ms)
             .arg(interval_ms)
             .arg(self.config.burst.max(1))
             .arg(self.config.max_concurrent.max(1))
@@ -116,12 +121,16 @@ impl Limiter {
         Ok(Err((Duration::from_millis(wait_ms.max(1) as u64), denied)))
     }
 
-    /// Extends a lease while its run goes on (adding it back if a long
-    /// server-requested wait let it lapse: the run is still in progress).
-    pub async fn renew(&self, lease: &str, now_ms: u64) -> Result<(), StoreError> {
-        let expiry = now_ms + self.config.lease_ttl.as_millis() as u64;
-        let _: i64 =
-            redis::cmd("ZADD").arg(&self.keys[1]).arg(expiry).arg(lease).query_async(&mut self.store.conn()).await?;
+    /// Extends a lease by `lease_ttl` from now while its run goes on
+    /// (adding it back if a long server-requested wait let it lapse: the
+    /// run is still in progress).
+    pub async fn renew(&self, lease: &str) -> Result<(), StoreError> {
+        let _: i64 = RENEW
+            .key(&self.keys[1])
+            .arg(lease)
+            .arg(self.config.lease_ttl.as_millis() as u64)
+            .invoke_async(&mut self.store.conn())
+            .await?;
         Ok(())
     }
 
@@ -134,14 +143,8 @@ impl Limiter {
 
     /// Puts `run` on the list of runs waiting for a concurrency slot (once:
     /// a run that waits again keeps its place).
-    pub async fn wait_for_slot(&self, run: &str, now_ms: u64) -> Result<(), StoreError> {
-        let _: i64 = redis::cmd("ZADD")
-            .arg(&self.waiting)
-            .arg("NX")
-            .arg(now_ms)
-            .arg(run)
-            .query_async(&mut self.store.conn())
-            .await?;
+    pub async fn wait_for_slot(&self, run: &str) -> Result<(), StoreError> {
+        let _: i64 = WAIT.key(&self.waiting).arg(run).invoke_async(&mut self.store.conn()).await?;
         Ok(())
     }
 
@@ -150,15 +153,16 @@ impl Limiter {
         Ok(redis::cmd("ZCARD").arg(&self.waiting).query_async(&mut self.store.conn()).await?)
     }
 
-    /// Tells every worker to wait until `until_ms` (from a 429).
-    pub async fn pause_until(&self, until_ms: u64, now_ms: u64) -> Result<(), StoreError> {
-        let px = until_ms.saturating_sub(now_ms).max(1);
-        let _: i64 = PAUSE.key(&self.keys[2]).arg(until_ms).arg(px).invoke_async(&mut self.store.conn()).await?;
+    /// Tells every worker to wait `for_` from now (from a 429's
+    /// `Retry-After`), unless a later pause stands.
+    pub async fn pause_for(&self, for_: Duration) -> Result<(), StoreError> {
+        let px = (for_.as_millis() as u64).max(1);
+        let _: i64 = PAUSE.key(&self.keys[2]).arg(px).invoke_async(&mut self.store.conn()).await?;
         Ok(())
     }
 
     /// Leases held now (live ones only).
-    pub async fn held(&self, now_ms: u64) -> Result<u64, StoreError> {
-        Ok(redis::cmd("ZCOUNT").arg(&self.keys[1]).arg(now_ms).arg("+inf").query_async(&mut self.store.conn()).await?)
+    pub async fn held(&self) -> Result<u64, StoreError> {
+        Ok(HELD.key(&self.keys[1]).invoke_async(&mut self.store.conn()).await?)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::LazyLock;
+use std::time::Duration;
 
 use gcrun_model::{RunId, RunRequest, RunStatus, Transition};
 use redis::Script;
@@ -54,8 +55,9 @@ pub enum Claim {
     /// This caller holds the claim, under this token (which
     /// [`Store::mark_submit_sent`] checks).
     Claimed { token: String },
-    /// Another copy holds the claim until this time (ms).
-    HeldUntil(u64),
+    /// Another copy holds the claim for this much longer (by Redis's
+    /// clock).
+    Held { left: Duration },
     /// The run is no longer `validated`.
     NotValidated,
     /// A copy marked the call as sent at this time (ms) and its claim
@@ -389,61 +391,74 @@ impl Store {
         let pairs = update.pairs();
         let kind = if pairs.is_empty() { WriteKind::Nothing } else { WriteKind::Update };
         let mut w = PreparedWrite::new(kind, id.to_string(), vec![keys::run(id)]);
+        w.arg("").arg("");
         for (k, v) in pairs {
             w.arg(k).arg(v);
         }
         w
     }
 
-    /// Claims the submit of a validated run for `hold_ms`, under `token`.
-    pub async fn claim_submit(&self, id: &RunId, now_ms: u64, hold_ms: u64, token: &str) -> Result<Claim, StoreError> {
-        let (code, at): (i64, u64) = CLAIM
-            .key(keys::run(id))
-            .arg(now_ms)
-            .arg(now_ms + hold_ms)
-            .arg(token)
-            .invoke_async(&mut self.conn())
-            .await?;
+    /// Claims the submit of a validated run for `hold` (from now by
+    /// Redis's clock), under `token`.
+    pub async fn claim_submit(&self, id: &RunId, hold: Duration, token: &str) -> Result<Claim, StoreError> {
+        let (code, at): (i64, u64) =
+            CLAIM.key(keys::run(id)).arg(hold.as_millis() as u64).arg(token).invoke_async(&mut self.conn()).await?;
         Ok(match code {
             1 => Claim::Claimed { token: token.to_string() },
-            0 => Claim::HeldUntil(at),
+            0 => Claim::Held { left: Duration::from_millis(at) },
             -2 => Claim::SentWithoutAnswer { sent_ms: at },
             _ => Claim::NotValidated,
         })
     }
 
-    /// Marks the submit as sent (just before the Genesys call) and extends
-    /// the claim `token` holds to `until_ms`. `Ok(false)`: the claim is no
-    /// longer this copy's; it must not call.
-    pub async fn mark_submit_sent(
-        &self,
-        id: &RunId,
-        now_ms: u64,
-        token: &str,
-        until_ms: u64,
-    ) -> Result<bool, StoreError> {
+    /// Marks the submit as sent (just before the Genesys call, at Redis's
+    /// time) and extends the claim `token` holds to `hold` from now.
+    /// `Ok(false)`: the claim is no longer this copy's; it must not call.
+    pub async fn mark_submit_sent(&self, id: &RunId, token: &str, hold: Duration) -> Result<bool, StoreError> {
         let n: i64 =
-            MARK.key(keys::run(id)).arg(now_ms).arg(token).arg(until_ms).invoke_async(&mut self.conn()).await?;
+            MARK.key(keys::run(id)).arg(token).arg(hold.as_millis() as u64).invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
     }
 
+    /// Gives back the claim `token` holds, before any call was made (a
+    /// denied permit), so another copy may submit at once: only if it is
+    /// still this copy's (a stalled copy must not clear a newer one's).
+    pub fn prepare_release_claim(&self, id: &RunId, token: &str) -> PreparedWrite {
+        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![keys::run(id)]);
+        w.arg("submit_claim_by").arg(token);
+        for (k, v) in RunUpdate::default().release_claim().pairs() {
+            w.arg(k).arg(v);
+        }
+        w
+    }
+
     /// Moves `counter` from `expected` to `expected + 1`, writing `update`
-    /// with it, if no duplicate job did so first. `Ok(false)`: it did.
+    /// with it, if no duplicate job did so first and the run is still
+    /// `status` (a step decided on a run that has since ended, say by the
+    /// sweeper, must not write into it). `Ok(false)`: either moved on.
     pub async fn advance(
         &self,
         id: &RunId,
         counter: Counter,
         expected: u32,
+        status: RunStatus,
         update: &RunUpdate,
     ) -> Result<bool, StoreError> {
-        let write = self.prepare_advance(id, counter, expected, update);
+        let write = self.prepare_advance(id, counter, expected, status, update);
         Ok(write.run(&ADVANCE, &mut self.conn()).await? == WriteOutcome::Applied)
     }
 
     /// [`advance`](Self::advance), prepared for a composing script.
-    pub fn prepare_advance(&self, id: &RunId, counter: Counter, expected: u32, update: &RunUpdate) -> PreparedWrite {
+    pub fn prepare_advance(
+        &self,
+        id: &RunId,
+        counter: Counter,
+        expected: u32,
+        status: RunStatus,
+        update: &RunUpdate,
+    ) -> PreparedWrite {
         let mut w = PreparedWrite::new(WriteKind::Advance, id.to_string(), vec![keys::run(id)]);
-        w.arg(counter.field()).arg(expected);
+        w.arg(counter.field()).arg(expected).arg(status.as_str());
         for (k, v) in update.pairs() {
             if k != counter.field() {
                 w.arg(k).arg(v);
@@ -452,10 +467,15 @@ impl Store {
         w
     }
 
-    /// Extends the claim `token` holds over a call in flight to `until_ms`.
-    /// `Ok(false)`: it is not this copy's any more.
-    pub async fn renew_submit_claim(&self, id: &RunId, token: &str, until_ms: u64) -> Result<bool, StoreError> {
-        let n: i64 = RENEW_CLAIM.key(keys::run(id)).arg(token).arg(until_ms).invoke_async(&mut self.conn()).await?;
+    /// Extends the claim `token` holds over a call in flight to `hold`
+    /// from now. `Ok(false)`: it is not this copy's any more.
+    pub async fn renew_submit_claim(&self, id: &RunId, token: &str, hold: Duration) -> Result<bool, StoreError> {
+        let n: i64 = RENEW_CLAIM
+            .key(keys::run(id))
+            .arg(token)
+            .arg(hold.as_millis() as u64)
+            .invoke_async(&mut self.conn())
+            .await?;
         Ok(n == 1)
     }
 

@@ -119,6 +119,7 @@ impl PreparedWrite {
             }
             WriteKind::Update => match parse::<i64>(reply)? {
                 1 => Ok(WriteOutcome::Applied),
+                2 => Ok(WriteOutcome::Stale(None)),
                 _ => Ok(WriteOutcome::Gone),
             },
             WriteKind::Advance | WriteKind::WebhookStep => match parse::<i64>(reply)? {

@@ -61,29 +61,28 @@ pub trait Port: Send + Sync {
     fn load(&self, id: &RunId, with_history: bool)
     -> impl Future<Output = Result<Option<RunRecord>, StepError>> + Send;
     fn contract(&self, action_id: &str, now: u64) -> impl Future<Output = Result<submit::Contract, StepError>> + Send;
-    fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> impl Future<Output = Result<Claim, StepError>> + Send;
-    /// Extends the claim `token` names over a call in flight to `until_ms`.
+    /// Claims the submit for `hold` from now. Claims, marks and permits are
+    /// timed by Redis's clock, never this process's.
+    fn claim(&self, rec: &RunRecord, hold: Duration) -> impl Future<Output = Result<Claim, StepError>> + Send;
+    /// Extends the claim `token` names over a call in flight to `hold` from
+    /// now.
     fn renew_claim(
         &self,
         rec: &RunRecord,
         token: &str,
-        until_ms: u64,
+        hold: Duration,
     ) -> impl Future<Output = Result<bool, StepError>> + Send;
     /// Marks the call as about to be made, if the claim `token` names is
-    /// still held, extending it to `until_ms`.
+    /// still held, extending it to `hold` from now.
     fn mark_sent(
         &self,
         rec: &RunRecord,
-        now: u64,
         token: &str,
-        until_ms: u64,
+        hold: Duration,
     ) -> impl Future<Output = Result<bool, StepError>> + Send;
     #[allow(clippy::type_complexity)]
-    fn permit(
-        &self,
-        rec: &RunRecord,
-        now: u64,
-    ) -> impl Future<Output = Result<Result<(), (Duration, Denied)>, StepError>> + Send;
+    fn permit(&self, rec: &RunRecord)
+    -> impl Future<Output = Result<Result<(), (Duration, Denied)>, StepError>> + Send;
     fn deliver(&self, out: &Outgoing, now: u64) -> impl Future<Output = Delivery> + Send;
     /// Dead-letters a run whose record cannot be read, with the reason.
     fn quarantine(&self, id: &RunId, reason: &str, now: u64)
@@ -157,8 +156,7 @@ async fn with_claim_renewed<P: Port, T>(port: &P, rec: &RunRecord, token: &str, 
         tokio::select! {
             out = &mut call => return out,
             _ = tick.tick() => {
-                let until = now_ms() + hold.as_millis() as u64;
-                match port.renew_claim(rec, token, until).await {
+                match port.renew_claim(rec, token, hold).await {
                     Ok(true) => {}
                     Ok(false) => tracing::warn!(run = %rec.id, "submit claim lost during the call"),
                     Err(e) => tracing::warn!(run = %rec.id, error = %e, "renewing the submit claim failed"),
@@ -230,12 +228,10 @@ impl StepKind for SubmitStep {
             submit::Need::Contract { action_id } => {
                 submit::Observation::Contract(port.contract(&action_id, now).await?)
             }
-            submit::Need::Claim { until_ms } => submit::Observation::Claim(port.claim(rec, now, until_ms).await?),
-            submit::Need::Permit { token } => {
-                submit::Observation::Permit { token, outcome: port.permit(rec, now).await? }
-            }
-            submit::Need::MarkSent { token, until_ms } => {
-                let marked = port.mark_sent(rec, now, &token, until_ms).await?;
+            submit::Need::Claim { hold } => submit::Observation::Claim(port.claim(rec, hold).await?),
+            submit::Need::Permit { token } => submit::Observation::Permit { token, outcome: port.permit(rec).await? },
+            submit::Need::MarkSent { token, hold } => {
+                let marked = port.mark_sent(rec, &token, hold).await?;
                 submit::Observation::Marked(marked.then_some(token))
             }
             submit::Need::Submit { request, token } => {
@@ -477,8 +473,10 @@ impl Deps {
             Write::Transition { from, to, cause, update, guard } => {
                 self.store.prepare_transition(id, *from, *to, *guard, now, cause, update)?
             }
-            Write::Advance { counter, expected, update } => self.store.prepare_advance(id, *counter, *expected, update),
-            Write::Update(update) => self.store.prepare_update(id, update),
+            Write::Advance { counter, expected, status, update } => {
+                self.store.prepare_advance(id, *counter, *expected, *status, update)
+            }
+            Write::ReleaseClaim { token } => self.store.prepare_release_claim(id, token),
             Write::Webhook { expected, attempt } => self.store.prepare_webhook_attempt(id, *expected, attempt, now)?,
         })
     }
@@ -509,23 +507,23 @@ impl Port for Deps {
         Ok(self.definitions.contract(&self.store, &self.genesys, &self.metrics, action_id, now).await?)
     }
 
-    async fn claim(&self, rec: &RunRecord, now: u64, until_ms: u64) -> Result<Claim, StepError> {
+    async fn claim(&self, rec: &RunRecord, hold: Duration) -> Result<Claim, StepError> {
         // A token per claim, so the mark before the call can tell this copy's
         // claim from a later one.
         let token = uuid::Uuid::new_v4().simple().to_string();
-        Ok(self.store.claim_submit(&rec.id, now, until_ms.saturating_sub(now), &token).await?)
+        Ok(self.store.claim_submit(&rec.id, hold, &token).await?)
     }
 
-    async fn renew_claim(&self, rec: &RunRecord, token: &str, until_ms: u64) -> Result<bool, StepError> {
-        Ok(self.store.renew_submit_claim(&rec.id, token, until_ms).await?)
+    async fn renew_claim(&self, rec: &RunRecord, token: &str, hold: Duration) -> Result<bool, StepError> {
+        Ok(self.store.renew_submit_claim(&rec.id, token, hold).await?)
     }
 
-    async fn mark_sent(&self, rec: &RunRecord, now: u64, token: &str, until_ms: u64) -> Result<bool, StepError> {
-        Ok(self.store.mark_submit_sent(&rec.id, now, token, until_ms).await?)
+    async fn mark_sent(&self, rec: &RunRecord, token: &str, hold: Duration) -> Result<bool, StepError> {
+        Ok(self.store.mark_submit_sent(&rec.id, token, hold).await?)
     }
 
-    async fn permit(&self, rec: &RunRecord, now: u64) -> Result<Result<(), (Duration, Denied)>, StepError> {
-        Ok(self.limiter.acquire(&rec.id.to_string(), now).await?.map(|_| ()))
+    async fn permit(&self, rec: &RunRecord) -> Result<Result<(), (Duration, Denied)>, StepError> {
+        Ok(self.limiter.acquire(&rec.id.to_string()).await?.map(|_| ()))
     }
 
     async fn deliver(&self, out: &Outgoing, now: u64) -> Delivery {
@@ -542,8 +540,8 @@ impl Port for Deps {
     }
 
     async fn apply(&self, rec: &RunRecord, act: &Act, now: u64, job: Option<&JobHandle>) -> Result<bool, StepError> {
-        if let Some(until) = act.pause_until_ms {
-            self.limiter.pause_until(until, now).await?;
+        if let Some(pause) = act.pause {
+            self.limiter.pause_for(pause).await?;
         }
         let id = &rec.id;
         let write = self.prepare(id, &act.write, now)?;
@@ -565,11 +563,11 @@ impl Port for Deps {
         match act.permit {
             PermitOp::Keep => {}
             PermitOp::Renew => {
-                let _ = self.limiter.renew(&lease, now).await;
+                let _ = self.limiter.renew(&lease).await;
             }
             PermitOp::Release => self.release_permit(&lease).await,
             PermitOp::Wait => {
-                let _ = self.limiter.wait_for_slot(&lease, now).await;
+                let _ = self.limiter.wait_for_slot(&lease).await;
             }
         }
         for note in &act.notes {

@@ -66,19 +66,19 @@ impl Port for Local {
         Ok(crate::definitions::fetch_contract(&self.genesys, &self.metrics, action_id).await)
     }
 
-    async fn claim(&self, _rec: &RunRecord, _now: u64, _until_ms: u64) -> Result<Claim, StepError> {
+    async fn claim(&self, _rec: &RunRecord, _hold: Duration) -> Result<Claim, StepError> {
         Ok(Claim::Claimed { token: "run-now".into() })
     }
 
-    async fn renew_claim(&self, _rec: &RunRecord, _token: &str, _until_ms: u64) -> Result<bool, StepError> {
+    async fn renew_claim(&self, _rec: &RunRecord, _token: &str, _hold: Duration) -> Result<bool, StepError> {
         Ok(true)
     }
 
-    async fn mark_sent(&self, _rec: &RunRecord, _now: u64, _token: &str, _until_ms: u64) -> Result<bool, StepError> {
+    async fn mark_sent(&self, _rec: &RunRecord, _token: &str, _hold: Duration) -> Result<bool, StepError> {
         Ok(true)
     }
 
-    async fn permit(&self, _rec: &RunRecord, _now: u64) -> Result<Result<(), (Duration, Denied)>, StepError> {
+    async fn permit(&self, _rec: &RunRecord) -> Result<Result<(), (Duration, Denied)>, StepError> {
         Ok(Ok(()))
     }
 
@@ -103,8 +103,8 @@ impl Port for Local {
             Counter::Retries => rec.retries,
         };
         let applied = match &act.write {
-            Write::Nothing | Write::Update(_) | Write::Webhook { .. } => true,
-            Write::Advance { counter: c, expected, .. } => counter(*c) == *expected,
+            Write::Nothing | Write::ReleaseClaim { .. } | Write::Webhook { .. } => true,
+            Write::Advance { counter: c, expected, status, .. } => counter(*c) == *expected && rec.status == *status,
             Write::Transition { from, to, guard, .. } => {
                 rec.status == *from && from.can_become(*to) && guard.is_none_or(|(c, n)| counter(c) == n)
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use gcrun_emulator::{EmulatorConfig, Timings};
+use gcrun_harness::wait_until;
 use gcrun_model::{RunStatus, WebhookStatus};
 use gcrun_queue::Job;
 use gcrun_store::RunUpdate;
@@ -66,11 +67,23 @@ async fn a_submit_that_crashed_mid_call_is_dead_lettered_as_unknown_never_sent_a
         let valid = RunUpdate::default();
         stack.store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "valid", &valid).await.unwrap();
         let gcrun_store::Claim::Claimed { token } =
-            stack.store.claim_submit(&id, now - 400_000, 1_000, "dead-worker").await.unwrap()
+            stack.store.claim_submit(&id, Duration::from_secs(60), "dead-worker").await.unwrap()
         else {
             panic!("claim")
         };
-        assert!(stack.store.mark_submit_sent(&id, now - 399_900, &token, now - 100_000).await.unwrap());
+        // The call is marked with a 1 ms claim over it: it lapses at once,
+        // by Redis's clock, as a dead worker's would.
+        assert!(stack.store.mark_submit_sent(&id, &token, Duration::from_millis(1)).await.unwrap());
+        let until: u64 = redis::cmd("HGET")
+            .arg(gcrun_store::keys::run(&id))
+            .arg("submit_claim_until")
+            .query_async(&mut stack.store.connection())
+            .await
+            .unwrap();
+        wait_until("the marked claim to lapse", Duration::from_secs(5), || async {
+            (stack.store.redis_now_ms().await.unwrap() > until).then_some(())
+        })
+        .await;
 
         let (a, b) = tokio::join!(deps.submit(id, None), deps.submit(id, None));
         assert!(a.is_ok() && b.is_ok());
@@ -166,7 +179,8 @@ async fn a_poll_whose_successor_was_lost_pushes_it_again() {
     let Outcome::Done(f) = &again else { panic!("{again:?}") };
     assert!(matches!(f[..], [Job::Poll { attempt: 1, generation: g, .. }] if g == generation), "{again:?}");
     // An older copy does nothing.
-    stack.store.advance(&id, gcrun_store::Counter::Poll, 1, &RunUpdate::default()).await.unwrap();
+    let status = stack.store.get_run(&id).await.unwrap().unwrap().status;
+    assert!(stack.store.advance(&id, gcrun_store::Counter::Poll, 1, status, &RunUpdate::default()).await.unwrap());
     assert_eq!(deps.poll(id, 0, None).await.unwrap(), Outcome::Done(vec![]));
 }
 

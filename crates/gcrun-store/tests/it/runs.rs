@@ -1,5 +1,8 @@
+use std::time::Duration;
+
+use gcrun_harness::wait_until;
 use gcrun_model::{RunId, RunStatus};
-use gcrun_store::{Created, RunUpdate, TransitionOutcome};
+use gcrun_store::{Created, RunUpdate, Store, TransitionOutcome, WriteOutcome};
 use serde_json::json;
 
 use crate::{raw, request, store};
@@ -131,24 +134,72 @@ async fn a_submit_claim_is_marked_before_the_call_and_a_lapsed_marked_claim_is_a
     let validated = RunUpdate::default();
     store.transition(&id, RunStatus::Accepted, RunStatus::Validated, 1_000, "valid", &validated).await.unwrap();
 
+    // Claims are timed by Redis's clock: short periods, waits on that clock.
+    let lapse = |store: &Store| {
+        let store = store.clone();
+        async move {
+            let until: u64 = redis::cmd("HGET")
+                .arg(gcrun_store::keys::run(&id))
+                .arg("submit_claim_until")
+                .query_async(&mut store.connection())
+                .await
+                .unwrap();
+            wait_until("the claim to lapse", Duration::from_secs(5), || async {
+                (store.redis_now_ms().await.unwrap() > until).then_some(())
+            })
+            .await;
+        }
+    };
+    let ms = Duration::from_millis;
     // A claim for the wait for a permit; another copy finds it held.
-    assert_eq!(store.claim_submit(&id, 1_000, 100, "a").await.unwrap(), Claim::Claimed { token: "a".into() });
-    assert_eq!(store.claim_submit(&id, 1_050, 100, "b").await.unwrap(), Claim::HeldUntil(1_100));
+    assert_eq!(store.claim_submit(&id, ms(200), "a").await.unwrap(), Claim::Claimed { token: "a".into() });
+    let Claim::Held { left } = store.claim_submit(&id, ms(200), "b").await.unwrap() else { panic!("held") };
+    assert!(left > Duration::ZERO && left <= ms(200), "{left:?}");
     // Only the holder marks the call, and only while its claim lives.
-    assert!(!store.mark_submit_sent(&id, 1_060, "b", 5_000).await.unwrap());
-    assert!(!store.mark_submit_sent(&id, 1_200, "a", 5_000).await.unwrap(), "lapsed");
-    assert_eq!(store.claim_submit(&id, 1_200, 100, "a").await.unwrap(), Claim::Claimed { token: "a".into() });
-    assert!(store.mark_submit_sent(&id, 1_250, "a", 5_000).await.unwrap());
+    assert!(!store.mark_submit_sent(&id, "b", ms(5_000)).await.unwrap());
+    lapse(&store).await;
+    assert!(!store.mark_submit_sent(&id, "a", ms(5_000)).await.unwrap(), "lapsed");
+    assert_eq!(store.claim_submit(&id, ms(60_000), "a").await.unwrap(), Claim::Claimed { token: "a".into() });
+    let before = store.redis_now_ms().await.unwrap();
+    assert!(store.mark_submit_sent(&id, "a", ms(300)).await.unwrap());
+    let after = store.redis_now_ms().await.unwrap();
     // The call's claim covers the call; once it lapses with no outcome, the
     // outcome is unknown and no copy may claim (and submit) again.
-    assert_eq!(store.claim_submit(&id, 4_999, 100, "c").await.unwrap(), Claim::HeldUntil(5_000));
-    assert_eq!(store.claim_submit(&id, 5_001, 100, "c").await.unwrap(), Claim::SentWithoutAnswer { sent_ms: 1_250 });
-    // A plain claim release (a denied permit) leaves the mark alone ...
-    assert!(store.update(&id, &RunUpdate::default().release_claim()).await.unwrap());
-    assert!(matches!(store.claim_submit(&id, 5_002, 100, "c").await.unwrap(), Claim::SentWithoutAnswer { .. }));
+    assert!(matches!(store.claim_submit(&id, ms(100), "c").await.unwrap(), Claim::Held { .. }));
+    lapse(&store).await;
+    let Claim::SentWithoutAnswer { sent_ms } = store.claim_submit(&id, ms(100), "c").await.unwrap() else {
+        panic!("unknown")
+    };
+    assert!((before..=after).contains(&sent_ms), "marked at Redis's time");
+    // A claim release (a denied permit) is only the holder's, and it leaves
+    // the mark alone ...
+    let other = store.prepare_release_claim(&id, "c");
+    assert_eq!(store.apply(&other).await.unwrap(), WriteOutcome::Stale(None), "not c's claim");
+    let own = store.prepare_release_claim(&id, "a");
+    assert_eq!(store.apply(&own).await.unwrap(), WriteOutcome::Applied);
+    assert!(matches!(store.claim_submit(&id, ms(100), "c").await.unwrap(), Claim::SentWithoutAnswer { .. }));
     // ... only the answered call that did not run clears it.
     assert!(store.update(&id, &RunUpdate::default().call_not_run()).await.unwrap());
-    assert_eq!(store.claim_submit(&id, 5_002, 100, "c").await.unwrap(), Claim::Claimed { token: "c".into() });
+    assert_eq!(store.claim_submit(&id, ms(100), "c").await.unwrap(), Claim::Claimed { token: "c".into() });
+}
+
+#[tokio::test]
+async fn a_step_counter_moves_only_while_the_run_is_in_the_status_decided_on() {
+    use gcrun_store::Counter;
+    let (_redis, store) = store().await;
+    let id = RunId::new();
+    store.create_run(id, &request(None), 1_000, 900_000).await.unwrap();
+    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, 1_000, "v", &RunUpdate::default()).await.unwrap();
+    // A copy decided a retry on the validated run; another ended it first.
+    store
+        .transition(&id, RunStatus::Validated, RunStatus::Dead, 1_001, "unknown", &RunUpdate::default())
+        .await
+        .unwrap();
+    let retry = RunUpdate::failure("try again").call_not_run();
+    assert!(!store.advance(&id, Counter::Retries, 0, RunStatus::Validated, &retry).await.unwrap());
+    let rec = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((rec.status, rec.retries, rec.last_error), (RunStatus::Dead, 0, None), "nothing written");
+    assert!(store.advance(&id, Counter::Retries, 0, RunStatus::Dead, &RunUpdate::default()).await.unwrap());
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ async fn a_guarded_transition_needs_its_counter_too() {
     store.create_run(id, &request(None), 1, 100_000).await.unwrap();
     store.transition(&id, RunStatus::Accepted, RunStatus::Validated, 2, "v", &RunUpdate::default()).await.unwrap();
     store.transition(&id, RunStatus::Validated, RunStatus::Submitted, 3, "s", &RunUpdate::default()).await.unwrap();
-    assert!(store.advance(&id, Counter::Poll, 0, &RunUpdate::default()).await.unwrap());
+    assert!(store.advance(&id, Counter::Poll, 0, RunStatus::Submitted, &RunUpdate::default()).await.unwrap());
     let stale = store
         .transition_guarded(
             &id,

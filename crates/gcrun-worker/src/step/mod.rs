@@ -53,8 +53,9 @@ pub enum Decision<N> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Act {
     pub write: Write,
-    /// Every worker of this client waits until then (a 429's Retry-After).
-    pub pause_until_ms: Option<u64>,
+    /// Every worker of this client waits this long from now, by Redis's
+    /// clock (a 429's Retry-After).
+    pub pause: Option<Duration>,
     pub permit: PermitOp,
     pub jobs: Vec<Job>,
     pub notes: Vec<Note>,
@@ -78,14 +79,19 @@ pub enum Write {
         update: RunUpdate,
         guard: Option<(Counter, u32)>,
     },
-    /// Move a step counter from `expected` to `expected + 1`, with `update`.
+    /// Move a step counter from `expected` to `expected + 1`, with `update`,
+    /// while the run is still `status` (the one decided on).
     Advance {
         counter: Counter,
         expected: u32,
+        status: RunStatus,
         update: RunUpdate,
     },
-    /// Set fields, no compare (counters of retries, a released claim).
-    Update(RunUpdate),
+    /// Give back the submit claim `token` names (no call was made), only
+    /// while it is still that copy's.
+    ReleaseClaim {
+        token: String,
+    },
     /// Record webhook delivery attempt `expected`.
     Webhook {
         expected: u32,
@@ -126,14 +132,7 @@ pub enum Then {
 
 impl Act {
     pub(crate) fn new(write: Write) -> Self {
-        Self {
-            write,
-            pause_until_ms: None,
-            permit: PermitOp::Keep,
-            jobs: Vec::new(),
-            notes: Vec::new(),
-            then: Then::Stop,
-        }
+        Self { write, pause: None, permit: PermitOp::Keep, jobs: Vec::new(), notes: Vec::new(), then: Then::Stop }
     }
 
     /// Nothing to do: a duplicate, or a job from before a requeue.
@@ -187,8 +186,8 @@ pub fn mirror(rec: &mut RunRecord, write: &Write, now: u64) {
     match write {
         Write::Nothing => {}
         Write::Transition { to, update, .. } => rec.apply(Some(*to), update, now),
-        Write::Update(update) => rec.apply(None, update, now),
-        Write::Advance { counter, expected, update } => {
+        Write::ReleaseClaim { .. } => rec.apply(None, &RunUpdate::default().release_claim(), now),
+        Write::Advance { counter, expected, update, .. } => {
             rec.apply(None, update, now);
             match counter {
                 Counter::Poll => rec.poll_attempts = expected + 1,
@@ -293,12 +292,11 @@ pub(crate) fn next_poll(
 }
 
 /// A 429 tells every worker of this client to wait, not just this one:
-/// the shared limiter pauses until the server's Retry-After (1 s without).
-pub(crate) fn pause_for(verdict: gcrun_genesys::Verdict, now: u64) -> Option<u64> {
+/// the shared limiter pauses for the server's Retry-After (1 s without),
+/// from now by Redis's clock.
+pub(crate) fn pause_for(verdict: gcrun_genesys::Verdict) -> Option<Duration> {
     match verdict {
-        gcrun_genesys::Verdict::RateLimited(after) => {
-            Some(now.saturating_add(after.unwrap_or(Duration::from_secs(1)).as_millis() as u64))
-        }
+        gcrun_genesys::Verdict::RateLimited(after) => Some(after.unwrap_or(Duration::from_secs(1))),
         _ => None,
     }
 }

@@ -88,7 +88,7 @@ fn goes_on(rec: &RunRecord, attempt: u32, to: Option<(RunStatus, String)>, updat
             update: update.poll_attempts(attempt + 1),
             guard: Some((Counter::Poll, attempt)),
         },
-        None => Write::Advance { counter: Counter::Poll, expected: attempt, update },
+        None => Write::Advance { counter: Counter::Poll, expected: attempt, status: rec.status, update },
     };
     Act { write, ..Act::push(poll_job(rec, attempt + 1, after)) }.permit(PermitOp::Renew)
 }
@@ -144,6 +144,6 @@ fn failed(
     let update = RunUpdate::failure(e.to_string()).correlated(e.correlation_id.clone()).retries(rec.retries + 1);
     let after = next_poll(rec, attempt + 1, verdict.retry_after(), policy, now, jitter);
     let mut act = goes_on(rec, attempt, None, update, after).note(Note::Retry { stage: "poll", reason: e.label() });
-    act.pause_until_ms = super::pause_for(verdict, now);
+    act.pause = super::pause_for(verdict);
     act.into()
 }

@@ -17,13 +17,14 @@ use gcrun_store::{Claim, Counter, Denied, RunRecord, RunUpdate};
 pub enum Need {
     /// The action's input contract.
     Contract { action_id: String },
-    /// The right to submit (an expiring compare-and-set on the record).
-    Claim { until_ms: u64 },
+    /// The right to submit for `hold` (an expiring compare-and-set on the
+    /// record, timed by Redis's clock).
+    Claim { hold: Duration },
     /// A permit of the shared limiter (the claim `token` is held).
     Permit { token: String },
     /// The mark that the call is about to be made, with the claim extended
     /// over the call.
-    MarkSent { token: String, until_ms: u64 },
+    MarkSent { token: String, hold: Duration },
     /// Genesys's answer to the submit, made while the claim `token` names
     /// is renewed.
     Submit { request: Box<RunRequest>, token: String },
@@ -80,9 +81,7 @@ pub fn decide(
             }
             Claim::Claimed { token } => Decision::Need(Need::Permit { token }),
             // Another copy is calling Genesys; come back when its claim ends.
-            Claim::HeldUntil(until) => {
-                Act::push(submit_job(rec, spread(Duration::from_millis(until.saturating_sub(now)), jitter))).into()
-            }
+            Claim::Held { left } => Act::push(submit_job(rec, spread(left, jitter))).into(),
             Claim::NotValidated => Act::push(submit_job(rec, Duration::ZERO)).into(),
             Claim::SentWithoutAnswer { sent_ms } => {
                 let detail = format!(
@@ -93,21 +92,21 @@ pub fn decide(
             }
         },
         // No slot: wait on the list a release wakes, not on a timer.
-        Observation::Permit { outcome: Err((_, Denied::Concurrency)), .. } => {
-            Act::new(Write::Update(RunUpdate::default().release_claim()))
+        // Either way the claim is given back only if it is still this
+        // copy's: a copy that stalled here must not clear a newer one's.
+        Observation::Permit { token, outcome: Err((_, Denied::Concurrency)) } => {
+            Act::new(Write::ReleaseClaim { token })
                 .then_push(submit_job(rec, spread(policy.slot_wait, jitter)))
                 .permit(PermitOp::Wait)
                 .note(Note::LimiterWait("concurrency".into()))
                 .into()
         }
-        Observation::Permit { outcome: Err((wait, why)), .. } => {
-            Act::new(Write::Update(RunUpdate::default().release_claim()))
-                .then_push(submit_job(rec, spread(wait, jitter)))
-                .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
-                .into()
-        }
+        Observation::Permit { token, outcome: Err((wait, why)) } => Act::new(Write::ReleaseClaim { token })
+            .then_push(submit_job(rec, spread(wait, jitter)))
+            .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
+            .into(),
         Observation::Permit { token, outcome: Ok(()) } => match rec.request.revalidate(&policy.limits) {
-            Ok(()) => Decision::Need(Need::MarkSent { token, until_ms: now + policy.submit_call.as_millis() as u64 }),
+            Ok(()) => Decision::Need(Need::MarkSent { token, hold: policy.submit_call }),
             Err(v) => finish(
                 rec,
                 RunStatus::Dead,
@@ -160,10 +159,15 @@ fn unknown_outcome(
             .correlated(error.and_then(|e| e.correlation_id.clone()))
             .call_not_run();
         let after = policy.submit_schedule.delay_after(retries - 1, None, jitter);
-        return Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
-            .then_push(submit_job(rec, after))
-            .permit(PermitOp::Release)
-            .note(Note::Retry { stage: "submit", reason: "unknown_outcome".into() });
+        return Act::new(Write::Advance {
+            counter: Counter::Retries,
+            expected: rec.retries,
+            status: rec.status,
+            update,
+        })
+        .then_push(submit_job(rec, after))
+        .permit(PermitOp::Release)
+        .note(Note::Retry { stage: "submit", reason: "unknown_outcome".into() });
     }
     let reason = format!("sent; answer lost: check Genesys, then requeue or purge ({detail})");
     let update = match error {
@@ -205,7 +209,7 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
                 Target::Flow { .. } => validated("inputs checked (flows declare no input contract)"),
             },
         },
-        RunStatus::Validated => before_call(rec, policy, now),
+        RunStatus::Validated => before_call(rec, policy),
         _ => Act::nothing().into(),
     }
 }
@@ -272,7 +276,7 @@ fn contract_checked(
 
 /// The decision point before the Genesys call (the deadline is checked
 /// once the claim is held).
-fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
+fn before_call(rec: &RunRecord, policy: &WorkerConfig) -> Decision<Need> {
     // Requeued after it had been submitted: the remote run exists, so go
     // back to polling it instead of starting a second one.
     if let Some(remote_id) = &rec.remote_id {
@@ -289,7 +293,7 @@ fn before_call(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Nee
     // Only one copy of a submit job may call Genesys at a time. The claim
     // covers getting a permit; marking the call as sent extends it over the
     // slowest call. A copy that finds it held comes back then.
-    Decision::Need(Need::Claim { until_ms: now + policy.submit_claim.as_millis() as u64 })
+    Decision::Need(Need::Claim { hold: policy.submit_claim })
 }
 
 /// The decision point after the Genesys call.
@@ -402,9 +406,9 @@ fn retry_submit(
             update = update.call_not_run();
         }
         let after = policy.submit_schedule.delay_after(retries - 1, verdict.retry_after(), jitter);
-        Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, update })
+        Act::new(Write::Advance { counter: Counter::Retries, expected: rec.retries, status: rec.status, update })
             .then_push(submit_job(rec, after))
     };
-    act.pause_until_ms = super::pause_for(verdict, now);
+    act.pause = super::pause_for(verdict);
     act.note(Note::Retry { stage: "submit", reason: e.label() })
 }

@@ -105,7 +105,7 @@ pub fn transition(a: &Act) -> (RunStatus, RunStatus, &str) {
 
 pub fn update(a: &Act) -> &gcrun_store::RunUpdate {
     match &a.write {
-        Write::Transition { update, .. } | Write::Advance { update, .. } | Write::Update(update) => update,
+        Write::Transition { update, .. } | Write::Advance { update, .. } => update,
         other => panic!("expected a write with fields, got {other:?}"),
     }
 }

@@ -94,7 +94,7 @@ fn a_transient_definition_failure_retries_the_submit_later() {
     // failure finds the counter moved and pushes nothing.
     assert!(matches!(a.write, Write::Advance { counter: Counter::Retries, expected: 0, .. }), "{a:?}");
     assert!(submit_after(&a) >= Duration::from_millis(500));
-    assert_eq!(a.pause_until_ms, None);
+    assert_eq!(a.pause, None);
     // Before any claim: it must not clear a claim or a sent mark another
     // copy may hold by now (that copy's call would be made twice).
     assert_eq!((update(&a).submit_claim_until, update(&a).submit_sent_ms), (None, None));
@@ -133,7 +133,7 @@ fn a_validated_run_past_its_deadline_times_out_once_it_holds_the_claim_before_an
 fn a_copy_past_the_deadline_leaves_a_submit_in_flight_alone() {
     let mut rec = record(Flavor::Runs, RunStatus::Validated);
     rec.deadline_ms = NOW;
-    let a = act(run(&rec, Observation::Claim(Claim::HeldUntil(NOW + 60_000))));
+    let a = act(run(&rec, Observation::Claim(Claim::Held { left: Duration::from_secs(60) })));
     assert_eq!((a.write.clone(), a.moves_to()), (Write::Nothing, None), "comes back later, ends nothing");
     submit_after(&a);
 }
@@ -152,17 +152,16 @@ fn a_requeued_run_that_was_submitted_resumes_polling() {
 #[test]
 fn a_validated_run_claims_the_submit_then_marks_the_call_and_claims_it_for_the_call() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
-    let until = NOW + policy().submit_claim.as_millis() as u64;
-    assert_eq!(need(run(&rec, Observation::Loaded)), Need::Claim { until_ms: until });
+    // Periods, not times: Redis's clock times them, not this worker's.
+    assert_eq!(need(run(&rec, Observation::Loaded)), Need::Claim { hold: policy().submit_claim });
     let permit = Observation::Permit { token: "t-1".into(), outcome: Ok(()) };
-    let over_the_call = NOW + policy().submit_call.as_millis() as u64;
-    assert_eq!(need(run(&rec, permit)), Need::MarkSent { token: "t-1".into(), until_ms: over_the_call });
+    assert_eq!(need(run(&rec, permit)), Need::MarkSent { token: "t-1".into(), hold: policy().submit_call });
 }
 
 #[test]
 fn a_held_claim_comes_back_when_it_ends_and_a_lost_one_at_once() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
-    let a = act(run(&rec, Observation::Claim(Claim::HeldUntil(NOW + 5_000))));
+    let a = act(run(&rec, Observation::Claim(Claim::Held { left: Duration::from_secs(5) })));
     assert_eq!(a.write, Write::Nothing);
     let after = submit_after(&a);
     assert!(after >= Duration::from_secs(5) && after <= Duration::from_millis(5_250), "{after:?}");
@@ -182,8 +181,9 @@ fn no_permit_gives_the_claim_back_and_waits_for_one() {
     assert_eq!(a.permit, PermitOp::Wait);
     assert!(submit_after(&a) >= policy().slot_wait, "{:?}", submit_after(&a));
     assert!(
-        // The claim back; never the sent mark (this copy made no call).
-        matches!(a.write, Write::Update(ref u) if u.submit_claim_until == Some(0) && u.submit_sent_ms.is_none()),
+        // The claim back, only if it is still this copy's; never the sent
+        // mark (this copy made no call).
+        matches!(a.write, Write::ReleaseClaim { ref token } if token == "t-1"),
         "{a:?}"
     );
     assert!(submit_after(&a) >= Duration::from_secs(2));
@@ -280,7 +280,11 @@ fn an_unknown_outcome_of_a_target_opted_in_to_at_least_once_is_sent_again_and_co
     let opted = gcrun_worker::WorkerConfig { at_least_once: vec![ACTION.into()], ..policy() };
     for obs in [Observation::Answer(Err(ambiguous())), Observation::Claim(Claim::SentWithoutAnswer { sent_ms: NOW })] {
         let a = act(decide(&rec, obs, &opted, NOW, &mut jitter()));
-        let Write::Advance { counter: Counter::Retries, expected: 0, ref update } = a.write else { panic!("{a:?}") };
+        let Write::Advance { counter: Counter::Retries, expected: 0, status: RunStatus::Validated, ref update } =
+            a.write
+        else {
+            panic!("{a:?}")
+        };
         assert_eq!((update.submit_claim_until, update.submit_sent_ms), (Some(0), Some(0)), "claim and mark cleared");
         assert_eq!(a.permit, PermitOp::Release);
         assert_eq!(a.notes, vec![Note::Retry { stage: "submit", reason: "unknown_outcome".into() }]);
@@ -292,14 +296,14 @@ fn an_unknown_outcome_of_a_target_opted_in_to_at_least_once_is_sent_again_and_co
 fn a_429_pauses_every_worker_for_the_servers_wait_and_retries_after_it() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
     let a = act(run(&rec, Observation::Answer(Err(http(429, Some(7))))));
-    assert_eq!(a.pause_until_ms, Some(NOW + 7_000));
+    assert_eq!(a.pause, Some(Duration::from_secs(7)));
     let after = submit_after(&a);
     assert!(after >= Duration::from_secs(7) && after <= Duration::from_millis(7_700), "{after:?}");
     assert_eq!(a.permit, PermitOp::Release);
     assert!(a.notes.contains(&Note::Retry { stage: "submit", reason: "429".into() }));
     // Without Retry-After: everyone waits a second.
     let a = act(run(&rec, Observation::Answer(Err(http(429, None)))));
-    assert_eq!(a.pause_until_ms, Some(NOW + 1_000));
+    assert_eq!(a.pause, Some(Duration::from_secs(1)));
 }
 
 #[test]
@@ -311,7 +315,7 @@ fn a_5xx_retries_until_the_attempts_run_out() {
     assert_eq!(update(&a).correlation_id.as_deref(), Some("cid-1"));
     // Its own call was answered (it did not run): claim and mark cleared.
     assert_eq!((update(&a).submit_claim_until, update(&a).submit_sent_ms), (Some(0), Some(0)));
-    assert_eq!(a.pause_until_ms, None);
+    assert_eq!(a.pause, None);
     rec.retries = policy().max_submit_attempts - 1;
     let a = act(run(&rec, Observation::Answer(Err(http(503, None)))));
     assert_ends_with_webhook(&a, &rec, RunStatus::Dead);
@@ -382,10 +386,16 @@ fn an_in_flight_run_past_its_deadline_is_ended_by_a_late_submit_job() {
 fn what_a_write_did_is_mirrored_in_memory() {
     use gcrun_worker::step::mirror;
     let mut rec = record(Flavor::Runs, RunStatus::Running);
-    let advance = Write::Advance { counter: Counter::Poll, expected: 0, update: gcrun_store::RunUpdate::failure("x") };
+    let update = gcrun_store::RunUpdate::failure("x");
+    let advance = Write::Advance { counter: Counter::Poll, expected: 0, status: RunStatus::Running, update };
     mirror(&mut rec, &advance, NOW);
     assert_eq!((rec.poll_attempts, rec.last_error.as_deref()), (1, Some("x")));
-    let retry = Write::Advance { counter: Counter::Retries, expected: 0, update: Default::default() };
+    let retry = Write::Advance {
+        counter: Counter::Retries,
+        expected: 0,
+        status: RunStatus::Running,
+        update: Default::default(),
+    };
     mirror(&mut rec, &retry, NOW);
     assert_eq!(rec.retries, 1);
     rec.status = RunStatus::Completed;
