@@ -299,3 +299,86 @@ pub fn signal(child: &Child, sig: &str) {
     let status = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
+
+/// The suites (crash, storm, pause, outage, soak) run scaled down in
+/// `scripts/test` and at the size issue #8 names with `GCRUN_SUITES=full`
+/// (`scripts/suites`).
+pub fn full_size() -> bool {
+    std::env::var("GCRUN_SUITES").is_ok_and(|v| v == "full")
+}
+
+/// `ci` in `scripts/test`, `full` with `GCRUN_SUITES=full`.
+pub fn scaled<T>(ci: T, full: T) -> T {
+    if full_size() { full } else { ci }
+}
+
+/// A small seeded random source (xorshift64*) for suites that act at
+/// random moments: the seed is printed, so a failing run can be replayed
+/// with `GCRUN_SEED`.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// From `GCRUN_SEED`, else from the clock; prints the seed.
+    pub fn from_env(suite: &str) -> Self {
+        let seed = std::env::var("GCRUN_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64
+        });
+        println!("{suite}: GCRUN_SEED={seed}");
+        Self(seed | 1)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `lo..hi`.
+    pub fn between(&mut self, lo: Duration, hi: Duration) -> Duration {
+        let span = hi.saturating_sub(lo).as_millis().max(1) as u64;
+        lo + Duration::from_millis(self.next_u64() % span)
+    }
+}
+
+/// A child process whose stderr goes to a file, read back afterwards (for
+/// secrets that must not show, and panics that must not happen).
+#[derive(Debug)]
+pub struct Logged {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Logged {
+    /// Starts `cmd` logging at `level` into `dir/name.log`.
+    pub fn spawn(mut cmd: Command, dir: &std::path::Path, name: &str, level: &str) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let file = std::fs::File::create(&log).unwrap();
+        let child = cmd.env("GCRUN_LOG", level).stderr(Stdio::from(file)).spawn().unwrap();
+        Self { child, log }
+    }
+
+    pub fn text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Still running (it has not exited on its own).
+    pub fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGKILL: a crash.
+    pub fn kill(mut self) -> String {
+        signal(&self.child, "KILL");
+        let _ = self.child.wait();
+        self.text()
+    }
+
+    /// SIGTERM, and the exit status of the graceful shutdown.
+    pub fn stop(mut self) -> (std::process::ExitStatus, String) {
+        signal(&self.child, "TERM");
+        let status = self.child.wait().unwrap();
+        (status, self.text())
+    }
+}

@@ -149,10 +149,18 @@ pub struct Stats {
     pub duplicate_submissions: u64,
     /// The reused names and how often each was submitted.
     pub duplicate_run_names: BTreeMap<String, u64>,
+    /// Admitted `execute` calls whose action and body repeat an earlier
+    /// admitted call's exactly. An execute carries no name, so this is the
+    /// emulator's only way to see one run executed twice; it counts a
+    /// deliberate repeat too (tests send each run's inputs once).
+    pub duplicate_executes: u64,
     pub tokens_issued: u64,
     pub token_requests_refused: u64,
     #[serde(skip)]
     pub run_names: HashMap<String, u64>,
+    /// Hashes of admitted execute calls (action and body).
+    #[serde(skip)]
+    pub executes: std::collections::HashSet<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -412,6 +420,18 @@ impl Emulator {
         if seen > 1 {
             stats.duplicate_submissions += 1;
             stats.duplicate_run_names.insert(name.to_string(), seen);
+        }
+    }
+
+    /// Counts an admitted execute call of `action` with `body`, and whether
+    /// it repeats one.
+    pub(crate) fn note_execute(&self, action: &str, body: &[u8]) {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut h = DefaultHasher::new();
+        (action, body).hash(&mut h);
+        let mut stats = lock(&self.0.stats);
+        if !stats.executes.insert(h.finish()) {
+            stats.duplicate_executes += 1;
         }
     }
 

@@ -4,6 +4,7 @@
 
 mod backlog;
 mod bad_input;
+mod crash;
 mod hardening;
 mod ingest;
 mod limiter;
@@ -13,5 +14,6 @@ mod pipeline;
 mod redelivery;
 mod restart;
 mod secrets;
+mod storm;
 mod unknown;
 mod upgrade;

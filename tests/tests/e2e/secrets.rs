@@ -6,37 +6,21 @@
 //! process's logs, in the dead-letter entries, in the run views or in the
 //! webhook bodies.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gcrun_emulator::EmulatorConfig;
 use gcrun_harness::{RedisOptions, free_port, wait_until};
 use gcrun_model::RunId;
-use gcrun_tests::{CLIENT_SECRET, HOOK_SECRET, LOOKUP, ORDER_FLOW, Stack, gcrun_binary, signal};
+use gcrun_tests::{CLIENT_SECRET, HOOK_SECRET, LOOKUP, Logged, ORDER_FLOW, Stack, gcrun_binary};
 use serde_json::{Value, json};
 
 const REDIS_PASSWORD: &str = "r3dis-pa55-w0rd-9f2c";
 const INGEST_TOKEN: &str = "ingest-t0ken-7d41e0";
 const QUERY_TOKEN: &str = "hook-query-s3cret-55aa";
 
-struct Logged {
-    child: Child,
-    log: std::path::PathBuf,
-}
-
-impl Logged {
-    fn stop(mut self) -> String {
-        signal(&self.child, "TERM");
-        let _ = self.child.wait();
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-fn logged(mut cmd: Command, dir: &std::path::Path, name: &str) -> Logged {
-    let log = dir.join(format!("{name}.log"));
-    let file = std::fs::File::create(&log).unwrap();
-    let child = cmd.env("GCRUN_LOG", "trace").stderr(Stdio::from(file)).spawn().unwrap();
-    Logged { child, log }
+fn logged(cmd: Command, dir: &std::path::Path, name: &str) -> Logged {
+    Logged::spawn(cmd, dir, name, "trace")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,8 +81,8 @@ async fn no_secret_shows_anywhere_at_trace_level() {
     }
     let tokens = stack.emu.emulator.live_tokens();
     assert!(!tokens.is_empty(), "the worker got an access token");
-    let worker_log = worker.stop();
-    let ingest_log = ingest.stop();
+    let worker_log = worker.stop().1;
+    let ingest_log = ingest.stop().1;
     assert!(worker_log.contains("TRACE") || worker_log.contains("DEBUG"), "trace logging was on");
 
     let entries = stack.store.dlq_list(&gcrun_store::DlqFilter::default()).await.unwrap();

@@ -179,6 +179,7 @@ pub(super) async fn execute_action(
         return too_many_requests(cid, limited);
     }
     let _slot = Executing(em.clone());
+    em.note_execute(&id, &body);
     tokio::time::sleep(d.slow.unwrap_or(em.0.timings.execute_for)).await;
     if let Some(code) = d.fail {
         // Real action failures always carry an `ACTION.*` detail code; any

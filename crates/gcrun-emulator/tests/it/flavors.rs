@@ -247,3 +247,14 @@ async fn duplicate_run_names_are_counted() {
     assert_eq!(stats.duplicate_run_names.get("b"), Some(&2));
     assert_eq!(stats.requests["POST /api/v2/actions/runs"]["201"], 4);
 }
+
+#[tokio::test]
+async fn repeated_executes_are_counted() {
+    let app = App::start(quick()).await;
+    let path = format!("/api/v2/integrations/actions/{CALLBACK}/execute");
+    for phone in ["+1 1", "+1 2", "+1 1"] {
+        assert_eq!(app.post(&path, json!({"phoneNumber": phone})).await.status, 200);
+    }
+    let stats = app.emu.emulator.stats();
+    assert_eq!((stats.submissions, stats.duplicate_executes), (3, 1));
+}
