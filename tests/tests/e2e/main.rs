@@ -10,6 +10,7 @@ mod ingest;
 mod limiter;
 mod malformed;
 mod operator;
+mod pause;
 mod pipeline;
 mod redelivery;
 mod restart;
