@@ -208,31 +208,26 @@ impl Stack {
     }
 
     /// The `gcrun worker` command against this stack (logging at `warn` to
-    /// this process's stderr unless the caller changes that).
+    /// this process's stderr unless the caller changes that; its admin
+    /// server on a port of its own choosing unless `extra` names one).
     pub fn worker_process(&self, extra: &[&str]) -> Command {
         let mut cmd = Command::new(gcrun_binary());
-        cmd.args([
-            "worker",
-            "--admin-listen",
-            "127.0.0.1:0",
-            "--poll-base-ms",
-            "200",
-            "--poll-cap-ms",
-            "1000",
-            "--fetch-interval-ms",
-            "20",
-        ])
-        .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
-        .args(["--webhook-private-networks", "true", "--slot-wait-ms", "2000"])
-        .args(extra)
-        .env("REDIS_URL", self.redis.url())
-        .env("GENESYSCLOUD_REGION", self.emu.base_url())
-        .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
-        .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
-        .env("GCRUN_WEBHOOK_SECRET", HOOK_SECRET)
-        .env("GCRUN_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+        cmd.arg("worker");
+        if !extra.contains(&"--admin-listen") {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--poll-base-ms", "200", "--poll-cap-ms", "1000", "--fetch-interval-ms", "20"])
+            .args(["--lease-secs", "3", "--shutdown-timeout-secs", "5", "--default-webhook-url", &self.hook_url])
+            .args(["--webhook-private-networks", "true", "--slot-wait-ms", "2000"])
+            .args(extra)
+            .env("REDIS_URL", self.redis.url())
+            .env("GENESYSCLOUD_REGION", self.emu.base_url())
+            .env("GENESYSCLOUD_OAUTHCLIENT_ID", CLIENT_ID)
+            .env("GENESYSCLOUD_OAUTHCLIENT_SECRET", CLIENT_SECRET)
+            .env("GCRUN_WEBHOOK_SECRET", HOOK_SECRET)
+            .env("GCRUN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
         cmd
     }
 
