@@ -4,7 +4,8 @@
 -- grant, so a re-delivered job does not count twice.
 -- KEYS[1] GCRA theoretical arrival time, KEYS[2] leases zset (by expiry),
 -- KEYS[3] pause-until, KEYS[4] waiting zset (a run granted a permit
--- leaves it, so a release never wakes a run that no longer waits)
+-- leaves it, so a release never wakes a run that no longer waits),
+-- KEYS[5] rate reservations zset (run by the moment its token is due)
 -- ARGV[1] interval_ms, ARGV[2] burst, ARGV[3] max concurrent, ARGV[4]
 -- lease ttl ms, ARGV[5] lease id
 -- Times are Redis's own (TIME), never a worker's clock, so every pod sees
@@ -32,13 +33,28 @@ if held >= max then
   if first[2] then wait = math.min(wait, tonumber(first[2]) - now) end
   return {0, math.max(wait, 50), 'concurrency'}
 end
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local tolerance = interval * (burst - 1)
-if tat - now > tolerance then
-  return {0, tat - now - tolerance, 'rate'}
+-- The rate. A run told to wait for it gets a reservation: the moment it
+-- conforms, with that token taken now. Each waiter is thus told a moment
+-- of its own and comes back once, instead of every waiter coming back for
+-- the next token and all but one being told to wait again.
+local reserved = tonumber(redis.call('ZSCORE', KEYS[5], lease) or '-1')
+if reserved >= 0 then
+  if reserved > now then return {0, reserved - now, 'rate'} end
+  redis.call('ZREM', KEYS[5], lease)
+else
+  local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if tat < now then tat = now end
+  local tolerance = interval * (burst - 1)
+  local at = tat - tolerance
+  redis.call('SET', KEYS[1], tat + interval, 'PX', tat + interval - now + tolerance + interval)
+  if at > now then
+    -- Reservations of runs that never came back are dropped after a
+    -- minute (their tokens are simply lost to the rate).
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 60000)
+    redis.call('ZADD', KEYS[5], at, lease)
+    return {0, at - now, 'rate'}
+  end
 end
-redis.call('SET', KEYS[1], tat + interval, 'PX', tolerance + interval * 2)
 redis.call('ZADD', KEYS[2], now + ttl, lease)
 redis.call('ZREM', KEYS[4], lease)
 return {1, 0, 'granted'}

@@ -64,6 +64,12 @@ pub fn limiter_waiting(name: &str) -> String {
     format!("{TAG}:limiter:{name}:waiting")
 }
 
+/// Zset: runs of one client told to wait for the rate, by the moment the
+/// token reserved for each is due.
+pub fn limiter_reserved(name: &str) -> String {
+    format!("{TAG}:limiter:{name}:reserved")
+}
+
 /// Hash: cached action definitions (id → JSON) for workers.
 pub fn definitions() -> String {
     format!("{TAG}:definitions")

@@ -2,7 +2,9 @@
 //!
 //! Three parts, one Lua script each way, so all pods see one truth:
 //! - **rate**: GCRA (a token bucket kept as one "theoretical arrival time")
-//!   of `rate_per_minute` with a `burst`;
+//!   of `rate_per_minute` with a `burst`; a run told to wait gets the
+//!   token it will use reserved, so each waiter is told a moment of its own
+//!   and asks once more, not once per token that comes free;
 //! - **concurrency**: a sorted set of leases scored by expiry; a crashed
 //!   worker's leases lapse on their own after `lease_ttl`;
 //! - **pause**: a time before which nobody submits, set from any 429's
@@ -77,13 +79,15 @@ pub struct Limiter {
     config: LimiterConfig,
     keys: [String; 3],
     waiting: String,
+    reserved: String,
 }
 
 impl Store {
     pub fn limiter(&self, config: LimiterConfig) -> Limiter {
         let keys = keys::limiter(&config.name);
         let waiting = keys::limiter_waiting(&config.name);
-        Limiter { store: self.clone(), config, keys, waiting }
+        let reserved = keys::limiter_reserved(&config.name);
+        Limiter { store: self.clone(), config, keys, waiting, reserved }
     }
 }
 
@@ -103,6 +107,7 @@ impl Limiter {
             .key(&self.keys[1])
             .key(&self.keys[2])
             .key(&self.waiting)
+            .key(&self.reserved)
             .arg(interval_ms)
             .arg(self.config.burst.max(1))
             .arg(self.config.max_concurrent.max(1))

@@ -389,7 +389,7 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let worker_args = |seed: u64| -> Result<WorkerArgs> {
         use gcrun_emulator::fixtures::demo::{CLIENT_ID, CLIENT_SECRET};
         Ok(WorkerArgs {
-            redis: RedisArgs { url: redis.url(), ca_file: None },
+            redis: RedisArgs::local(redis.url()),
             region: format!("http://{emu_addr}"),
             client_id: CLIENT_ID.into(),
             client_secret: CLIENT_SECRET.into(),

@@ -147,7 +147,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     // The worker, configured as `gcrun worker` would be.
     let worker_args = WorkerArgs {
-        redis: RedisArgs { url: redis.url(), ca_file: None },
+        redis: RedisArgs::local(redis.url()),
         region: format!("http://{emu_addr}"),
         client_id: CLIENT_ID.into(),
         client_secret: CLIENT_SECRET.into(),

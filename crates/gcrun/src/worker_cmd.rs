@@ -23,9 +23,42 @@ pub struct RedisArgs {
     /// trusted instead of the system's store (`rediss://` with a private CA).
     #[arg(long = "redis-ca-file", env = "GCRUN_REDIS_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// How long a completed, failed or timed-out run's record is kept once
+    /// it ends, in seconds; then it is gone, counts and indexes with it.
+    #[arg(long, env = "GCRUN_RUN_RETENTION_SECS", default_value_t = 7 * 86_400)]
+    pub run_retention_secs: u64,
+    /// How long a dead-lettered (rejected, dead) run's record is kept, in
+    /// seconds: the time operators have to look at it and requeue it.
+    #[arg(long, env = "GCRUN_DEAD_RUN_RETENTION_SECS", default_value_t = 30 * 86_400)]
+    pub dead_run_retention_secs: u64,
+    /// About how many transitions the audit stream keeps (oldest dropped).
+    #[arg(long, env = "GCRUN_AUDIT_CAP", default_value_t = 1_000_000)]
+    pub audit_cap: u64,
 }
 
 impl RedisArgs {
+    /// Redis at `url`, everything else as the defaults (the demo, the bench).
+    pub fn local(url: String) -> Self {
+        let defaults = StoreConfig::default();
+        Self {
+            url,
+            ca_file: None,
+            run_retention_secs: defaults.terminal_retention.as_secs(),
+            dead_run_retention_secs: defaults.dead_retention.as_secs(),
+            audit_cap: defaults.audit_cap,
+        }
+    }
+
+    /// Record retention and the audit cap, from the flags.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            terminal_retention: Duration::from_secs(self.run_retention_secs.max(1)),
+            dead_retention: Duration::from_secs(self.dead_run_retention_secs.max(1)),
+            audit_cap: self.audit_cap.max(1),
+            ..StoreConfig::default()
+        }
+    }
+
     /// Where Redis is, as the store connects to it.
     pub fn target(&self) -> Result<gcrun_store::RedisTarget> {
         let target = gcrun_store::RedisTarget::new(self.url.clone());
@@ -38,7 +71,7 @@ impl RedisArgs {
     /// The store and the three queues on one self-reconnecting connection.
     pub async fn open(&self) -> Result<(Store, Queues)> {
         let conn = gcrun_store::connect_to(&self.target()?).await.context("connecting to Redis (REDIS_URL)")?;
-        let store = Store::new(conn.clone(), StoreConfig::default());
+        let store = Store::new(conn.clone(), self.store_config());
         store.ping().await.context("Redis does not answer PING (REDIS_URL)")?;
         Ok((store, Queues::new(conn, &QueueSettings::default())))
     }
@@ -196,7 +229,7 @@ impl WorkerArgs {
                 ..RunSettings::default()
             },
             queues: QueueSettings { lease: Duration::from_secs(self.lease_secs.max(1)), ..QueueSettings::default() },
-            store: StoreConfig::default(),
+            store: self.redis.store_config(),
             webhook_secret,
             jitter_seed: self.jitter_seed,
         })

@@ -113,3 +113,39 @@ async fn a_release_wakes_the_run_that_waited_longest_and_a_run_keeps_its_place()
     assert_eq!(limiter.release("r3-third").await.unwrap(), None, "third held no slot: nothing freed");
     assert_eq!(limiter.waiting().await.unwrap(), 1);
 }
+
+#[tokio::test]
+async fn runs_told_to_wait_for_the_rate_each_get_a_moment_of_their_own_and_are_granted_then() {
+    let (_redis, store) = store().await;
+    let limiter = store.limiter(config(600, 1, 100)); // one each 100 ms, no burst
+    assert!(limiter.acquire("r0").await.unwrap().is_ok());
+    // Five runs told to wait: each gets its own moment, 100 ms apart (not
+    // all the next token, for all but one to be told to wait again).
+    let mut due = Vec::new();
+    for n in 1..=5 {
+        let asked = store.redis_now_ms().await.unwrap();
+        let (wait, why) = limiter.acquire(&format!("r{n}")).await.unwrap().unwrap_err();
+        assert_eq!(why, Denied::Rate);
+        due.push(asked + wait.as_millis() as u64);
+    }
+    for pair in due.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!((95..=105).contains(&gap), "reserved moments {due:?}");
+    }
+    // Asking early changes nothing: the same moment, no second token.
+    let (wait, _) = limiter.acquire("r3").await.unwrap().unwrap_err();
+    let now = store.redis_now_ms().await.unwrap();
+    assert!(now + wait.as_millis() as u64 <= due[2] + 2, "r3 keeps its moment");
+    // At its moment, each is granted on its first ask.
+    for (n, at) in due.iter().enumerate() {
+        wait_until("the reserved moment", PATIENCE, || async {
+            (store.redis_now_ms().await.unwrap() >= *at).then_some(())
+        })
+        .await;
+        assert!(limiter.acquire(&format!("r{}", n + 1)).await.unwrap().is_ok(), "r{} at its moment", n + 1);
+    }
+    // The tokens were taken by the reservations: a newcomer waits its turn.
+    let (wait, why) = limiter.acquire("late").await.unwrap().unwrap_err();
+    assert_eq!(why, Denied::Rate);
+    assert!(wait <= Duration::from_millis(100), "{wait:?}");
+}

@@ -101,10 +101,15 @@ pub fn decide(
                 .note(Note::LimiterWait("concurrency".into()))
                 .into()
         }
-        Observation::Permit { token, outcome: Err((wait, why)) } => Act::new(Write::ReleaseClaim { token })
-            .then_push(submit_job(rec, spread(wait, jitter)))
-            .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
-            .into(),
+        Observation::Permit { token, outcome: Err((wait, why)) } => {
+            // A rate wait is this run's own reserved moment: no jitter. The
+            // end of a pause is everyone's: spread them.
+            let after = if why == Denied::Rate { wait } else { spread(wait, jitter) };
+            Act::new(Write::ReleaseClaim { token })
+                .then_push(submit_job(rec, after))
+                .note(Note::LimiterWait(format!("{why:?}").to_lowercase()))
+                .into()
+        }
         Observation::Permit { token, outcome: Ok(()) } => match rec.request.revalidate(&policy.limits) {
             Ok(()) => Decision::Need(Need::MarkSent { token, hold: policy.submit_call }),
             Err(v) => finish(

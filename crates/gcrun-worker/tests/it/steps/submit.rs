@@ -422,7 +422,7 @@ fn debug_output_never_shows_a_webhook_urls_query() {
 }
 
 #[test]
-fn a_rate_or_pause_denial_comes_back_when_the_limiter_says() {
+fn a_rate_or_pause_denial_comes_back_when_the_limiter_says_a_rate_wait_exactly_then() {
     let rec = record(Flavor::Runs, RunStatus::Validated);
     for why in [Denied::Rate, Denied::Paused] {
         let denied = Observation::Permit { token: "t-1".into(), outcome: Err((Duration::from_millis(700), why)) };
@@ -430,5 +430,7 @@ fn a_rate_or_pause_denial_comes_back_when_the_limiter_says() {
         assert_eq!(a.permit, PermitOp::Keep, "{why:?}: not a slot wait");
         let after = submit_after(&a);
         assert!(after >= Duration::from_millis(700) && after < Duration::from_secs(2), "{why:?}: {after:?}");
+        // The rate's moment is this run's own reservation: exact.
+        assert!(why != Denied::Rate || after == Duration::from_millis(700), "{after:?}");
     }
 }
