@@ -63,6 +63,7 @@ pub struct RunRequest {
     run_name: Option<String>,
     idempotency_key: Option<String>,
     metadata: BTreeMap<String, String>,
+    include_secure_data: bool,
 }
 
 impl std::fmt::Debug for RunRequest {
@@ -70,18 +71,30 @@ impl std::fmt::Debug for RunRequest {
         f.debug_struct("RunRequest")
             .field("flavor", &self.flavor)
             .field("target", &self.target)
-            .field("inputs", &self.inputs)
+            // Names only: input values may be a secure action's data.
+            .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
             .field("webhook_url", &self.webhook_url.as_ref().map(redacted_url))
             .field("run_name", &self.run_name)
             .field("idempotency_key", &self.idempotency_key)
             .field("metadata", &self.metadata)
+            .field("include_secure_data", &self.include_secure_data)
             .finish()
     }
 }
 
 /// The fields of a request document, in the order of [`RunRequestDoc`].
-pub const FIELDS: [&str; 9] =
-    ["flavor", "actionId", "flowId", "flowVersion", "inputs", "webhookUrl", "runName", "idempotencyKey", "metadata"];
+pub const FIELDS: [&str; 10] = [
+    "flavor",
+    "actionId",
+    "flowId",
+    "flowVersion",
+    "inputs",
+    "webhookUrl",
+    "runName",
+    "idempotencyKey",
+    "metadata",
+    "includeSecureData",
+];
 
 /// The wire shape of a run request, as the OpenAPI document describes it.
 /// Requests are checked by [`RunRequest::parse`] (every violation at once,
@@ -118,6 +131,12 @@ pub struct RunRequestDoc {
     /// Strings carried to the webhook and the audit trail.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// For a secure data action (Genesys marks it `secure`): send its
+    /// outputs in the webhook and keep its inputs and outputs for the
+    /// record's retention. By default they are erased when the run ends and
+    /// the webhook carries neither.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_secure_data: bool,
 }
 
 impl RunRequest {
@@ -207,11 +226,26 @@ impl RunRequest {
             check_text("/idempotencyKey", key, limits.max_idempotency_key_chars, &mut v);
         }
         let metadata = check_metadata(obj.get("metadata"), limits, &mut v);
+        let include_secure_data = match obj.get("includeSecureData") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                v.push(Violation::new("/includeSecureData", "type", "`includeSecureData` must be a boolean"));
+                false
+            }
+        };
 
         match (flavor, target, inputs) {
-            (Some(flavor), Some(target), Some(inputs)) if v.is_empty() => {
-                Ok(RunRequest { flavor, target, inputs, webhook_url, run_name, idempotency_key, metadata })
-            }
+            (Some(flavor), Some(target), Some(inputs)) if v.is_empty() => Ok(RunRequest {
+                flavor,
+                target,
+                inputs,
+                webhook_url,
+                run_name,
+                idempotency_key,
+                metadata,
+                include_secure_data,
+            }),
             _ => Err(v),
         }
     }
@@ -245,6 +279,16 @@ impl RunRequest {
     pub fn metadata(&self) -> &BTreeMap<String, String> {
         &self.metadata
     }
+    /// The run asked for a secure action's data to be kept and sent.
+    pub fn include_secure_data(&self) -> bool {
+        self.include_secure_data
+    }
+
+    /// This request with its inputs erased (a secure action's, once the run
+    /// has ended).
+    pub fn without_inputs(&self) -> RunRequest {
+        RunRequest { inputs: Map::new(), ..self.clone() }
+    }
 
     /// Checks this request again under `limits` (a worker's limits may be
     /// stricter than those of the producer that accepted it).
@@ -268,6 +312,7 @@ impl RunRequest {
             run_name: self.run_name.clone(),
             idempotency_key: self.idempotency_key.clone(),
             metadata: self.metadata.clone(),
+            include_secure_data: self.include_secure_data,
         }
     }
 
@@ -299,6 +344,9 @@ impl RunRequest {
         if !self.metadata.is_empty() {
             let meta = self.metadata.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
             doc.insert("metadata".into(), Value::Object(meta));
+        }
+        if self.include_secure_data {
+            doc.insert("includeSecureData".into(), Value::Bool(true));
         }
         Value::Object(doc)
     }
@@ -349,6 +397,11 @@ impl RunRequestBuilder {
         if let Value::Object(meta) = meta {
             meta.insert(key.into(), Value::String(value.into()));
         }
+        self
+    }
+    /// See [`RunRequestDoc::include_secure_data`].
+    pub fn include_secure_data(mut self, include: bool) -> Self {
+        self.doc.insert("includeSecureData".into(), Value::Bool(include));
         self
     }
     pub fn build(self, limits: &RequestLimits) -> Result<RunRequest, Violations> {

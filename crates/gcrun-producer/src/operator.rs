@@ -48,12 +48,22 @@ impl Operator {
     /// (a failed push can no longer leave a run out of the dead-letter set
     /// with no job). A run that was submitted before keeps its remote id
     /// and resumes polling; it is never submitted twice. Returns the runs
-    /// requeued, in order.
+    /// requeued, in order. A secure run whose inputs were erased at its end
+    /// cannot be requeued: named by id it is an error, matched by a filter
+    /// it is skipped.
     pub async fn requeue_runs(&self, selection: &Selection, now_ms: u64) -> Result<Vec<RunRecord>, OperatorError> {
         let mut out = Vec::new();
         let mut conn = self.store.connection();
         for id in self.select(selection).await? {
-            let write = self.store.prepare_requeue(&id, now_ms).await?;
+            let write = match self.store.prepare_requeue(&id, now_ms).await {
+                // A filter skips what cannot be requeued (a secure run whose
+                // inputs were erased); a run named by id says why it cannot.
+                Err(StoreError::Refused(why)) if matches!(selection, Selection::Matching(_)) => {
+                    tracing::warn!(run = %id, "{why}");
+                    continue;
+                }
+                other => other?,
+            };
             let job = Job::Submit { run: id, after: Duration::ZERO };
             match crate::atomic::write_then_push(&mut conn, &self.queues, &write, &job).await? {
                 gcrun_store::WriteOutcome::Applied => {}

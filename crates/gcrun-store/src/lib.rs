@@ -87,6 +87,10 @@ pub enum StoreError {
     /// The connection settings are unusable (a CA file that cannot be read).
     #[error("{0}")]
     Config(String),
+    /// The run's state does not allow it (a secure run whose inputs were
+    /// erased at its end cannot be requeued).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// gcrun's view of Redis. Cheap to clone: clones share one multiplexed,

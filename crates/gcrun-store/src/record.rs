@@ -55,6 +55,10 @@ pub struct RunRecord {
     pub webhook: WebhookState,
     /// The submit job has been pushed (see `Producer`).
     pub enqueued: bool,
+    /// The action is secure (its definition says so): its inputs and
+    /// outputs are erased when the run ends unless the request asked to
+    /// keep them, and never logged or sent unasked.
+    pub secure: bool,
     /// Filled by [`Store::get_run_with_history`](crate::Store::get_run_with_history).
     pub transitions: Vec<Transition>,
 }
@@ -89,8 +93,15 @@ impl RunRecord {
             error: None,
             webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
             enqueued: false,
+            secure: false,
             transitions: Vec::new(),
         }
+    }
+
+    /// The run's data is a secure action's and it did not ask to keep it:
+    /// erase it at the end, send none of it.
+    pub fn withholds_secure_data(&self) -> bool {
+        self.secure && !self.request.include_secure_data()
     }
 
     /// The generation of the run's poll chain: its deadline, which an
@@ -123,6 +134,15 @@ impl RunRecord {
             ($($field:ident => $target:expr),* $(,)?) => {
                 $(if let Some(v) = u.$field { $target = v; })*
             };
+        }
+        if let Some(request) = u.request.clone() {
+            self.request = request;
+        }
+        if u.clear_outputs {
+            self.outputs = None;
+        }
+        if let Some(secure) = u.secure {
+            self.secure = secure;
         }
         if u.clear_webhook {
             self.webhook.status = None;
@@ -200,6 +220,7 @@ impl RunRecord {
                 delivered_ms: num("webhook_delivered_ms")?,
             },
             enqueued: get("enqueued").is_some_and(|v| v == "1"),
+            secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
         })
     }
@@ -233,11 +254,38 @@ pub struct RunUpdate {
     /// Forget the webhook's state (an operator's requeue: the run will
     /// end again and owe a new webhook).
     pub clear_webhook: bool,
+    /// The action is secure (read from its definition).
+    pub secure: Option<bool>,
+    /// Replace the stored request (a secure run's, with its inputs erased).
+    pub request: Option<RunRequest>,
+    /// Erase the stored outputs.
+    pub clear_outputs: bool,
 }
 
 /// Named updates, so that a step says what it records rather than
 /// spelling a struct literal. Each returns the update for chaining.
 impl RunUpdate {
+    /// A secure run's end, when it did not ask to keep its data: the
+    /// stored request loses its inputs, the outputs are not kept, and
+    /// Genesys's error text (which may echo the data) is withheld, codes,
+    /// paths and correlation ids kept. `reason` replaces the last error.
+    pub fn withhold_secure_data(mut self, record: &RunRecord, reason: impl Into<String>) -> Self {
+        const WITHHELD: &str = "withheld (secure action)";
+        self.request = Some(record.request.without_inputs());
+        self.outputs = None;
+        self.clear_outputs = true;
+        self.last_error = Some(reason.into());
+        self.error = self.error.or_else(|| record.error.clone()).map(|mut e| {
+            e.message = WITHHELD.into();
+            for v in &mut e.violations {
+                v.message = WITHHELD.into();
+            }
+            e
+        });
+        self.secure = Some(true);
+        self
+    }
+
     /// An update that records a failure's reason.
     pub fn failure(reason: impl Into<String>) -> Self {
         Self { last_error: Some(reason.into()), ..Self::default() }
@@ -344,6 +392,11 @@ impl RunUpdate {
         put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
         put("submit_claim_until", self.submit_claim_until.map(|v| v.to_string()));
         put("submit_sent_ms", self.submit_sent_ms.map(|v| v.to_string()));
+        put("secure", self.secure.map(|v| if v { "1".into() } else { "0".into() }));
+        put("request", self.request.as_ref().map(|r| r.to_value().to_string()));
+        if self.clear_outputs {
+            out.push(("outputs", String::new()));
+        }
         if self.clear_webhook {
             // Empty fields read back as absent.
             for field in ["webhook_status", "webhook_last_error", "webhook_delivered_ms"] {

@@ -34,6 +34,13 @@ static RENEW_CLAIM: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!
 fn requeue_move(record: &RunRecord, now_ms: u64) -> Result<(RunStatus, RunStatus, RunUpdate), StoreError> {
     let from = record.status;
     let to = from.requeue()?;
+    if record.withholds_secure_data() && record.request.inputs().is_empty() {
+        return Err(StoreError::Refused(format!(
+            "run {} ran a secure action; its inputs were erased when it ended (as secure data is), so it cannot \
+             be requeued: enqueue it again (includeSecureData: true keeps them)",
+            record.id
+        )));
+    }
     let length = record.deadline_ms.saturating_sub(record.created_ms);
     let update = RunUpdate {
         poll_attempts: Some(0),

@@ -22,8 +22,12 @@ use crate::step::submit::Contract;
 /// The endpoint label of definition reads in metrics.
 const ENDPOINT: &str = "GET /api/v2/integrations/actions/{actionId}";
 
+/// What the submit step needs of a definition: its compiled input schema
+/// (`None`: it declares none) and whether the action is secure.
+type Compiled = (Option<Arc<InputSchema>>, bool);
+
 /// A compiled contract and when it was read.
-type Cached = (Instant, Option<Arc<InputSchema>>);
+type Cached = (Instant, Compiled);
 
 /// The contract cache of one process.
 #[derive(Debug)]
@@ -38,7 +42,7 @@ impl Definitions {
         Self { ttl, local: Mutex::new(HashMap::new()), fetching: tokio::sync::Mutex::new(()) }
     }
 
-    fn local(&self, action_id: &str) -> Option<Option<Arc<InputSchema>>> {
+    fn local(&self, action_id: &str) -> Option<Compiled> {
         let local = self.local.lock().unwrap_or_else(|p| p.into_inner());
         local.get(action_id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, s)| s.clone())
     }
@@ -59,20 +63,26 @@ impl Definitions {
         if let Some(schema) = self.local(action_id) {
             return Ok(contract_of(schema));
         }
-        let shared =
-            store.cached_definition(action_id, now).await?.and_then(|json| serde_json::from_str::<Value>(&json).ok());
-        let schema_json = match shared {
-            Some(json) => json,
-            None => match fetch_schema(genesys, metrics, action_id).await {
-                Ok(schema) => {
+        // Shared as `{"inputSchema": ..., "secure": ...}`; anything else (an
+        // entry from an older release, a corrupt one) is a miss.
+        let shared = store
+            .cached_definition(action_id, now)
+            .await?
+            .and_then(|json| serde_json::from_str::<Value>(&json).ok())
+            .and_then(|v| Some((v.get("inputSchema")?.clone(), v.get("secure")?.as_bool()?)));
+        let (schema_json, secure) = match shared {
+            Some(found) => found,
+            None => match fetch(genesys, metrics, action_id).await {
+                Ok((schema, secure)) => {
                     let ttl = self.ttl.as_millis() as u64;
-                    store.cache_definition(action_id, &schema.to_string(), ttl, now).await?;
-                    schema
+                    let entry = serde_json::json!({"inputSchema": schema, "secure": secure});
+                    store.cache_definition(action_id, &entry.to_string(), ttl, now).await?;
+                    (schema, secure)
                 }
                 Err(e) => return Ok(Contract::Unreadable(e)),
             },
         };
-        let compiled = match compile(&schema_json) {
+        let compiled = match compile(&schema_json).map(|schema| (schema, secure)) {
             Ok(compiled) => compiled,
             Err(why) => return Ok(Contract::Invalid(why)),
         };
@@ -84,11 +94,13 @@ impl Definitions {
     }
 }
 
-/// The action's input schema as Genesys has it (`null`: none declared).
-async fn fetch_schema(genesys: &GenesysClient, metrics: &Metrics, action_id: &str) -> Result<Value, ApiError> {
+/// The action's input schema as Genesys has it (`null`: none declared),
+/// and whether it is secure.
+async fn fetch(genesys: &GenesysClient, metrics: &Metrics, action_id: &str) -> Result<(Value, bool), ApiError> {
     let fetched = genesys.get_action(action_id).await;
     metrics.api(ENDPOINT, &crate::metrics::result_label(&fetched));
-    Ok(fetched?.input_schema().cloned().unwrap_or(Value::Null))
+    let action = fetched?;
+    Ok((action.input_schema().cloned().unwrap_or(Value::Null), action.secure.unwrap_or(false)))
 }
 
 fn compile(schema: &Value) -> Result<Option<Arc<InputSchema>>, String> {
@@ -100,15 +112,15 @@ fn compile(schema: &Value) -> Result<Option<Arc<InputSchema>>, String> {
 
 /// The contract straight from Genesys, with no cache (for `run-now`).
 pub async fn fetch_contract(genesys: &GenesysClient, metrics: &Metrics, action_id: &str) -> Contract {
-    match fetch_schema(genesys, metrics, action_id).await {
+    match fetch(genesys, metrics, action_id).await {
         Err(e) => Contract::Unreadable(e),
-        Ok(schema) => match compile(&schema) {
-            Ok(compiled) => contract_of(compiled),
+        Ok((schema, secure)) => match compile(&schema) {
+            Ok(compiled) => contract_of((compiled, secure)),
             Err(why) => Contract::Invalid(why),
         },
     }
 }
 
-fn contract_of(schema: Option<Arc<InputSchema>>) -> Contract {
-    schema.map_or(Contract::NoSchema, Contract::Schema)
+fn contract_of((schema, secure): Compiled) -> Contract {
+    Contract::Read { schema, secure }
 }

@@ -134,14 +134,21 @@ pub fn body(record: &RunRecord, now_ms: u64) -> Value {
     if !record.request.metadata().is_empty() {
         body["metadata"] = json!(record.request.metadata());
     }
+    if record.secure {
+        // A secure action: its outputs only if the run asked for them (the
+        // record no longer holds them otherwise).
+        body["secure"] = json!(true);
+        body["dataWithheld"] = json!(record.withholds_secure_data());
+    }
     match (&record.outputs, &record.error) {
         (Some(outputs), _) if record.status.is_success() => body["outputs"] = outputs.clone(),
         (_, Some(error)) => body["error"] = json!(error),
-        _ => {
+        _ if !record.status.is_success() => {
             if let Some(reason) = &record.last_error {
                 body["error"] = json!({"code": record.status.as_str(), "message": reason});
             }
         }
+        _ => {}
     }
     body
 }

@@ -16,6 +16,7 @@ mod pipeline;
 mod redelivery;
 mod restart;
 mod secrets;
+mod secure;
 mod soak;
 mod storm;
 mod unknown;

@@ -226,7 +226,8 @@ fn the_documented_shape_is_the_parsed_shape() {
     use gcrun_model::request::FIELDS;
     let full = json!({
         "flavor": "workflow", "flowId": "f", "flowVersion": "2.0", "inputs": {"Flow.X": "1"},
-        "webhookUrl": "https://hooks.example.com/x", "runName": "n", "idempotencyKey": "k", "metadata": {"a": "b"}
+        "webhookUrl": "https://hooks.example.com/x", "runName": "n", "idempotencyKey": "k", "metadata": {"a": "b"},
+        "includeSecureData": true
     });
     let request = RunRequest::parse(&full, &RequestLimits::default()).unwrap();
     let doc = request.to_doc();
@@ -256,4 +257,15 @@ fn the_documented_shape_is_the_parsed_shape() {
     let mut parsed = FIELDS.to_vec();
     parsed.sort_unstable();
     assert_eq!(documented, parsed);
+}
+
+#[test]
+fn include_secure_data_is_a_boolean_and_debug_shows_input_names_not_values() {
+    let v = parse(json!({"flavor": "runs", "actionId": "a", "includeSecureData": "yes"})).unwrap_err();
+    assert_eq!((v.0[0].path.as_str(), v.0[0].code.as_str()), ("/includeSecureData", "type"));
+    let r = parse(json!({"flavor": "runs", "actionId": "a", "inputs": {"card": "4111-s3cret"}})).unwrap();
+    assert!(!r.include_secure_data());
+    let shown = format!("{r:?}");
+    assert!(shown.contains("card") && !shown.contains("4111-s3cret"), "{shown}");
+    assert!(r.without_inputs().inputs().is_empty());
 }

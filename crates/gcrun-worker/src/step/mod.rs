@@ -226,7 +226,14 @@ pub(crate) fn finish(
     policy: &WorkerConfig,
     now: u64,
 ) -> Act {
-    let cause = cause.into();
+    let mut cause = cause.into();
+    let mut update = update;
+    if rec.withholds_secure_data() {
+        // A secure action's data (and any text that may quote it) does not
+        // outlive the run, and its end is told without it.
+        cause = format!("{to}: details withheld (secure action)");
+        update = update.withhold_secure_data(rec, cause.clone());
+    }
     let wants_webhook = webhook_url(rec, policy).is_some();
     let completed = update.completed_ms.unwrap_or(now);
     let update = update.completed_at(completed);

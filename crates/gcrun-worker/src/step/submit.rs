@@ -51,10 +51,11 @@ pub enum Observation {
 /// An action's input contract, as far as the worker could tell.
 #[derive(Debug, Clone)]
 pub enum Contract {
-    Schema(Arc<InputSchema>),
-    /// The action declares no input schema: inputs go unvalidated, and the
-    /// run's history says so.
-    NoSchema,
+    /// The definition: its input schema (`None`: the action declares none,
+    /// so inputs go unvalidated and the run's history says so), and whether
+    /// the action is secure (its data is then withheld, see
+    /// [`RunRecord::withholds_secure_data`]).
+    Read { schema: Option<Arc<InputSchema>>, secure: bool },
     /// The definition could not be read.
     Unreadable(ApiError),
     /// The definition's schema does not compile.
@@ -211,7 +212,7 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
             Err(v) => reject(rec, &v, policy, now).into(),
             Ok(()) => match rec.request.target() {
                 Target::Action { id } => Decision::Need(Need::Contract { action_id: id.clone() }),
-                Target::Flow { .. } => validated("inputs checked (flows declare no input contract)"),
+                Target::Flow { .. } => validated("inputs checked (flows declare no input contract)", false),
             },
         },
         RunStatus::Validated => before_call(rec, policy),
@@ -219,12 +220,13 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
     }
 }
 
-fn validated(cause: &str) -> Decision<Need> {
+fn validated(cause: &str, secure: bool) -> Decision<Need> {
+    let update = RunUpdate { secure: secure.then_some(true), ..RunUpdate::default() };
     Act::new(Write::Transition {
         from: RunStatus::Accepted,
         to: RunStatus::Validated,
         cause: cause.into(),
-        update: RunUpdate::default(),
+        update,
         guard: None,
     })
     .and_continue()
@@ -247,11 +249,18 @@ fn contract_checked(
     // moment ago in this same job: only the contract is left to check.
     let request = &rec.request;
     match contract {
-        Contract::Schema(schema) => {
+        Contract::Read { schema: Some(schema), secure } => {
             let v = schema.validate(request.inputs());
-            if v.is_empty() { validated("inputs match the contract") } else { reject(rec, &v, policy, now).into() }
+            if v.is_empty() {
+                validated("inputs match the contract", secure)
+            } else {
+                // A secure action's violations may quote its inputs.
+                reject(&RunRecord { secure, ..rec.clone() }, &v, policy, now).into()
+            }
         }
-        Contract::NoSchema => validated("the action declares no input schema: inputs not validated"),
+        Contract::Read { schema: None, secure } => {
+            validated("the action declares no input schema: inputs not validated", secure)
+        }
         Contract::Unreadable(e) => match e.verdict() {
             Verdict::NotFound => {
                 let v = Violations(vec![Violation::new(

@@ -53,6 +53,7 @@ fn record(status: RunStatus) -> RunRecord {
         error: None,
         webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
         enqueued: true,
+        secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
             Transition { from: Some(RunStatus::Accepted), to: RunStatus::Validated, at_ms: 1_100, cause: "ok".into() },
@@ -91,6 +92,24 @@ fn the_body_carries_the_spec_fields_and_the_extras() {
     let body = webhook::body(&failed, 4_000);
     assert_eq!((body["success"].as_bool(), body["error"]["code"].as_str()), (Some(false), Some("crm_down")));
     assert!(body.get("outputs").is_none());
+}
+
+#[test]
+fn a_secure_runs_webhook_says_so_and_carries_its_outputs_only_if_asked() {
+    let mut rec = record(RunStatus::Completed);
+    rec.secure = true;
+    rec.outputs = None; // erased at its end
+    rec.last_error = Some("completed: details withheld (secure action)".into());
+    let body = gcrun_worker::webhook::body(&rec, 4_000);
+    assert_eq!((body["secure"].clone(), body["dataWithheld"].clone()), (json!(true), json!(true)));
+    assert!(body.get("outputs").is_none() && body.get("error").is_none(), "{body}");
+    rec.request = gcrun_model::RunRequest::builder(Flavor::Runs, "custom_-_a")
+        .include_secure_data(true)
+        .build(&gcrun_model::RequestLimits::default())
+        .unwrap();
+    rec.outputs = Some(json!({"score": 87}));
+    let body = gcrun_worker::webhook::body(&rec, 4_000);
+    assert_eq!((body["dataWithheld"].clone(), body["outputs"].clone()), (json!(false), json!({"score": 87})));
 }
 
 #[test]

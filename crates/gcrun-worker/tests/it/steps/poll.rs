@@ -123,6 +123,28 @@ fn a_completed_run_ends_with_its_outputs() {
 }
 
 #[test]
+fn a_secure_run_ends_without_its_data_unless_it_asked_to_keep_it() {
+    let mut rec = record(Flavor::Runs, RunStatus::Running);
+    rec.secure = true;
+    let done = || remote(RemotePhase::Completed { outputs: json!({"score": 87}) }, "completed");
+    let a = act(run(&rec, 0, done()));
+    assert_ends_with_webhook(&a, &rec, RunStatus::Completed);
+    let u = update(&a);
+    assert!(u.outputs.is_none() && u.clear_outputs, "outputs not kept: {u:?}");
+    assert!(u.request.as_ref().unwrap().inputs().is_empty(), "inputs erased");
+    assert!(transition(&a).2.contains("withheld"), "{a:?}");
+    // Asked to keep them: kept, as for any run.
+    rec.request = gcrun_model::RunRequest::builder(Flavor::Runs, ACTION)
+        .input("customerId", "c-1")
+        .include_secure_data(true)
+        .build(&gcrun_model::RequestLimits::default())
+        .unwrap();
+    let a = act(run(&rec, 0, done()));
+    let u = update(&a);
+    assert_eq!((u.outputs.clone(), u.request.is_none(), u.clear_outputs), (Some(json!({"score": 87})), true, false));
+}
+
+#[test]
 fn a_failed_run_ends_with_its_error() {
     let rec = record(Flavor::Workflow, RunStatus::Running);
     let phase = RemotePhase::Failed { code: "ERROR".into(), message: "flow broke".into() };

@@ -56,7 +56,7 @@ fn inputs_that_break_the_contract_are_rejected_with_every_violation() {
     let mut rec = record(Flavor::Runs, RunStatus::Accepted);
     rec.request =
         stored_request(json!({"flavor": "runs", "actionId": ACTION, "inputs": {"customerId": "far-too-long"}}));
-    let a = act(run(&rec, Observation::Contract(Contract::Schema(schema()))));
+    let a = act(run(&rec, Observation::Contract(Contract::Read { schema: Some(schema()), secure: false })));
     assert_ends_with_webhook(&a, &rec, RunStatus::Rejected);
     assert!(transition(&a).2.contains("/inputs/customerId"), "{a:?}");
 }
@@ -64,7 +64,7 @@ fn inputs_that_break_the_contract_are_rejected_with_every_violation() {
 #[test]
 fn inputs_that_match_the_contract_are_validated_and_go_on() {
     let rec = record(Flavor::Runs, RunStatus::Accepted);
-    let a = act(run(&rec, Observation::Contract(Contract::Schema(schema()))));
+    let a = act(run(&rec, Observation::Contract(Contract::Read { schema: Some(schema()), secure: false })));
     assert_eq!(transition(&a), (RunStatus::Accepted, RunStatus::Validated, "inputs match the contract"));
     assert_eq!(a.then, Then::Continue);
 }
@@ -72,7 +72,7 @@ fn inputs_that_match_the_contract_are_validated_and_go_on() {
 #[test]
 fn an_action_without_a_contract_goes_on_and_its_history_says_so() {
     let rec = record(Flavor::Runs, RunStatus::Accepted);
-    let a = act(run(&rec, Observation::Contract(Contract::NoSchema)));
+    let a = act(run(&rec, Observation::Contract(Contract::Read { schema: None, secure: false })));
     let (_, to, cause) = transition(&a);
     assert_eq!(to, RunStatus::Validated);
     assert!(cause.contains("not validated"), "{cause}");
@@ -433,4 +433,24 @@ fn a_rate_or_pause_denial_comes_back_when_the_limiter_says_a_rate_wait_exactly_t
         // The rate's moment is this run's own reservation: exact.
         assert!(why != Denied::Rate || after == Duration::from_millis(700), "{after:?}");
     }
+}
+
+#[test]
+fn a_secure_actions_run_is_marked_secure_and_its_rejection_quotes_none_of_its_inputs() {
+    let rec = record(Flavor::Runs, RunStatus::Accepted);
+    let a = act(run(&rec, Observation::Contract(Contract::Read { schema: Some(schema()), secure: true })));
+    assert_eq!(transition(&a).1, RunStatus::Validated);
+    assert_eq!(update(&a).secure, Some(true));
+
+    let mut rec = record(Flavor::Runs, RunStatus::Accepted);
+    rec.request =
+        stored_request(json!({"flavor": "runs", "actionId": ACTION, "inputs": {"customerId": "s3cret-far-too-long"}}));
+    let a = act(run(&rec, Observation::Contract(Contract::Read { schema: Some(schema()), secure: true })));
+    assert_eq!(transition(&a).1, RunStatus::Rejected);
+    let u = update(&a);
+    let shown = format!("{} {:?} {:?} {:?}", transition(&a).2, u.last_error, u.error, u.request);
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let error = u.error.clone().unwrap();
+    assert_eq!((error.code.as_str(), error.violations[0].path.as_str()), ("invalid_request", "/inputs/customerId"));
+    assert!(u.request.as_ref().unwrap().inputs().is_empty() && u.clear_outputs, "inputs and outputs erased");
 }
