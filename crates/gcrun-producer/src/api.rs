@@ -33,6 +33,18 @@ impl Invalid {
     }
 }
 
+/// The idempotency key was used for another request (409): the run it
+/// names and the digests (SHA-256 of the canonical request) of both.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Conflict {
+    pub error: String,
+    pub message: String,
+    pub run_id: RunId,
+    pub existing_digest: String,
+    pub request_digest: String,
+}
+
 /// Any other refusal: `unauthorized`, `not_found`, `unavailable`, ...
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Problem {
@@ -93,6 +105,7 @@ impl Modify for BearerAuth {
         RunRequestDoc,
         Accepted,
         Invalid,
+        Conflict,
         Problem,
         BatchItem,
         BatchResult,

@@ -1,15 +1,20 @@
 //! The HTTP ingest service: upstream systems that are not Rust post runs
-//! here. Bearer-token auth (tokens from configuration, compared in constant
-//! time), a body size limit, JSON errors that list every violation, and an
-//! OpenAPI document. Nothing reaches Redis for a request that fails auth or
+//! here. Each bearer token is a named client (tokens compared in constant
+//! time): a client reads only its own runs, its idempotency keys are its
+//! own, and it has a rate limit of its own (429 with `Retry-After`). A body
+//! size limit, a time limit per request (reading the body included), JSON
+//! errors that list every violation, and an OpenAPI document. Nothing
+//! reaches Redis for a request that fails auth, the rate limit or
 //! validation.
 
 // Handlers bail out with a finished `Response`; it is built once per
 // request, so its size on the error path does not matter.
 #![allow(clippy::result_large_err)]
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Bytes;
@@ -24,44 +29,108 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::api::{Accepted, ApiDoc, Batch, BatchItem, BatchResult, Invalid, Problem};
+use crate::api::{Accepted, ApiDoc, Batch, BatchItem, BatchResult, Conflict, Invalid, Problem};
 use crate::{Producer, ProducerError};
 
-/// Ingest settings.
+/// One upstream system: its name (in the records of its runs, in logs)
+/// and its bearer token (never shown).
 #[derive(Clone)]
-pub struct IngestConfig {
-    /// Accepted bearer tokens. Empty means no request is accepted: auth is
-    /// never silently off.
-    pub tokens: Vec<SecretString>,
-    /// Largest request body, in bytes.
-    pub body_limit: usize,
+pub struct IngestClient {
+    pub name: String,
+    pub token: SecretString,
 }
 
-impl std::fmt::Debug for IngestConfig {
+impl std::fmt::Debug for IngestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestConfig")
-            .field("tokens", &format!("[{} redacted]", self.tokens.len()))
-            .field("body_limit", &self.body_limit)
-            .finish()
+        f.debug_struct("IngestClient").field("name", &self.name).field("token", &"[redacted]").finish()
     }
+}
+
+impl IngestClient {
+    /// `name=token`; a bare token is client `client<n>` (`n` its position,
+    /// from 1). Names are letters, digits, `_` and `-`, so they can name
+    /// key spaces.
+    pub fn parse(entry: &str, n: usize) -> Result<Self, String> {
+        let entry = entry.trim();
+        let (name, token) = match entry.split_once('=') {
+            Some((name, token)) => (name.trim().to_string(), token.trim()),
+            None => (format!("client{n}"), entry),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(format!("ingest client {n}: the name must be letters, digits, '_' or '-'"));
+        }
+        if token.is_empty() {
+            return Err(format!("ingest client {name} has no token"));
+        }
+        Ok(Self { name, token: SecretString::from(token.to_string()) })
+    }
+}
+
+/// Ingest settings.
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// The clients and their tokens. Empty means no request is accepted:
+    /// auth is never silently off.
+    pub clients: Vec<IngestClient>,
+    /// Largest request body, in bytes.
+    pub body_limit: usize,
+    /// Requests a minute each client may make to this process (a burst of
+    /// a tenth of it); 0: no limit.
+    pub rate_per_minute: u32,
+    /// Longest a request may take, reading its body included (a slow
+    /// sender is cut off with 408).
+    pub request_timeout: Duration,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { tokens: Vec::new(), body_limit: 8 * 1024 * 1024 }
+        Self {
+            clients: Vec::new(),
+            body_limit: 8 * 1024 * 1024,
+            rate_per_minute: 6_000,
+            request_timeout: Duration::from_secs(30),
+        }
     }
 }
+
+/// The authenticated client of a request.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(String);
 
 #[derive(Clone)]
 pub(crate) struct AppState {
     producer: Producer,
     config: Arc<IngestConfig>,
+    /// Per client: the GCRA theoretical arrival time of its next request.
+    rates: Arc<Mutex<HashMap<String, Instant>>>,
+}
+
+impl AppState {
+    /// `Err(wait)`: the client is over its rate; it may ask again then.
+    fn admit(&self, client: &str) -> Result<(), Duration> {
+        let rate = self.config.rate_per_minute;
+        if rate == 0 {
+            return Ok(());
+        }
+        let interval = Duration::from_secs(60) / rate;
+        let tolerance = interval * (rate / 10).max(1);
+        let now = Instant::now();
+        let mut rates = self.rates.lock().unwrap_or_else(|p| p.into_inner());
+        let tat = rates.get(client).copied().unwrap_or(now).max(now);
+        let ahead = tat - now;
+        if ahead > tolerance {
+            return Err(ahead - tolerance);
+        }
+        rates.insert(client.to_string(), tat + interval);
+        Ok(())
+    }
 }
 
 /// The ingest application.
 pub fn router(producer: Producer, config: IngestConfig) -> Router {
     let limit = config.body_limit;
-    let state = AppState { producer, config: Arc::new(config) };
+    let timeout = config.request_timeout;
+    let state = AppState { producer, config: Arc::new(config), rates: Arc::new(Mutex::new(HashMap::new())) };
     let api = Router::new()
         .route("/v1/runs", post(create_run))
         .route("/v1/runs/batch", post(create_batch))
@@ -72,6 +141,12 @@ pub fn router(producer: Producer, config: IngestConfig) -> Router {
         .route("/v1/openapi.json", get(openapi))
         .route("/healthz", get(|| async { "ok" }))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |req: Request, next: Next| async move {
+            match tokio::time::timeout(timeout, next.run(req)).await {
+                Ok(response) => response,
+                Err(_) => error(StatusCode::REQUEST_TIMEOUT, "timeout", "the request took too long to arrive"),
+            }
+        }))
         .with_state(state)
 }
 
@@ -108,7 +183,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -116,14 +191,30 @@ async fn authenticate(State(state): State<AppState>, req: Request, next: Next) -
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim());
-    let ok = given.is_some_and(|g| {
-        state.config.tokens.iter().any(|t| constant_time_eq(t.expose_secret().as_bytes(), g.as_bytes()))
-    });
-    if !ok {
+    // Every token is compared, so the time taken does not tell which one
+    // (or whether any) matched.
+    let mut caller = None;
+    if let Some(g) = given {
+        for c in &state.config.clients {
+            if constant_time_eq(c.token.expose_secret().as_bytes(), g.as_bytes()) {
+                caller = Some(c.name.clone());
+            }
+        }
+    }
+    let Some(caller) = caller else {
         let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
+    };
+    if let Err(wait) = state.admit(&caller) {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "this client is over its request rate");
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
     }
+    req.extensions_mut().insert(Caller(caller));
     next.run(req).await
 }
 
@@ -148,16 +239,23 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
         (status = 200, description = "The idempotency key named an existing run", body = Accepted),
         (status = 400, description = "Invalid request; every violation listed", body = Invalid),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 408, description = "The request took too long to arrive", body = Problem),
+        (status = 409, description = "The idempotency key names a run with another request; both digests", body = Conflict),
         (status = 413, description = "Body too large"),
+        (status = 429, description = "Over this client's rate; `Retry-After` says when to ask again", body = Problem),
         (status = 503, description = "Queue unavailable; retry with the same idempotency key", body = Problem),
     )
 )]
-pub(crate) async fn create_run(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn create_run(
+    State(state): State<AppState>,
+    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
     };
-    match state.producer.enqueue_value(&doc).await {
+    match state.producer.enqueue_value_for(Some(&caller), &doc).await {
         Ok(e) => {
             let location = format!("/v1/runs/{}", e.run_id);
             let mut headers = HeaderMap::new();
@@ -168,6 +266,17 @@ pub(crate) async fn create_run(State(state): State<AppState>, body: Bytes) -> Re
             (status, headers, axum::Json(Accepted { run_id: e.run_id, existing: e.existing, location })).into_response()
         }
         Err(ProducerError::Invalid(v)) => invalid(&v),
+        Err(ProducerError::Conflict { run_id, existing_digest, request_digest }) => (
+            StatusCode::CONFLICT,
+            axum::Json(Conflict {
+                error: "idempotency_conflict".into(),
+                message: "the idempotency key was used for another request".into(),
+                run_id,
+                existing_digest,
+                request_digest,
+            }),
+        )
+            .into_response(),
         Err(e) => internal(&e),
     }
 }
@@ -181,9 +290,14 @@ pub(crate) async fn create_run(State(state): State<AppState>, body: Bytes) -> Re
         (status = 202, description = "Per-item results, in input order", body = BatchResult),
         (status = 400, description = "Nothing valid in the batch, or a bad envelope", body = BatchResult),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 429, description = "Over this client's rate", body = Problem),
     )
 )]
-pub(crate) async fn create_batch(State(state): State<AppState>, body: Bytes) -> Response {
+pub(crate) async fn create_batch(
+    State(state): State<AppState>,
+    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    body: Bytes,
+) -> Response {
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
@@ -202,7 +316,7 @@ pub(crate) async fn create_batch(State(state): State<AppState>, body: Bytes) -> 
     if items.is_empty() || items.len() > max {
         return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("a batch holds 1 to {max} runs"));
     }
-    match state.producer.enqueue_batch(&items).await {
+    match state.producer.enqueue_batch_for(Some(&caller), &items).await {
         Ok(results) => {
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let out: Vec<BatchItem> = results
@@ -240,16 +354,24 @@ pub(crate) async fn create_batch(State(state): State<AppState>, body: Bytes) -> 
     params(("id" = String, Path, format = Uuid, description = "The run id")),
     responses(
         (status = 200, description = "The run", body = RunView),
-        (status = 404, description = "No such run", body = Problem),
+        (status = 404, description = "No such run (or not this client's)", body = Problem),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
     )
 )]
-pub(crate) async fn get_run(State(state): State<AppState>, Path(id): Path<String>) -> Response {
+pub(crate) async fn get_run(
+    State(state): State<AppState>,
+    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    Path(id): Path<String>,
+) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such run");
     };
     match state.producer.store().get_run_with_history(&id).await {
-        Ok(Some(record)) => axum::Json(RunView::from(&record)).into_response(),
+        // Another client's run is as absent as a run that never was.
+        Ok(Some(record)) if record.client.as_deref() == Some(caller.as_str()) => {
+            axum::Json(RunView::from(&record)).into_response()
+        }
+        Ok(Some(_)) => error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Err(e) => internal(&ProducerError::Store(e)),
     }

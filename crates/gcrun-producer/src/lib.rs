@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcrun_model::{RequestLimits, RunId, RunRequest, Violations};
 use gcrun_queue::{Job, PushError, Queues};
-use gcrun_store::{RunUpdate, Store, StoreError, WriteOutcome};
+use gcrun_store::{Origin, RunUpdate, Store, StoreError, WriteOutcome};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -61,6 +61,21 @@ pub enum ProducerError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] PushError),
+    /// The idempotency key names a run whose request was different: the
+    /// caller reused a key for another request. Not retryable.
+    #[error(
+        "idempotency key already used for run {run_id} with another request (its digest {existing_digest}, this \
+         request's {request_digest})"
+    )]
+    Conflict { run_id: RunId, existing_digest: String, request_digest: String },
+}
+
+/// The request's digest: SHA-256 of its canonical document (keys sorted),
+/// hex. Two requests with the same digest are the same request.
+pub fn digest(request: &RunRequest) -> String {
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(request.to_value().to_string().as_bytes());
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Enqueues runs. Cheap to clone.
@@ -91,25 +106,55 @@ impl Producer {
 
     /// Checks a JSON request document and enqueues it.
     pub async fn enqueue_value(&self, doc: &Value) -> Result<Enqueued, ProducerError> {
+        self.enqueue_value_for(None, doc).await
+    }
+
+    /// [`enqueue_value`](Self::enqueue_value) for an ingest client.
+    pub async fn enqueue_value_for(&self, client: Option<&str>, doc: &Value) -> Result<Enqueued, ProducerError> {
         let request = RunRequest::parse(doc, &self.config.limits).map_err(ProducerError::Invalid)?;
-        self.enqueue(&request).await
+        self.enqueue_for(client, &request).await
+    }
+
+    fn origin(client: Option<&str>, request: &RunRequest) -> Origin {
+        Origin { client: client.map(str::to_owned), digest: Some(digest(request)) }
+    }
+
+    /// A resend under an idempotency key: the same request, or a conflict.
+    async fn existing(&self, existing: RunId, request_digest: &str) -> Result<Enqueued, ProducerError> {
+        if let Some(rec) = self.store.get_run(&existing).await? {
+            if let Some(stored) = rec.digest.filter(|d| d != request_digest) {
+                return Err(ProducerError::Conflict {
+                    run_id: existing,
+                    existing_digest: stored,
+                    request_digest: request_digest.to_string(),
+                });
+            }
+        }
+        self.push_if_never_pushed(existing).await?;
+        Ok(Enqueued { run_id: existing, existing: true })
     }
 
     /// Records the run and pushes its submit job, in one script (see
     /// [`atomic`]). With an idempotency key already in use, returns the
     /// existing run; if that run's job was never pushed (a record written
     /// by a release before the two were one script), pushes it now.
+    /// The same idempotency key with a different request is
+    /// [`ProducerError::Conflict`].
     pub async fn enqueue(&self, request: &RunRequest) -> Result<Enqueued, ProducerError> {
+        self.enqueue_for(None, request).await
+    }
+
+    /// [`enqueue`](Self::enqueue) for an ingest client: its idempotency
+    /// keys are its own, and the run records who sent it.
+    pub async fn enqueue_for(&self, client: Option<&str>, request: &RunRequest) -> Result<Enqueued, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
         let id = RunId::new();
-        let write = self.store.prepare_create(id, request, now, deadline, true);
+        let origin = Self::origin(client, request);
+        let write = self.store.prepare_create_from(id, request, now, deadline, true, &origin);
         let job = Job::Submit { run: id, after: Duration::ZERO };
         match atomic::write_then_push(&mut self.store.connection(), &self.queues, &write, &job).await? {
-            WriteOutcome::Existing(existing) => {
-                self.push_if_never_pushed(existing).await?;
-                Ok(Enqueued { run_id: existing, existing: true })
-            }
+            WriteOutcome::Existing(existing) => self.existing(existing, origin.digest.as_deref().unwrap_or("")).await,
             _ => Ok(Enqueued { run_id: id, existing: false }),
         }
     }
@@ -131,16 +176,34 @@ impl Producer {
     /// all; the batch can be sent again (idempotency keys make that safe).
     /// Results come back in input order.
     pub async fn enqueue_batch(&self, docs: &[Value]) -> Result<Vec<Result<Enqueued, Violations>>, ProducerError> {
+        self.enqueue_batch_for(None, docs).await
+    }
+
+    /// [`enqueue_batch`](Self::enqueue_batch) for an ingest client. An
+    /// item whose idempotency key names another request is refused as a
+    /// violation of `/idempotencyKey` (code `conflict`, both digests).
+    pub async fn enqueue_batch_for(
+        &self,
+        client: Option<&str>,
+        docs: &[Value],
+    ) -> Result<Vec<Result<Enqueued, Violations>>, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
         let mut results: Vec<Result<Enqueued, Violations>> = Vec::with_capacity(docs.len());
         let mut pending: Vec<(usize, RunId, gcrun_store::PreparedWrite)> = Vec::new();
+        let mut digests: Vec<String> = Vec::new();
         for doc in docs {
             match RunRequest::parse(doc, &self.config.limits) {
-                Err(v) => results.push(Err(v)),
+                Err(v) => {
+                    results.push(Err(v));
+                    digests.push(String::new());
+                }
                 Ok(request) => {
                     let id = RunId::new();
-                    pending.push((results.len(), id, self.store.prepare_create(id, &request, now, deadline, true)));
+                    let origin = Self::origin(client, &request);
+                    digests.push(origin.digest.clone().unwrap_or_default());
+                    let write = self.store.prepare_create_from(id, &request, now, deadline, true, &origin);
+                    pending.push((results.len(), id, write));
                     results.push(Ok(Enqueued { run_id: id, existing: false }));
                 }
             }
@@ -152,8 +215,20 @@ impl Producer {
             let outcomes = atomic::write_then_push_all(&mut conn, &self.queues, &pairs).await?;
             for ((slot, _, _), outcome) in chunk.iter().zip(outcomes) {
                 if let WriteOutcome::Existing(existing) = outcome {
-                    self.push_if_never_pushed(existing).await?;
-                    results[*slot] = Ok(Enqueued { run_id: existing, existing: true });
+                    results[*slot] = match self.existing(existing, &digests[*slot]).await {
+                        Ok(e) => Ok(e),
+                        Err(ProducerError::Conflict { run_id, existing_digest, request_digest }) => {
+                            Err(Violations(vec![gcrun_model::Violation::new(
+                                "/idempotencyKey",
+                                "conflict",
+                                format!(
+                                    "already used for run {run_id} with another request (its digest \
+                                     {existing_digest}, this one's {request_digest})"
+                                ),
+                            )]))
+                        }
+                        Err(e) => return Err(e),
+                    };
                 }
             }
         }

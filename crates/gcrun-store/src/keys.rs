@@ -49,6 +49,16 @@ pub fn webhook_dlq() -> String {
 }
 
 /// String: idempotency key → run id.
+pub fn idempotency_of(client: Option<&str>, key: &str) -> String {
+    match client {
+        // Client names have no ':', and no library key starts with the
+        // client prefix, so the two spaces cannot meet.
+        Some(client) => format!("{TAG}:idem-client:{client}:{key}"),
+        None => idempotency(key),
+    }
+}
+
+/// String: an idempotency key (of the library and the CLI) → its run id.
 pub fn idempotency(key: &str) -> String {
     format!("{TAG}:idem:{key}")
 }

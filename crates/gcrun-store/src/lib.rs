@@ -40,7 +40,7 @@ pub use dlq::DlqFilter;
 pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
-pub use runs::{Claim, Counter, Created, TransitionOutcome};
+pub use runs::{Claim, Counter, Created, Origin, TransitionOutcome};
 pub use view::{RunView, TransitionView, WebhookView};
 pub use webhooks::{WebhookAttempt, WebhookRequeue};
 pub use write::{PreparedWrite, WriteKind, WriteOutcome};

@@ -55,6 +55,11 @@ pub struct RunRecord {
     pub webhook: WebhookState,
     /// The submit job has been pushed (see `Producer`).
     pub enqueued: bool,
+    /// The ingest client that sent the run (`None`: the library or CLI).
+    pub client: Option<String>,
+    /// The request's digest as it was accepted (see
+    /// [`Origin`](crate::Origin)).
+    pub digest: Option<String>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -93,6 +98,8 @@ impl RunRecord {
             error: None,
             webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
             enqueued: false,
+            client: None,
+            digest: None,
             secure: false,
             transitions: Vec::new(),
         }
@@ -220,6 +227,8 @@ impl RunRecord {
                 delivered_ms: num("webhook_delivered_ms")?,
             },
             enqueued: get("enqueued").is_some_and(|v| v == "1"),
+            client: get("client"),
+            digest: get("digest"),
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
         })

@@ -56,6 +56,16 @@ fn requeue_move(record: &RunRecord, now_ms: u64) -> Result<(RunStatus, RunStatus
     Ok((from, to, update))
 }
 
+/// Where a run request came from: the ingest client that sent it (its
+/// idempotency keys are its own) and the request's digest (a resend under
+/// the same key with another body is a conflict). Both `None` for the
+/// library and the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub client: Option<String>,
+    pub digest: Option<String>,
+}
+
 /// What [`Store::claim_submit`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -153,6 +163,21 @@ impl Store {
         deadline_ms: u64,
         enqueued: bool,
     ) -> PreparedWrite {
+        self.prepare_create_from(id, request, now_ms, deadline_ms, enqueued, &Origin::default())
+    }
+
+    /// [`prepare_create`](Self::prepare_create) for a request from `origin`:
+    /// an ingest client's idempotency keys are its own, and the record
+    /// names the client and the request's digest.
+    pub fn prepare_create_from(
+        &self,
+        id: RunId,
+        request: &RunRequest,
+        now_ms: u64,
+        deadline_ms: u64,
+        enqueued: bool,
+        origin: &Origin,
+    ) -> PreparedWrite {
         let idem_key = request.idempotency_key();
         let transition = Transition { from: None, to: RunStatus::Accepted, at_ms: now_ms, cause: "accepted".into() };
         let keys = vec![
@@ -160,7 +185,7 @@ impl Store {
             keys::history(&id),
             keys::audit(),
             keys::counts(),
-            keys::idempotency(idem_key.unwrap_or("-")),
+            keys::idempotency_of(origin.client.as_deref(), idem_key.unwrap_or("-")),
             keys::open(),
         ];
         let mut w = PreparedWrite::new(WriteKind::Create, id.to_string(), keys);
@@ -184,6 +209,11 @@ impl Store {
         ];
         for (k, v) in fields {
             w.arg(k).arg(v);
+        }
+        for (k, v) in [("client", &origin.client), ("digest", &origin.digest)] {
+            if let Some(v) = v {
+                w.arg(k).arg(v);
+            }
         }
         w
     }

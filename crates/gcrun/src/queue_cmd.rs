@@ -7,11 +7,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use gcrun_model::{Flavor, RunId, RunStatus};
-use gcrun_producer::ingest::IngestConfig;
+use gcrun_producer::ingest::{IngestClient, IngestConfig};
 use gcrun_producer::operator::{Operator, Selection};
 use gcrun_producer::{Producer, ProducerConfig, ProducerError, now_ms};
 use gcrun_store::DlqFilter;
-use secrecy::SecretString;
 use serde_json::{Map, Value, json};
 
 use crate::worker_cmd::RedisArgs;
@@ -207,12 +206,21 @@ pub struct IngestArgs {
     webhook_private_networks: bool,
     #[arg(long, env = "GCRUN_INGEST_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
-    /// Accepted bearer tokens, comma-separated. Required.
+    /// The clients, comma-separated `name=token` (a bare token is client
+    /// `client<n>`). Each reads only its own runs and has its own
+    /// idempotency keys and rate. Required.
     #[arg(long, env = "GCRUN_INGEST_TOKENS", value_delimiter = ',', hide_env_values = true, required = true)]
     tokens: Vec<String>,
     /// Largest request body in bytes.
     #[arg(long, env = "GCRUN_INGEST_BODY_LIMIT", default_value_t = 8 * 1024 * 1024)]
     body_limit: usize,
+    /// Requests a minute each client may make to this process (burst a
+    /// tenth of it); 0: no limit.
+    #[arg(long, env = "GCRUN_INGEST_RATE_PER_MINUTE", default_value_t = 6_000)]
+    rate_per_minute: u32,
+    /// Longest a request may take to arrive and be answered, in seconds.
+    #[arg(long, env = "GCRUN_INGEST_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    request_timeout_secs: u64,
     #[arg(long, env = "GCRUN_RUN_DEADLINE_SECS", default_value_t = 3_600)]
     deadline_secs: u64,
 }
@@ -220,15 +228,21 @@ pub struct IngestArgs {
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let (store, queues) = args.redis.open().await?;
     let producer = Producer::new(store, queues, producer_config(args.deadline_secs, args.webhook_private_networks));
-    let tokens: Vec<SecretString> = args
+    let clients = args
         .tokens
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .filter(|t| !t.is_empty())
-        .map(SecretString::from)
-        .collect();
-    if tokens.is_empty() {
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .enumerate()
+        .map(|(i, t)| IngestClient::parse(t, i + 1))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!("GCRUN_INGEST_TOKENS: {e}"))?;
+    if clients.is_empty() {
         bail!("GCRUN_INGEST_TOKENS holds no token");
+    }
+    let mut names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        bail!("GCRUN_INGEST_TOKENS names client {} twice", w[0]);
     }
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
@@ -236,7 +250,12 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     gcrun_producer::ingest::serve(
         listener,
         producer,
-        IngestConfig { tokens, body_limit: args.body_limit },
+        IngestConfig {
+            clients,
+            body_limit: args.body_limit,
+            rate_per_minute: args.rate_per_minute,
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
+        },
         crate::shutdown_signal(),
     )
     .await?;

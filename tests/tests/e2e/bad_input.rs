@@ -133,8 +133,9 @@ async fn every_door_refuses_bad_input_clearly_and_nothing_else_is_disturbed() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let config = gcrun_producer::ingest::IngestConfig {
-        tokens: vec![secrecy::SecretString::from("t0ken-bad-input".to_string())],
+        clients: vec![gcrun_producer::ingest::IngestClient::parse("bad-input=t0ken-bad-input", 1).unwrap()],
         body_limit: 256 * 1024,
+        ..Default::default()
     };
     tokio::spawn(gcrun_producer::ingest::serve(listener, stack.producer.clone(), config, std::future::pending()));
     let http = reqwest::Client::new();

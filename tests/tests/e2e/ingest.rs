@@ -1,10 +1,10 @@
 use std::time::Duration;
 
 use gcrun_emulator::EmulatorConfig;
-use gcrun_producer::ingest::IngestConfig;
+use gcrun_producer::ingest::{IngestClient, IngestConfig};
 use gcrun_tests::{LOOKUP, Stack};
-use secrecy::SecretString;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn dbsize(stack: &Stack) -> i64 {
     let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
@@ -16,7 +16,11 @@ async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let config = IngestConfig { tokens: vec![SecretString::from("t0ken-1".to_string())], body_limit: 64 * 1024 };
+    let config = IngestConfig {
+        clients: vec![IngestClient::parse("t0ken-1", 1).unwrap()],
+        body_limit: 64 * 1024,
+        ..IngestConfig::default()
+    };
     tokio::spawn(gcrun_producer::ingest::serve(listener, stack.producer.clone(), config, std::future::pending()));
     let http = reqwest::Client::new();
     let valid = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "1", "channel": "chat"}});
@@ -133,4 +137,82 @@ async fn a_batch_records_each_run_with_its_job_in_one_script_and_a_resend_adds_n
     let again = stack.producer.enqueue_batch(&docs).await.unwrap();
     assert!(again.iter().zip(&ids).all(|(r, id)| r.as_ref().is_ok_and(|e| e.existing && e.run_id == *id)));
     assert_eq!(stack.queues.depth(&stack.queues.names.submit).await.unwrap().ready, 1_200);
+}
+
+#[tokio::test]
+async fn each_client_has_its_own_runs_keys_and_rate_and_a_reused_key_with_another_body_is_a_conflict() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let base = format!("http://{addr}");
+    let clients = ["alice=t0ken-alice", "bob=t0ken-bob", "carol=t0ken-carol"];
+    let config = IngestConfig {
+        clients: clients.iter().enumerate().map(|(i, c)| IngestClient::parse(c, i + 1).unwrap()).collect(),
+        rate_per_minute: 60, // one a second, a burst of 6
+        request_timeout: Duration::from_secs(1),
+        ..IngestConfig::default()
+    };
+    tokio::spawn(gcrun_producer::ingest::serve(listener, stack.producer.clone(), config, std::future::pending()));
+    let http = reqwest::Client::new();
+    let post = |token: &'static str, doc: Value| {
+        let http = http.clone();
+        let url = format!("{base}/v1/runs");
+        async move {
+            let r = http.post(url).bearer_auth(token).json(&doc).send().await.unwrap();
+            let status = r.status().as_u16();
+            let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            (status, r.json::<Value>().await.unwrap_or(Value::Null), retry_after)
+        }
+    };
+    let doc = |customer: &str| json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": customer, "channel": "chat"}, "idempotencyKey": "k1"});
+
+    // Keys are per client: bob's "k1" is not alice's.
+    let (status, alice, _) = post("t0ken-alice", doc("a1")).await;
+    assert_eq!(status, 202, "{alice}");
+    let (status, bob, _) = post("t0ken-bob", doc("b1")).await;
+    assert_eq!(status, 202, "{bob}");
+    assert_ne!(alice["runId"], bob["runId"]);
+    // The same key and body: the same run. Another body: a conflict, both digests.
+    let (status, again, _) = post("t0ken-alice", doc("a1")).await;
+    assert_eq!((status, again["runId"].clone(), again["existing"].clone()), (200, alice["runId"].clone(), json!(true)));
+    let (status, conflict, _) = post("t0ken-alice", doc("a2")).await;
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(
+        (conflict["error"].as_str(), conflict["runId"].clone()),
+        (Some("idempotency_conflict"), alice["runId"].clone())
+    );
+    let (a, b) = (conflict["existingDigest"].as_str().unwrap(), conflict["requestDigest"].as_str().unwrap());
+    assert!(a.len() == 64 && b.len() == 64 && a != b, "{conflict}");
+
+    // A client reads only its own runs; another's is as absent as none.
+    let run = |token: &'static str, id: &Value| {
+        let url = format!("{base}/v1/runs/{}", id.as_str().unwrap());
+        let http = http.clone();
+        async move { http.get(url).bearer_auth(token).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(run("t0ken-alice", &alice["runId"]).await, 200);
+    assert_eq!(run("t0ken-bob", &alice["runId"]).await, 404);
+    let id: gcrun_model::RunId = alice["runId"].as_str().unwrap().parse().unwrap();
+    assert_eq!(stack.store.get_run(&id).await.unwrap().unwrap().client.as_deref(), Some("alice"));
+
+    // Carol's rate is her own: after her burst she is told when to come back.
+    let mut statuses = Vec::new();
+    for i in 0..8 {
+        statuses.push(post("t0ken-carol", doc(&format!("c{i}"))).await);
+    }
+    let limited: Vec<_> = statuses.iter().filter(|(s, _, _)| *s == 429).collect();
+    assert!(!limited.is_empty() && statuses[..6].iter().all(|(s, _, _)| *s != 429), "{statuses:?}");
+    assert!(limited.iter().all(|(_, _, after)| after.as_deref().is_some_and(|a| a.parse::<u64>().unwrap() >= 1)));
+    assert_eq!(run("t0ken-bob", &bob["runId"]).await, 200, "bob is not limited by carol");
+
+    // A sender that stalls mid-body is cut off after the request timeout.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = "POST /v1/runs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer t0ken-bob\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"flavor\":";
+    slow.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = vec![0u8; 512];
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read(&mut buf)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(started.elapsed() >= Duration::from_millis(900), "cut off only after the timeout");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }

@@ -53,6 +53,8 @@ fn record(status: RunStatus) -> RunRecord {
         error: None,
         webhook: WebhookState { status: None, attempts: 0, epoch: 0, last_error: None, delivered_ms: None },
         enqueued: true,
+        client: None,
+        digest: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
