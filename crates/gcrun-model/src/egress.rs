@@ -45,6 +45,11 @@ pub fn is_public_v6(a: Ipv6Addr) -> bool {
     let refused = a.is_unspecified()
         || a.is_loopback()
         || a.is_multicast()
+        || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) // local-use NAT64 (64:ff9b:1::/48, RFC 8215)
+        || (s[0] == 0x2001 && s[1] == 0) // Teredo (2001::/32): a tunnel to whatever IPv4 it embeds
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010) // ORCHID (2001:10::/28, 2001:20::/28 below)
+        || (s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020)
+        || s[0] == 0x0100 && s[1..4] == [0, 0, 0] // discard-only (100::/64)
         || (s[0] & 0xfe00) == 0xfc00 // unique local (fc00::/7), e.g. fd00:ec2::254
         || (s[0] & 0xffc0) == 0xfe80 // link-local
         || (s[0] & 0xffc0) == 0xfec0 // site-local (deprecated)

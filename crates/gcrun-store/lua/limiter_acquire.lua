@@ -10,8 +10,11 @@
 -- lease ttl ms, ARGV[5] lease id
 -- Times are Redis's own (TIME), never a worker's clock, so every pod sees
 -- the same rate, the same lapsed leases and the same pause.
--- Returns {1, 0, 'granted' | 'held'} or {0, wait_ms, 'paused' |
--- 'concurrency' | 'rate'}.
+-- Returns {1, 0, 'granted' | 'held', woken} or {0, wait_ms, 'paused' |
+-- 'concurrency' | 'rate', woken}: `woken`, the runs that waited longest for
+-- a slot, one for each slot a lapsed lease (a dead worker's) freed and this
+-- call did not take; the caller pushes a submit job for each, as a release
+-- does, so a crashed worker's slots do not sit idle until the safety net.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
@@ -20,18 +23,28 @@ local max = tonumber(ARGV[3])
 local ttl = tonumber(ARGV[4])
 local lease = ARGV[5]
 local pause = tonumber(redis.call('GET', KEYS[3]) or '0')
-if pause > now then return {0, pause - now, 'paused'} end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+if pause > now then return {0, pause - now, 'paused', {}} end
+local lapsed = redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local function woken()
+  if lapsed == 0 then return {} end
+  local free = max - redis.call('ZCARD', KEYS[2])
+  local n = math.min(lapsed, free)
+  if n <= 0 then return {} end
+  local out = {}
+  local popped = redis.call('ZPOPMIN', KEYS[4], n)
+  for i = 1, #popped, 2 do out[#out + 1] = popped[i] end
+  return out
+end
 if redis.call('ZSCORE', KEYS[2], lease) then
   redis.call('ZREM', KEYS[4], lease)
-  return {1, 0, 'held'}
+  return {1, 0, 'held', woken()}
 end
 local held = redis.call('ZCARD', KEYS[2])
 if held >= max then
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
   local wait = 1000
   if first[2] then wait = math.min(wait, tonumber(first[2]) - now) end
-  return {0, math.max(wait, 50), 'concurrency'}
+  return {0, math.max(wait, 50), 'concurrency', {}}
 end
 -- The rate. A run told to wait for it gets a reservation: the moment it
 -- conforms, with that token taken now. Each waiter is thus told a moment
@@ -39,7 +52,7 @@ end
 -- the next token and all but one being told to wait again.
 local reserved = tonumber(redis.call('ZSCORE', KEYS[5], lease) or '-1')
 if reserved >= 0 then
-  if reserved > now then return {0, reserved - now, 'rate'} end
+  if reserved > now then return {0, reserved - now, 'rate', woken()} end
   redis.call('ZREM', KEYS[5], lease)
 else
   local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -52,9 +65,9 @@ else
     -- minute (their tokens are simply lost to the rate).
     redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now - 60000)
     redis.call('ZADD', KEYS[5], at, lease)
-    return {0, at - now, 'rate'}
+    return {0, at - now, 'rate', woken()}
   end
 end
 redis.call('ZADD', KEYS[2], now + ttl, lease)
 redis.call('ZREM', KEYS[4], lease)
-return {1, 0, 'granted'}
+return {1, 0, 'granted', woken()}

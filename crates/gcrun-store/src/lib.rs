@@ -37,7 +37,7 @@ use redis::aio::ConnectionManagerConfig;
 use thiserror::Error;
 
 pub use dlq::DlqFilter;
-pub use limiter::{Denied, Limiter, LimiterConfig, Permit};
+pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, Permit};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
 pub use runs::{Claim, Counter, Created, Origin, TransitionOutcome};

@@ -63,6 +63,18 @@ static RENEW: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../l
 static WAIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_wait.lua")));
 static HELD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("../lua/limiter_held.lua")));
 
+/// What [`Limiter::acquire`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acquired {
+    /// The permit, or how long until one is expected and which limit said
+    /// no.
+    pub outcome: Result<Permit, (Duration, Denied)>,
+    /// Runs taken off the slot waiting list because leases that lapsed (a
+    /// dead worker's) freed slots this call did not take: the caller pushes
+    /// a submit job for each, as for a release.
+    pub woken: Vec<String>,
+}
+
 /// Why a permit was not granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Denied {
@@ -98,11 +110,12 @@ impl Limiter {
 
     /// Asks for a permit for `lease` (use the run id: re-asking for a lease
     /// already held succeeds, so a re-delivered job does not count twice).
-    /// The inner `Err((wait, why))` says how long until one is expected, and
-    /// which limit said no. Every time here is Redis's own clock.
-    pub async fn acquire(&self, lease: &str) -> Result<Result<Permit, (Duration, Denied)>, StoreError> {
+    /// `outcome`'s `Err((wait, why))` says how long until one is expected,
+    /// and which limit said no; `woken` lists the runs to wake. Every time
+    /// here is Redis's own clock.
+    pub async fn acquire(&self, lease: &str) -> Result<Acquired, StoreError> {
         let interval_ms = (60_000 / u64::from(self.config.rate_per_minute.max(1))).max(1);
-        let (granted, wait_ms, reason): (i64, i64, String) = ACQUIRE
+        let (granted, wait_ms, reason, woken): (i64, i64, String, Vec<String>) = ACQUIRE
             .key(&self.keys[0])
             .key(&self.keys[1])
             .key(&self.keys[2])
@@ -116,14 +129,14 @@ impl Limiter {
             .invoke_async(&mut self.store.conn())
             .await?;
         if granted == 1 {
-            return Ok(Ok(Permit { lease: lease.to_string() }));
+            return Ok(Acquired { outcome: Ok(Permit { lease: lease.to_string() }), woken });
         }
         let denied = match reason.as_str() {
             "paused" => Denied::Paused,
             "concurrency" => Denied::Concurrency,
             _ => Denied::Rate,
         };
-        Ok(Err((Duration::from_millis(wait_ms.max(1) as u64), denied)))
+        Ok(Acquired { outcome: Err((Duration::from_millis(wait_ms.max(1) as u64), denied)), woken })
     }
 
     /// Extends a lease by `lease_ttl` from now while its run goes on

@@ -523,7 +523,15 @@ impl Port for Deps {
     }
 
     async fn permit(&self, rec: &RunRecord) -> Result<Result<(), (Duration, Denied)>, StepError> {
-        Ok(self.limiter.acquire(&rec.id.to_string()).await?.map(|_| ()))
+        let acquired = self.limiter.acquire(&rec.id.to_string()).await?;
+        // Slots a dead worker's lapsed leases freed: wake their waiters as a
+        // release would (best effort; each waiter's own job is the net).
+        for woken in acquired.woken {
+            if let Ok(run) = woken.parse::<RunId>() {
+                let _ = self.queues.push_submit(run, Duration::ZERO).await;
+            }
+        }
+        Ok(acquired.outcome.map(|_| ()))
     }
 
     async fn deliver(&self, out: &Outgoing, now: u64) -> Delivery {

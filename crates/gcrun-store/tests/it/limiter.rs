@@ -27,7 +27,7 @@ async fn granted(store: &Store, limiter: &Limiter, lease: &str, renew: Option<&s
         if let Some(r) = renew {
             limiter.renew(r).await.unwrap();
         }
-        limiter.acquire(lease).await.unwrap().ok()
+        limiter.acquire(lease).await.unwrap().outcome.ok()
     })
     .await;
     store.redis_now_ms().await.unwrap()
@@ -39,9 +39,9 @@ async fn the_rate_allows_a_burst_then_spaces_permits() {
     let limiter = store.limiter(config(600, 3, 100)); // one each 100 ms, burst of 3
     let start = store.redis_now_ms().await.unwrap();
     for n in 0..3 {
-        assert!(limiter.acquire(&format!("r{n}")).await.unwrap().is_ok(), "burst permit {n}");
+        assert!(limiter.acquire(&format!("r{n}")).await.unwrap().outcome.is_ok(), "burst permit {n}");
     }
-    let (wait, why) = limiter.acquire("r3").await.unwrap().unwrap_err();
+    let (wait, why) = limiter.acquire("r3").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Rate);
     assert!(wait <= Duration::from_millis(100), "{wait:?}");
     let at = granted(&store, &limiter, "r3", None).await;
@@ -52,20 +52,20 @@ async fn the_rate_allows_a_burst_then_spaces_permits() {
 async fn concurrency_is_bounded_by_leases_that_release_or_lapse() {
     let (_redis, store) = store().await;
     let limiter = store.limiter(config(60_000, 1_000, 2));
-    assert!(limiter.acquire("a").await.unwrap().is_ok());
+    assert!(limiter.acquire("a").await.unwrap().outcome.is_ok());
     let b_at = store.redis_now_ms().await.unwrap();
-    assert!(limiter.acquire("b").await.unwrap().is_ok());
-    assert!(limiter.acquire("a").await.unwrap().is_ok(), "re-asking for a held lease is not a new run");
-    let (_, why) = limiter.acquire("c").await.unwrap().unwrap_err();
+    assert!(limiter.acquire("b").await.unwrap().outcome.is_ok());
+    assert!(limiter.acquire("a").await.unwrap().outcome.is_ok(), "re-asking for a held lease is not a new run");
+    let (_, why) = limiter.acquire("c").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Concurrency);
     assert_eq!(limiter.held().await.unwrap(), 2);
     limiter.release("a").await.unwrap();
-    assert!(limiter.acquire("c").await.unwrap().is_ok());
+    assert!(limiter.acquire("c").await.unwrap().outcome.is_ok());
     // "b" belongs to a worker that died: its lease lapses after 400 ms;
     // "c" is renewed all along, so the slot "d" gets is b's.
     let d_at = granted(&store, &limiter, "d", Some("c")).await;
     assert!(d_at >= b_at + 400, "b lapsed {} ms after it was granted", d_at - b_at);
-    let (_, why) = limiter.acquire("e").await.unwrap().unwrap_err();
+    let (_, why) = limiter.acquire("e").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Concurrency, "c was renewed");
 }
 
@@ -77,7 +77,7 @@ async fn a_pause_stops_every_caller_until_it_ends() {
     let start = store.redis_now_ms().await.unwrap();
     a.pause_for(Duration::from_millis(600)).await.unwrap();
     a.pause_for(Duration::from_millis(100)).await.unwrap(); // an earlier end does not shorten it
-    let (wait, why) = b.acquire("x").await.unwrap().unwrap_err();
+    let (wait, why) = b.acquire("x").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Paused);
     assert!(wait > Duration::from_millis(100) && wait <= Duration::from_millis(600), "{wait:?}");
     let at = granted(&store, &b, "x", None).await;
@@ -88,26 +88,26 @@ async fn a_pause_stops_every_caller_until_it_ends() {
 async fn a_release_wakes_the_run_that_waited_longest_and_a_run_keeps_its_place() {
     let (_redis, store) = store().await;
     let limiter = store.limiter(LimiterConfig { lease_ttl: Duration::from_secs(60), ..config(60_000, 100, 1) });
-    assert!(limiter.acquire("holder").await.unwrap().is_ok());
+    assert!(limiter.acquire("holder").await.unwrap().outcome.is_ok());
     // Names sort in the order they wait: two waits in one millisecond are
     // ordered by name (run ids are time-ordered uuid v7s).
     for run in ["r1-first", "r2-second", "r1-first"] {
-        assert!(limiter.acquire(run).await.unwrap().is_err(), "no slot");
+        assert!(limiter.acquire(run).await.unwrap().outcome.is_err(), "no slot");
         limiter.wait_for_slot(run).await.unwrap();
     }
     assert_eq!(limiter.waiting().await.unwrap(), 2, "waiting again keeps one place");
     assert_eq!(limiter.release("holder").await.unwrap().as_deref(), Some("r1-first"));
-    assert!(limiter.acquire("r1-first").await.unwrap().is_ok(), "the woken run gets the slot");
+    assert!(limiter.acquire("r1-first").await.unwrap().outcome.is_ok(), "the woken run gets the slot");
     assert_eq!(limiter.release("r1-first").await.unwrap().as_deref(), Some("r2-second"));
     assert_eq!(limiter.release("nobody").await.unwrap(), None);
     assert_eq!(limiter.waiting().await.unwrap(), 0);
     // A waiter that got a slot another way (its safety net) leaves the set,
     // and a release by a run that held no slot wakes nobody.
-    assert!(limiter.acquire("holder").await.unwrap().is_ok());
+    assert!(limiter.acquire("holder").await.unwrap().outcome.is_ok());
     limiter.wait_for_slot("r3-third").await.unwrap();
     limiter.wait_for_slot("r4-fourth").await.unwrap();
     assert_eq!(limiter.release("holder").await.unwrap().as_deref(), Some("r3-third"));
-    assert!(limiter.acquire("r4-fourth").await.unwrap().is_ok(), "fourth takes the free slot itself");
+    assert!(limiter.acquire("r4-fourth").await.unwrap().outcome.is_ok(), "fourth takes the free slot itself");
     assert_eq!(limiter.waiting().await.unwrap(), 0, "fourth no longer waits");
     limiter.wait_for_slot("r5-fifth").await.unwrap();
     assert_eq!(limiter.release("r3-third").await.unwrap(), None, "third held no slot: nothing freed");
@@ -118,13 +118,13 @@ async fn a_release_wakes_the_run_that_waited_longest_and_a_run_keeps_its_place()
 async fn runs_told_to_wait_for_the_rate_each_get_a_moment_of_their_own_and_are_granted_then() {
     let (_redis, store) = store().await;
     let limiter = store.limiter(config(600, 1, 100)); // one each 100 ms, no burst
-    assert!(limiter.acquire("r0").await.unwrap().is_ok());
+    assert!(limiter.acquire("r0").await.unwrap().outcome.is_ok());
     // Five runs told to wait: each gets its own moment, 100 ms apart (not
     // all the next token, for all but one to be told to wait again).
     let mut due = Vec::new();
     for n in 1..=5 {
         let asked = store.redis_now_ms().await.unwrap();
-        let (wait, why) = limiter.acquire(&format!("r{n}")).await.unwrap().unwrap_err();
+        let (wait, why) = limiter.acquire(&format!("r{n}")).await.unwrap().outcome.unwrap_err();
         assert_eq!(why, Denied::Rate);
         due.push(asked + wait.as_millis() as u64);
     }
@@ -133,7 +133,7 @@ async fn runs_told_to_wait_for_the_rate_each_get_a_moment_of_their_own_and_are_g
         assert!((95..=105).contains(&gap), "reserved moments {due:?}");
     }
     // Asking early changes nothing: the same moment, no second token.
-    let (wait, _) = limiter.acquire("r3").await.unwrap().unwrap_err();
+    let (wait, _) = limiter.acquire("r3").await.unwrap().outcome.unwrap_err();
     let now = store.redis_now_ms().await.unwrap();
     assert!(now + wait.as_millis() as u64 <= due[2] + 2, "r3 keeps its moment");
     // At its moment, each is granted on its first ask.
@@ -142,10 +142,35 @@ async fn runs_told_to_wait_for_the_rate_each_get_a_moment_of_their_own_and_are_g
             (store.redis_now_ms().await.unwrap() >= *at).then_some(())
         })
         .await;
-        assert!(limiter.acquire(&format!("r{}", n + 1)).await.unwrap().is_ok(), "r{} at its moment", n + 1);
+        assert!(limiter.acquire(&format!("r{}", n + 1)).await.unwrap().outcome.is_ok(), "r{} at its moment", n + 1);
     }
     // The tokens were taken by the reservations: a newcomer waits its turn.
-    let (wait, why) = limiter.acquire("late").await.unwrap().unwrap_err();
+    let (wait, why) = limiter.acquire("late").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Rate);
     assert!(wait <= Duration::from_millis(100), "{wait:?}");
+}
+
+#[tokio::test]
+async fn slots_freed_by_a_dead_workers_lapsed_leases_wake_the_longest_waiters() {
+    let (_redis, store) = store().await;
+    let limiter = store.limiter(LimiterConfig { lease_ttl: Duration::from_millis(300), ..config(60_000, 100, 2) });
+    let granted_at = store.redis_now_ms().await.unwrap();
+    for dead in ["dead-1", "dead-2"] {
+        assert!(limiter.acquire(dead).await.unwrap().outcome.is_ok());
+    }
+    for run in ["r1-first", "r2-second"] {
+        assert!(limiter.acquire(run).await.unwrap().outcome.is_err(), "no slot");
+        limiter.wait_for_slot(run).await.unwrap();
+    }
+    // Nobody releases: the worker holding both died. Once its leases lapse,
+    // the next caller takes one freed slot and wakes the longest waiter for
+    // the other.
+    wait_until("the dead worker's leases to lapse", PATIENCE, || async {
+        (store.redis_now_ms().await.unwrap() > granted_at + 300).then_some(())
+    })
+    .await;
+    let acquired = limiter.acquire("newcomer").await.unwrap();
+    assert!(acquired.outcome.is_ok());
+    assert_eq!(acquired.woken, vec!["r1-first".to_string()]);
+    assert_eq!(limiter.waiting().await.unwrap(), 1, "r2 still waits: no slot is left for it");
 }

@@ -190,6 +190,10 @@ fn only_public_addresses_may_receive_webhooks_by_default() {
         "64:ff9b::a9fe:a9fe",
         "2002:7f00:1::",
         "2001:db8::1",
+        "64:ff9b:1::a00:1",    // local-use NAT64: the translator's own network
+        "2001:0:4136:e378::1", // Teredo: tunnels to whatever IPv4 it embeds
+        "2001:20::1",          // ORCHIDv2
+        "100::1",              // discard-only
     ] {
         assert!(!is_public(refused.parse().unwrap()), "{refused} must be refused");
     }
