@@ -556,6 +556,24 @@ impl Engine {
         Ok(version)
     }
 
+    /// Whether a job with `job`'s id waits, is scheduled or runs (not done,
+    /// not dead, not unknown): a sweeper that finds a run owing a step asks
+    /// this before calling the step's chain lost.
+    pub async fn is_live(&self, job: &Job) -> Result<bool, redis::RedisError> {
+        let queue = job.queue();
+        let id = job.engine_id();
+        let (payload, dead): (Option<String>, Option<f64>) = redis::pipe()
+            .cmd("HGET")
+            .arg(queue.key("jobs"))
+            .arg(&id)
+            .cmd("ZSCORE")
+            .arg(queue.key("dead"))
+            .arg(&id)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(payload.is_some_and(|p| !p.is_empty()) && dead.is_none())
+    }
+
     /// How many jobs `queue` holds in each state, and the oldest ready
     /// job's age.
     pub async fn depth(&self, queue: Queue) -> Result<EngineDepth, redis::RedisError> {

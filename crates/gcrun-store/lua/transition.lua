@@ -2,7 +2,8 @@
 -- history, audit entry, counts, dead-letter and open indexes and retention.
 -- KEYS[1] run hash, KEYS[2] history list, KEYS[3] audit stream,
 -- KEYS[4] counts hash, KEYS[5] dlq zset, KEYS[6] open zset (by deadline),
--- KEYS[7] expiring zset (ended runs by record expiry, '<status>|<id>')
+-- KEYS[7] expiring zset (ended runs by record expiry, '<status>|<id>'),
+-- KEYS[8] webhooks-owed zset (ended runs whose webhook is pending)
 -- ARGV[1] run id, ARGV[2] from, ARGV[3] to, ARGV[4] now_ms,
 -- ARGV[5] transition json, ARGV[6] cause, ARGV[7] audit cap,
 -- ARGV[8] expire ms ('0': keep), ARGV[9] dlq 'add' | 'remove' | '',
@@ -36,10 +37,14 @@ local function s_transition(KEYS, ARGV)
     redis.call('PEXPIRE', KEYS[1], ARGV[8])
     redis.call('PEXPIRE', KEYS[2], ARGV[8])
     redis.call('ZADD', KEYS[7], tonumber(ARGV[4]) + tonumber(ARGV[8]), ARGV[3] .. '|' .. ARGV[1])
+    if redis.call('HGET', KEYS[1], 'webhook_status') == 'pending' then
+      redis.call('ZADD', KEYS[8], ARGV[4], ARGV[1])
+    end
   else
     redis.call('PERSIST', KEYS[1])
     redis.call('PERSIST', KEYS[2])
     redis.call('ZREM', KEYS[7], ARGV[2] .. '|' .. ARGV[1])
+    redis.call('ZREM', KEYS[8], ARGV[1])
   end
   return {1, cur}
 end

@@ -2,7 +2,8 @@
 -- counter: of duplicate jobs for one attempt, one goes on. The attempt
 -- counter moves to ARGV[2] + 1; a new status (delivered or dead) is set
 -- only from pending, and a dead webhook is indexed for operators.
--- KEYS[1] run hash, KEYS[2] webhook dead-letter zset
+-- KEYS[1] run hash, KEYS[2] webhook dead-letter zset, KEYS[3]
+-- webhooks-owed zset (a settled webhook leaves it)
 -- ARGV[1] run id, ARGV[2] expected attempts, ARGV[3] new status
 -- ('delivered', 'dead' or '': stays pending), ARGV[4] now_ms,
 -- ARGV[5..] field/value pairs written with it
@@ -26,5 +27,6 @@ local function s_webhook_step(KEYS, ARGV)
     redis.call('HSET', KEYS[1], unpack(fields))
   end
   if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
+  if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
   return 1
 end

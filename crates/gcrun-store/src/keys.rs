@@ -74,6 +74,12 @@ pub fn limiter_waiting(name: &str) -> String {
     format!("{TAG}:limiter:{name}:waiting")
 }
 
+/// Zset: ended runs whose webhook is still owed (pending), by when it was
+/// last seen owed; the sweeper checks that each still has its delivery job.
+pub fn webhooks_owed() -> String {
+    format!("{TAG}:webhooks-owed")
+}
+
 /// Zset: runs of one client told to wait for the rate, by the moment the
 /// token reserved for each is due.
 pub fn limiter_reserved(name: &str) -> String {

@@ -382,6 +382,7 @@ impl Store {
             keys::dlq(),
             keys::open(),
             keys::expiring(),
+            keys::webhooks_owed(),
         ];
         let mut w = PreparedWrite::new(WriteKind::Transition, id.to_string(), keys);
         w.arg(id)

@@ -81,7 +81,7 @@ impl Store {
             WebhookStatus::Delivered => "delivered",
             WebhookStatus::Dead => "dead",
         });
-        let keys = vec![keys::run(id), keys::webhook_dlq()];
+        let keys = vec![keys::run(id), keys::webhook_dlq(), keys::webhooks_owed()];
         let mut w = PreparedWrite::new(WriteKind::WebhookStep, id.to_string(), keys);
         w.arg(id).arg(expected).arg(status).arg(now_ms);
         match attempt {
@@ -104,11 +104,47 @@ impl Store {
     /// epoch (so its new delivery jobs get ids of their own), and out of
     /// the webhook dead-letter index, in one script. The caller pushes its
     /// first delivery job.
+    /// Ended runs whose webhook has been owed since before `before_ms`
+    /// (Redis's clock), oldest first: the sweeper checks each still has its
+    /// delivery job.
+    pub async fn webhooks_owed_before(&self, before_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
+        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
+            .arg(keys::webhooks_owed())
+            .arg("-inf")
+            .arg(before_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1))
+            .query_async(&mut self.conn())
+            .await?;
+        Ok(raw.iter().filter_map(|s| s.parse().ok()).collect())
+    }
+
+    /// Marks `id` as seen owed now (its delivery job is alive), or takes it
+    /// off the owed index (`owed: false`: delivered, dead or gone).
+    pub async fn webhook_owed_seen(&self, id: &RunId, owed: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        if owed {
+            let now = self.redis_now_ms().await?;
+            let _: i64 = redis::cmd("ZADD")
+                .arg(keys::webhooks_owed())
+                .arg(now)
+                .arg(id.to_string())
+                .query_async(&mut conn)
+                .await?;
+        } else {
+            let _: i64 =
+                redis::cmd("ZREM").arg(keys::webhooks_owed()).arg(id.to_string()).query_async(&mut conn).await?;
+        }
+        Ok(())
+    }
+
     pub async fn webhook_requeue(&self, id: &RunId) -> Result<WebhookRequeue, StoreError> {
         debug_assert!(WebhookStatus::Dead.can_become(WebhookStatus::Pending));
         let n: i64 = REQUEUE
             .key(keys::run(id))
             .key(keys::webhook_dlq())
+            .key(keys::webhooks_owed())
             .arg(id.to_string())
             .invoke_async(&mut self.conn())
             .await?;

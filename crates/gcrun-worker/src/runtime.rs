@@ -376,6 +376,7 @@ async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Ou
             }
             Err(e) => tracing::warn!(error = %e, "sweep failed"),
         }
+        sweep_owed_webhooks(&deps, settings.sweep_grace).await;
         // Trimming is heavier: about every 30 s whatever the sweep interval.
         let every = (30_000 / settings.sweep_interval.as_millis().max(1) as u64).max(1);
         if (ticks - 1) % every != 0 {
@@ -418,6 +419,52 @@ async fn sweep_loop(deps: Arc<Deps>, settings: RunSettings, stop: impl Future<Ou
                     break;
                 }
             }
+        }
+    }
+}
+
+/// Ended runs owing a webhook (pending for longer than `grace`) whose
+/// delivery job is gone: dead in the queue after failing again and again,
+/// or lost with Redis data. Their webhook is marked dead, so it lands in
+/// the webhook dead-letter set for an operator to requeue instead of
+/// staying pending forever. A run whose job is alive is seen again later.
+async fn sweep_owed_webhooks(deps: &Deps, grace: Duration) {
+    let store = deps.store();
+    let Ok(now) = store.redis_now_ms().await else { return };
+    let Ok(ids) = store.webhooks_owed_before(now.saturating_sub(grace.as_millis() as u64), 200).await else {
+        return;
+    };
+    for id in ids {
+        let Ok(rec) = store.get_run(&id).await else { continue };
+        let owed =
+            rec.filter(|r| r.status.is_terminal() && r.webhook.status == Some(gcrun_model::WebhookStatus::Pending));
+        let Some(rec) = owed else {
+            let _ = store.webhook_owed_seen(&id, false).await;
+            continue;
+        };
+        let job = gcrun_queue::Job::Webhook {
+            run: id,
+            generation: rec.webhook_generation(),
+            attempt: rec.webhook.attempts,
+            after: Duration::ZERO,
+        };
+        match deps.queues().engine().is_live(&job).await {
+            Ok(true) => {
+                let _ = store.webhook_owed_seen(&id, true).await;
+            }
+            Ok(false) => {
+                let reason = "its delivery job was lost (dead in the queue, or lost with Redis data); requeue it \
+                              with `gcrun dlq webhooks --requeue`";
+                let attempt = gcrun_store::WebhookAttempt::Dead { reason: reason.into() };
+                // Compare-and-set on the attempt: a delivery that moved on
+                // since the record was read wins.
+                if let Ok(write) = store.prepare_webhook_attempt(&id, rec.webhook.attempts, &attempt, now) {
+                    if let Ok(gcrun_store::WriteOutcome::Applied) = store.apply(&write).await {
+                        tracing::warn!(run = %id, "webhook dead-lettered: {reason}");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(run = %id, error = %e, "checking a webhook's delivery job failed"),
         }
     }
 }

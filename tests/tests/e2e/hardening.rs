@@ -263,3 +263,61 @@ async fn runs_whose_jobs_were_lost_are_swept_to_an_end() {
     assert!(stack.store.overdue(now_ms(), 0, 10).await.unwrap().is_empty(), "ended runs leave the open set");
     assert_eq!(stack.emu.emulator.stats().submissions, 0, "nothing past its deadline is submitted");
 }
+
+#[tokio::test]
+async fn a_webhook_whose_delivery_job_was_lost_is_dead_lettered_for_an_operator_not_pending_forever() {
+    use gcrun_model::RetrySchedule;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    stack.sink.lock().unwrap().refuse_first = 1;
+    let mut settings = stack.worker_settings(
+        limiter(60_000, 100, 100),
+        gcrun_worker::RunSettings {
+            poll_interval: Duration::from_millis(20),
+            sweep_interval: Duration::from_millis(200),
+            sweep_grace: Duration::from_secs(1),
+            ..gcrun_worker::RunSettings::default()
+        },
+    );
+    // The retry after the refused first attempt is far off: its job sits in
+    // the schedule, where the test loses it as a Redis without AOF would.
+    let far = Duration::from_secs(60);
+    settings.policy.webhook_schedule = RetrySchedule { base: far, cap: far, floor: far };
+    let worker = stack.start_worker_from(settings).await;
+    let doc =
+        json!({"flavor": "execute", "actionId": LOOKUP, "inputs": {"customerId": "lost-hook", "channel": "chat"}});
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    let rec = wait_until("the first attempt refused", Duration::from_secs(20), || async {
+        stack.store.get_run(&id).await.unwrap().filter(|r| r.webhook.attempts == 1)
+    })
+    .await;
+    let job = Job::Webhook { run: id, generation: rec.webhook_generation(), attempt: 1, after: Duration::ZERO };
+    let engine_id = job.engine_id();
+    let mut conn = stack.store.connection();
+    let removed: (i64, i64) = redis::pipe()
+        .cmd("HDEL")
+        .arg("{gcrun}:q:webhook:jobs")
+        .arg(&engine_id)
+        .cmd("ZREM")
+        .arg("{gcrun}:q:webhook:scheduled")
+        .arg(&engine_id)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(removed, (1, 1), "the retry was scheduled, and is gone");
+
+    // The sweeper finds the webhook owed with no job, and dead-letters it.
+    let dead = wait_until("the lost webhook dead-lettered", Duration::from_secs(20), || async {
+        stack.store.get_run(&id).await.unwrap().filter(|r| r.webhook.status == Some(WebhookStatus::Dead))
+    })
+    .await;
+    assert!(dead.webhook.last_error.unwrap().contains("delivery job was lost"));
+    let operator = gcrun_producer::operator::Operator::new(stack.store.clone(), stack.queues.clone());
+    assert_eq!(operator.dead_webhooks().await.unwrap().len(), 1);
+    // An operator requeues it: delivered.
+    operator.requeue_webhooks(&[id]).await.unwrap();
+    wait_until("the requeued webhook delivered", Duration::from_secs(20), || async {
+        stack.store.get_run(&id).await.unwrap().filter(|r| r.webhook.status == Some(WebhookStatus::Delivered))
+    })
+    .await;
+    worker.stop().await;
+}
