@@ -151,13 +151,53 @@ pub fn router(producer: Producer, config: IngestConfig) -> Router {
 }
 
 /// Serves ingest on `listener` until `shutdown` completes.
+///
+/// Its own accept loop rather than `axum::serve`, which installs no timer,
+/// leaving hyper's header read timeout inert: here every connection must
+/// send a whole request head within the request timeout (a client that
+/// dribbles its headers is cut off), and the router's own timeout covers
+/// the body. On shutdown, connections finish the request in hand.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     producer: Producer,
     config: IngestConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(producer, config)).with_graceful_shutdown(shutdown).await
+    let header_timeout = config.request_timeout;
+    let app = router(producer, config);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, go on.
+                    tracing::warn!(error = %e, "ingest could not accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(header_timeout);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = async { stop.wait_for(|s| *s).await.map(|_| ()) } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {

@@ -215,4 +215,26 @@ async fn each_client_has_its_own_runs_keys_and_rate_and_a_reused_key_with_anothe
     let answer = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(started.elapsed() >= Duration::from_millis(900), "cut off only after the timeout");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A sender that dribbles its headers is cut off too (hyper's header
+    // read timeout, with a timer installed): the connection closes.
+    let mut dribbler = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    dribbler.write_all(b"POST /v1/runs HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            // More header bytes, never the end of the head.
+            if dribbler.write_all(b"x-slow: 1\r\n").await.is_err() {
+                return;
+            }
+            match tokio::time::timeout(Duration::from_millis(200), dribbler.read(&mut buf)).await {
+                Ok(Ok(_)) | Ok(Err(_)) => return, // answered or closed
+                Err(_) => {}                      // still open: dribble on
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a connection dribbling its headers stays open");
+    assert!(started.elapsed() >= Duration::from_millis(900), "cut off only after the timeout");
 }
