@@ -377,3 +377,9 @@ impl Logged {
         (status, self.text())
     }
 }
+
+/// Dead-lettered as an unknown outcome (sent, answer lost): the at-most-once
+/// end of a call whose answer never reached gcrun.
+pub fn is_unknown_outcome(r: &gcrun_store::RunRecord) -> bool {
+    r.status == RunStatus::Dead && r.last_error.as_deref().unwrap_or("").starts_with("sent; answer lost")
+}

@@ -517,6 +517,20 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// The members of index `key` scored up to `max`, lowest first, at most
+    /// `limit` (at least one): a bounded slice for each sweep.
+    pub(crate) async fn oldest_up_to(&self, key: &str, max: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(redis::cmd("ZRANGEBYSCORE")
+            .arg(key)
+            .arg("-inf")
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit.max(1))
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     /// Runs that have not ended although their deadline passed more than
     /// `grace_ms` ago, oldest first: the ones whose job chain was lost (for
     /// instance with Redis data that had no AOF). A sweeper drives them to
@@ -525,15 +539,7 @@ impl Store {
     /// the runs behind them.
     pub async fn overdue(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
         let mut conn = self.conn();
-        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::open())
-            .arg("-inf")
-            .arg(now_ms.saturating_sub(grace_ms))
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
+        let raw = self.oldest_up_to(&keys::open(), now_ms.saturating_sub(grace_ms), limit).await?;
         if raw.is_empty() {
             return Ok(Vec::new());
         }
@@ -567,15 +573,7 @@ impl Store {
     /// dead-letter indexes outlived their records.
     pub async fn reconcile_expired(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let due: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::expiring())
-            .arg("-inf")
-            .arg(now_ms.saturating_sub(grace_ms))
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.max(1))
-            .query_async(&mut conn)
-            .await?;
+        let due = self.oldest_up_to(&keys::expiring(), now_ms.saturating_sub(grace_ms), limit).await?;
         if due.is_empty() {
             return Ok(0);
         }

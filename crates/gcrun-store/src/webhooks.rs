@@ -108,15 +108,7 @@ impl Store {
     /// (Redis's clock), oldest first: the sweeper checks each still has its
     /// delivery job.
     pub async fn webhooks_owed_before(&self, before_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
-        let raw: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(keys::webhooks_owed())
-            .arg("-inf")
-            .arg(before_ms)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit.max(1))
-            .query_async(&mut self.conn())
-            .await?;
+        let raw = self.oldest_up_to(&keys::webhooks_owed(), before_ms, limit).await?;
         Ok(raw.iter().filter_map(|s| s.parse().ok()).collect())
     }
 

@@ -128,12 +128,7 @@ async fn workers_ride_out_a_redis_crash_and_absence_without_spinning_or_losing_a
 
     let records = stack.records(&ids).await;
     assert_eq!(records.len(), ids.len(), "every accepted run is still there");
-    let unknown = records
-        .values()
-        .filter(|r| {
-            r.status == RunStatus::Dead && r.last_error.as_deref().unwrap_or("").starts_with("sent; answer lost")
-        })
-        .count();
+    let unknown = records.values().filter(|r| gcrun_tests::is_unknown_outcome(r)).count();
     let completed = records.values().filter(|r| r.status == RunStatus::Completed).count();
     assert_eq!(completed + unknown, ids.len(), "every run completed or was dead-lettered as an unknown outcome");
     let stats = stack.emu.emulator.stats();

@@ -106,11 +106,11 @@ async fn a_killed_worker_loses_nothing() {
     signal(&survivor, "TERM");
     let _ = survivor.wait();
     let records = stack.records(&ids).await;
-    let unknown = |r: &&gcrun_store::RunRecord| {
-        r.status == RunStatus::Dead && r.last_error.as_deref().unwrap_or("").starts_with("sent; answer lost")
-    };
-    let others: Vec<_> =
-        records.values().filter(|r| r.status != RunStatus::Completed && !unknown(r)).map(|r| r.status).collect();
+    let others: Vec<_> = records
+        .values()
+        .filter(|r| r.status != RunStatus::Completed && !gcrun_tests::is_unknown_outcome(r))
+        .map(|r| r.status)
+        .collect();
     assert!(others.is_empty(), "every run completed or was dead-lettered as unknown: {others:?}");
     let stats = stack.emu.emulator.stats();
     assert_eq!(stats.duplicate_submissions, 0, "{:?}", stats.duplicate_run_names);

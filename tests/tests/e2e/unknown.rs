@@ -41,12 +41,7 @@ async fn dropped_and_cut_answers_never_make_a_second_remote_run() {
     let stats = stack.emu.emulator.stats();
     assert_eq!(stats.duplicate_submissions, 0, "a second remote run: {:?}", stats.duplicate_run_names);
     let records = stack.records(&ids).await;
-    let unknown = records
-        .values()
-        .filter(|r| {
-            r.status == RunStatus::Dead && r.last_error.as_deref().unwrap_or("").starts_with("sent; answer lost")
-        })
-        .count();
+    let unknown = records.values().filter(|r| gcrun_tests::is_unknown_outcome(r)).count();
     let completed = records.values().filter(|r| r.status == RunStatus::Completed).count();
     eprintln!("{completed} completed, {unknown} dead-lettered as unknown outcomes, 0 duplicate remote runs");
     assert!(unknown > 0, "the faults reached the submits (else this test proves nothing)");
