@@ -12,8 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gcrun_emulator::EmulatorConfig;
+use gcrun_emulator::{EmulatorConfig, Faults};
 use gcrun_genesys::{ClientConfig, Credentials, Environment};
+use gcrun_harness::wait_until;
 use gcrun_harness::{EmulatorHandle, RedisServer, SinkLog, SinkRules, WebhookSink, spawn_emulator};
 use gcrun_model::{RetrySchedule, RunId, RunStatus};
 use gcrun_producer::{Producer, ProducerConfig};
@@ -21,6 +22,7 @@ use gcrun_queue::{QueueSettings, Queues};
 use gcrun_store::{LimiterConfig, Store, StoreConfig};
 use gcrun_worker::webhook::WebhookSecret;
 use gcrun_worker::{Deps, GenesysSettings, RunSettings, Worker, WorkerConfig, WorkerSettings};
+use serde_json::json;
 
 pub use gcrun_emulator::fixtures::demo::{CALLBACK, CLIENT_ID, CLIENT_SECRET, LOOKUP, ORDER_FLOW};
 /// The webhook secret every test worker signs with.
@@ -269,6 +271,47 @@ impl Stack {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// A worker whose submits give up after two transient failures, so a
+    /// failing Genesys dead-letters runs in well under a second.
+    pub fn impatient(&self) -> WorkerSettings {
+        let fast = RunSettings { poll_interval: Duration::from_millis(20), ..RunSettings::default() };
+        let mut settings = self.worker_settings(limiter(60_000, 100, 100), fast);
+        settings.policy.max_submit_attempts = 2;
+        settings
+    }
+
+    /// Three runs the contract rejects (batch `a`, `a`, `b`) and two that died
+    /// against a Genesys answering 503, all through the real pipeline.
+    pub async fn dead_letters(&self) -> (Vec<RunId>, Vec<RunId>) {
+        let mut rejected = Vec::new();
+        for (i, batch) in ["a", "a", "b"].iter().enumerate() {
+            let doc = json!({"flavor": "execute", "actionId": LOOKUP, "metadata": {"batch": batch},
+                "inputs": {"customerId": format!("r{i}"), "channel": "fax"}});
+            rejected.push(self.producer.enqueue_value(&doc).await.unwrap().run_id);
+        }
+        let worker = self.start_worker_from(self.impatient()).await;
+        wait_until("the rejections", Duration::from_secs(20), || async {
+            (self.count(RunStatus::Rejected).await == 3).then_some(())
+        })
+        .await;
+        self.emu
+            .emulator
+            .set_faults(Faults { rate_5xx: 1.0, status_5xx: 503, oauth: false, ..Faults::default() })
+            .unwrap();
+        let mut died = Vec::new();
+        for i in 0..2 {
+            let doc = json!({"flavor": "execute", "actionId": LOOKUP, "metadata": {"batch": "c"},
+                "inputs": {"customerId": format!("d{i}"), "channel": "chat"}});
+            died.push(self.producer.enqueue_value(&doc).await.unwrap().run_id);
+        }
+        wait_until("the failing runs to be dead-lettered", Duration::from_secs(30), || async {
+            (self.count(RunStatus::Dead).await == 2).then_some(())
+        })
+        .await;
+        worker.stop().await;
+        (rejected, died)
     }
 
     pub async fn count(&self, status: RunStatus) -> i64 {

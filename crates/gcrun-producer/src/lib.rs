@@ -10,12 +10,15 @@
 //! - [`api`]: the ingest API's typed bodies and its generated OpenAPI
 //!   document.
 //! - [`operator`]: what operators do to runs (requeue runs and webhooks,
-//!   purge), as library calls the CLI only parses and prints around.
+//!   purge, preview, stats), as library calls the CLI and the dashboard
+//!   only parse and print around.
+//! - [`stats`]: queue depth, recent outcomes, limiters and retention.
 
 pub mod api;
 pub mod atomic;
 pub mod ingest;
 pub mod operator;
+pub mod stats;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -98,6 +101,10 @@ impl Producer {
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn queues(&self) -> &Queues {
+        &self.queues
     }
 
     pub fn config(&self) -> &ProducerConfig {

@@ -8,6 +8,8 @@ use gcrun_model::RunId;
 use gcrun_queue::{Job, PushError, Queues};
 use gcrun_store::{DlqFilter, RunRecord, Store, StoreError, WebhookRequeue};
 
+pub use crate::stats::Stats;
+
 /// An operator's action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OperatorError {
@@ -15,6 +17,8 @@ pub enum OperatorError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Queue(#[from] PushError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
 }
 
 /// Which runs an operator names: exactly these, or those matching a filter.
@@ -22,6 +26,27 @@ pub enum OperatorError {
 pub enum Selection {
     Runs(Vec<RunId>),
     Matching(DlqFilter),
+}
+
+/// Who requeues, and why: recorded as the requeue transition's cause.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Requeue {
+    /// The operator (a name, an operator token's name); empty: unnamed.
+    pub by: String,
+    pub reason: String,
+}
+
+impl Requeue {
+    /// The transition's cause: `requeued by <who>: <why>`. Both are the
+    /// operator's own words, one line each, kept short.
+    pub fn cause(&self) -> String {
+        let clean = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>();
+        let by = if self.by.trim().is_empty() { "an operator".to_string() } else { clean(&self.by) };
+        match clean(&self.reason) {
+            r if r.is_empty() => format!("requeued by {by}"),
+            r => format!("requeued by {by}: {r}"),
+        }
+    }
 }
 
 /// The operator side of gcrun over one store and its queues.
@@ -34,6 +59,11 @@ pub struct Operator {
 impl Operator {
     pub fn new(store: Store, queues: Queues) -> Self {
         Self { store, queues }
+    }
+
+    /// The store, for reads (listings, a run's detail).
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     async fn select(&self, selection: &Selection) -> Result<Vec<RunId>, StoreError> {
@@ -52,10 +82,22 @@ impl Operator {
     /// cannot be requeued: named by id it is an error, matched by a filter
     /// it is skipped.
     pub async fn requeue_runs(&self, selection: &Selection, now_ms: u64) -> Result<Vec<RunRecord>, OperatorError> {
+        self.requeue_runs_by(selection, now_ms, &Requeue::default()).await
+    }
+
+    /// [`requeue_runs`](Self::requeue_runs), recording who requeued them
+    /// and why in each run's transition and the audit stream.
+    pub async fn requeue_runs_by(
+        &self,
+        selection: &Selection,
+        now_ms: u64,
+        by: &Requeue,
+    ) -> Result<Vec<RunRecord>, OperatorError> {
         let mut out = Vec::new();
         let mut conn = self.store.connection();
+        let cause = by.cause();
         for id in self.select(selection).await? {
-            let write = match self.store.prepare_requeue(&id, now_ms).await {
+            let write = match self.store.prepare_requeue_because(&id, now_ms, &cause).await {
                 // A filter skips what cannot be requeued (a secure run whose
                 // inputs were erased); a run named by id says why it cannot.
                 Err(StoreError::Refused(why)) if matches!(selection, Selection::Matching(_)) => {
@@ -113,6 +155,26 @@ impl Operator {
             out.push(*id);
         }
         Ok(out)
+    }
+
+    /// The runs an operator's requeue or purge would touch, without
+    /// touching them (`--dry-run`).
+    pub async fn preview(&self, selection: &Selection) -> Result<Vec<RunRecord>, OperatorError> {
+        Ok(match selection {
+            Selection::Matching(filter) => self.store.dlq_list(filter).await?,
+            Selection::Runs(ids) => self.store.get_runs(ids).await?.into_iter().flatten().collect(),
+        })
+    }
+
+    /// Deletes these runs if they are still dead-lettered (listed, then
+    /// confirmed); returns how many were.
+    pub async fn purge_ids(&self, ids: &[RunId]) -> Result<usize, OperatorError> {
+        Ok(self.store.dlq_purge_ids(ids).await?)
+    }
+
+    /// Where gcrun stands now: see [`Stats`].
+    pub async fn stats(&self, now_ms: u64, window: Duration, sample: usize) -> Result<Stats, OperatorError> {
+        crate::stats::gather(&self.store, &self.queues, now_ms, window, sample).await
     }
 
     /// Deletes dead-lettered runs matching `filter` for good; returns how many.

@@ -1,6 +1,7 @@
 -- Creates a run unless its idempotency key already names one.
 -- KEYS[1] run hash, KEYS[2] history list, KEYS[3] audit stream,
--- KEYS[4] counts hash, KEYS[5] idempotency key, KEYS[6] open zset
+-- KEYS[4] counts hash, KEYS[5] idempotency key, KEYS[6] open zset,
+-- KEYS[7] runs zset (every run, by acceptance)
 -- ARGV[1] run id, ARGV[2] now_ms, ARGV[3] audit cap, ARGV[4] idempotency
 -- ttl ms ('0': no key), ARGV[5] transition json, ARGV[6] cause,
 -- ARGV[7..] field/value pairs of the new record
@@ -21,6 +22,7 @@ local function s_create_run(KEYS, ARGV)
   redis.call('HINCRBY', KEYS[4], 'accepted', 1)
   redis.call('HINCRBY', KEYS[4], 'total', 1)
   redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
+  redis.call('ZADD', KEYS[7], ARGV[2], ARGV[1])
   if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
   return {1, ARGV[1]}
 end

@@ -1,8 +1,9 @@
 //! The dead-letter set as operators see it: runs that ended `rejected`
 //! (invalid input) or `dead` (gcrun gave up), each with its stored reason.
 
-use gcrun_model::{Flavor, RunId, RunStatus};
+use gcrun_model::{RunId, RunStatus};
 
+use crate::query::PageRequest;
 use crate::record::RunRecord;
 use crate::runs::TransitionOutcome;
 use crate::{Store, StoreError, keys};
@@ -10,28 +11,9 @@ use crate::{Store, StoreError, keys};
 static PURGE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("../lua/purge_run.lua")));
 
-/// Which dead-lettered runs to list, requeue or purge. Empty = all.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DlqFilter {
-    pub status: Option<RunStatus>,
-    pub flavor: Option<Flavor>,
-    pub target: Option<String>,
-    /// Case-insensitive substring of the stored reason.
-    pub reason_contains: Option<String>,
-    /// Dead-lettered at or after this time (ms).
-    pub since_ms: Option<u64>,
-    pub limit: Option<usize>,
-}
-
-impl DlqFilter {
-    pub fn matches(&self, r: &RunRecord) -> bool {
-        let reason = r.last_error.clone().unwrap_or_default().to_lowercase();
-        self.status.is_none_or(|s| s == r.status)
-            && self.flavor.is_none_or(|f| f == r.flavor)
-            && self.target.as_ref().is_none_or(|t| *t == r.target)
-            && self.reason_contains.as_ref().is_none_or(|s| reason.contains(&s.to_lowercase()))
-    }
-}
+/// Which dead-lettered runs to list, requeue or purge (`since_ms` and
+/// `until_ms`: when they were dead-lettered).
+pub type DlqFilter = crate::query::RunFilter;
 
 impl Store {
     /// Number of runs in the dead-letter set.
@@ -39,36 +21,27 @@ impl Store {
         Ok(redis::cmd("ZCARD").arg(keys::dlq()).query_async(&mut self.conn()).await?)
     }
 
-    /// Dead-lettered runs matching `filter`, oldest first. Entries whose
-    /// record has expired are dropped from the index on the way.
+    /// Every dead-lettered run matching `filter` (up to its limit), oldest
+    /// first, read a page at a time (see [`Store::dlq_page`]). Entries whose
+    /// record expired or can no longer be read are skipped (the sweeper
+    /// takes the first out of the index; [`Store::dlq_unreadable`] lists
+    /// the second).
     pub async fn dlq_list(&self, filter: &DlqFilter) -> Result<Vec<RunRecord>, StoreError> {
-        let min = filter.since_ms.map_or("-inf".to_string(), |s| s.to_string());
-        let ids: Vec<String> =
-            redis::cmd("ZRANGEBYSCORE").arg(keys::dlq()).arg(min).arg("+inf").query_async(&mut self.conn()).await?;
         let mut out = Vec::new();
-        for raw in ids {
-            let Ok(id) = raw.parse::<RunId>() else {
-                let _: i64 = redis::cmd("ZREM").arg(keys::dlq()).arg(&raw).query_async(&mut self.conn()).await?;
-                continue;
-            };
-            // A record that can no longer be read is skipped, not a failure
-            // of the whole listing (its reason is in its raw `last_error`).
-            let record = match self.get_run(&id).await {
-                Err(StoreError::Corrupt { .. }) => continue,
-                other => other?,
-            };
-            match record {
-                Some(r) if filter.matches(&r) => out.push(r),
-                Some(_) => {}
-                None => {
-                    let _: i64 = redis::cmd("ZREM").arg(keys::dlq()).arg(&raw).query_async(&mut self.conn()).await?;
-                }
+        let mut after: Option<String> = None;
+        loop {
+            let want = filter.limit.map_or(1_000, |l| l.saturating_sub(out.len()).min(1_000));
+            if want == 0 {
+                return Ok(out);
             }
-            if filter.limit.is_some_and(|l| out.len() >= l) {
-                break;
+            let page = PageRequest { after: after.as_deref(), limit: want, newest_first: false, budget: 10_000 };
+            let got = self.dlq_page(filter, &page).await?;
+            out.extend(got.runs);
+            match got.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
             }
         }
-        Ok(out)
     }
 
     /// Dead-lettered runs whose record can no longer be read (the listing
@@ -124,6 +97,7 @@ impl Store {
                 .key(keys::open())
                 .key(keys::counts())
                 .key(keys::expiring())
+                .key(keys::runs())
                 .arg(id.to_string())
                 .invoke_async(&mut self.conn())
                 .await?;

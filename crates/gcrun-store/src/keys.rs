@@ -32,6 +32,12 @@ pub fn dlq() -> String {
     format!("{TAG}:dlq")
 }
 
+/// Sorted set: every run the store holds, scored by when it was accepted
+/// (ms): the index `runs list` and the dashboard page through.
+pub fn runs() -> String {
+    format!("{TAG}:runs")
+}
+
 /// Sorted set: runs that have not ended, scored by their deadline (ms).
 pub fn open() -> String {
     format!("{TAG}:open")
@@ -84,6 +90,17 @@ pub fn webhooks_owed() -> String {
 /// token reserved for each is due.
 pub fn limiter_reserved(name: &str) -> String {
     format!("{TAG}:limiter:{name}:reserved")
+}
+
+/// Hash: limiter name → the limits its workers were given (JSON).
+pub fn limiters() -> String {
+    format!("{TAG}:limiters")
+}
+
+/// Hash: status → ended runs whose record expired (the sweeper took them
+/// out of the counts), for operators to see what retention dropped.
+pub fn trimmed() -> String {
+    format!("{TAG}:trimmed")
 }
 
 /// Hash: cached action definitions (id → JSON) for workers.

@@ -13,6 +13,8 @@
 //! - [`definitions`]: action definitions cached for every worker.
 //! - [`view`]: [`RunView`], a run as APIs show it.
 //! - [`dlq`]: list, filter, requeue and purge dead-lettered runs.
+//! - [`query`]: paging through the run index and the dead-letter set at
+//!   a cost that does not grow with depth.
 //! - [`limiter`]: the limiter shared by every worker process: GCRA rate,
 //!   concurrency leases that expire, and a pause-until set from any 429.
 //!
@@ -25,6 +27,7 @@ pub mod definitions;
 pub mod dlq;
 pub mod keys;
 pub mod limiter;
+pub mod query;
 pub mod record;
 pub mod runs;
 pub mod view;
@@ -36,8 +39,10 @@ use std::time::Duration;
 use redis::aio::ConnectionManagerConfig;
 use thiserror::Error;
 
+pub use audit::AuditEntry;
 pub use dlq::DlqFilter;
-pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, Permit};
+pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, LimiterStatus, Permit};
+pub use query::{Page, PageRequest, RunFilter};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
 pub use runs::{Claim, Counter, Created, Origin, TransitionOutcome};

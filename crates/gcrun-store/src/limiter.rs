@@ -84,6 +84,21 @@ pub enum Denied {
     Rate,
 }
 
+/// One limiter as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LimiterStatus {
+    pub name: String,
+    /// Concurrency leases held (live ones).
+    pub held: u64,
+    /// Runs waiting for a concurrency slot.
+    pub waiting: u64,
+    /// Runs told to wait for the rate, each with a token reserved.
+    pub reserved: u64,
+    /// A 429 paused every worker for this much longer.
+    pub paused_for_ms: Option<u64>,
+}
+
 /// A handle on the shared limiter for one client.
 #[derive(Debug, Clone)]
 pub struct Limiter {
@@ -95,6 +110,14 @@ pub struct Limiter {
 }
 
 impl Store {
+    /// The limiters workers registered, with the limits each was given
+    /// (JSON), by name.
+    pub async fn limiters(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
+        let h: std::collections::BTreeMap<String, String> =
+            redis::cmd("HGETALL").arg(keys::limiters()).query_async(&mut self.conn()).await?;
+        Ok(h.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(serde_json::Value::Null))).collect())
+    }
+
     pub fn limiter(&self, config: LimiterConfig) -> Limiter {
         let keys = keys::limiter(&config.name);
         let waiting = keys::limiter_waiting(&config.name);
@@ -177,6 +200,46 @@ impl Limiter {
         let px = (for_.as_millis() as u64).max(1);
         let _: i64 = PAUSE.key(&self.keys[2]).arg(px).invoke_async(&mut self.store.conn()).await?;
         Ok(())
+    }
+
+    /// Writes this client's limits where operators read them
+    /// ([`Store::limiters`]): every worker does at start, so `gcrun stats`
+    /// finds the limiters in use without scanning the keyspace.
+    pub async fn register(&self) -> Result<(), StoreError> {
+        let c = &self.config;
+        let doc = serde_json::json!({
+            "ratePerMinute": c.rate_per_minute, "burst": c.burst,
+            "maxConcurrent": c.max_concurrent, "leaseTtlSecs": c.lease_ttl.as_secs(),
+        });
+        let _: i64 = redis::cmd("HSET")
+            .arg(keys::limiters())
+            .arg(&c.name)
+            .arg(doc.to_string())
+            .query_async(&mut self.store.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// How the limiter stands now, by Redis's clock.
+    pub async fn status(&self) -> Result<LimiterStatus, StoreError> {
+        let held = self.held().await?;
+        let mut conn = self.store.conn();
+        let (waiting, reserved, pause_left): (u64, u64, i64) = redis::pipe()
+            .cmd("ZCARD")
+            .arg(&self.waiting)
+            .cmd("ZCARD")
+            .arg(&self.reserved)
+            .cmd("PTTL")
+            .arg(&self.keys[2])
+            .query_async(&mut conn)
+            .await?;
+        Ok(LimiterStatus {
+            name: self.config.name.clone(),
+            held,
+            waiting,
+            reserved,
+            paused_for_ms: u64::try_from(pause_left).ok().filter(|ms| *ms > 0),
+        })
     }
 
     /// Leases held now (live ones only).

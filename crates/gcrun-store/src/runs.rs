@@ -187,6 +187,7 @@ impl Store {
             keys::counts(),
             keys::idempotency_of(origin.client.as_deref(), idem_key.unwrap_or("-")),
             keys::open(),
+            keys::runs(),
         ];
         let mut w = PreparedWrite::new(WriteKind::Create, id.to_string(), keys);
         w.arg(id)
@@ -221,9 +222,20 @@ impl Store {
     /// The operator's requeue (`rejected`/`dead` back to `accepted`),
     /// prepared for a script that pushes the submit job with it.
     pub async fn prepare_requeue(&self, id: &RunId, now_ms: u64) -> Result<PreparedWrite, StoreError> {
+        self.prepare_requeue_because(id, now_ms, "requeued by an operator").await
+    }
+
+    /// [`prepare_requeue`](Self::prepare_requeue) with the cause its
+    /// transition records (who requeued it, and why).
+    pub async fn prepare_requeue_because(
+        &self,
+        id: &RunId,
+        now_ms: u64,
+        cause: &str,
+    ) -> Result<PreparedWrite, StoreError> {
         let record = self.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
         let (from, to, update) = requeue_move(&record, now_ms)?;
-        Ok(self.transition_write(id, Move { from, to, guard: None }, now_ms, "requeued by an operator", &update))
+        Ok(self.transition_write(id, Move { from, to, guard: None }, now_ms, cause, &update))
     }
 
     /// The run's record, or `None` when it does not exist (or expired).
@@ -593,6 +605,8 @@ impl Store {
                 .key(keys::dlq())
                 .key(keys::webhook_dlq())
                 .key(keys::open())
+                .key(keys::runs())
+                .key(keys::trimmed())
                 .arg(member)
                 .arg(known)
                 .arg(id)

@@ -93,6 +93,11 @@ impl Store {
         Ok(w)
     }
 
+    /// Runs whose webhook is dead.
+    pub async fn webhook_dlq_len(&self) -> Result<u64, StoreError> {
+        Ok(redis::cmd("ZCARD").arg(keys::webhook_dlq()).query_async(&mut self.conn()).await?)
+    }
+
     /// Runs whose webhook is dead, oldest first.
     pub async fn webhook_dlq(&self) -> Result<Vec<RunId>, StoreError> {
         let ids: Vec<String> =

@@ -188,8 +188,11 @@ impl Worker {
         let policy = settings.policy;
         let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;
         let metrics = Metrics::new();
+        let limiter = store.limiter(settings.limiter);
+        // Operators' `gcrun stats` finds the limiters in use here.
+        limiter.register().await?;
         let deps = Deps::new(DepsParts {
-            limiter: store.limiter(settings.limiter),
+            limiter,
             store,
             genesys,
             queues,

@@ -155,3 +155,79 @@ pub async fn run_now(args: RunNowArgs) -> Result<()> {
     }
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    genesys: GenesysArgs,
+    /// The action id.
+    action_id: String,
+    /// A string input, NAME=VALUE.
+    #[arg(long = "input", short = 'i', value_parser = parse_input)]
+    inputs: Vec<(String, Value)>,
+    /// A typed input, NAME=JSON (42, 3.5, true, null, "text").
+    #[arg(long = "json-input", short = 'j', value_parser = parse_json_input)]
+    json_inputs: Vec<(String, Value)>,
+    /// Print the verdict as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `gcrun check`: the door's checks and the action's live input contract,
+/// with every violation printed; nothing runs. Exit 0 valid, 4 invalid.
+/// A secure action's violations are shown without their messages, which
+/// may quote the input.
+pub async fn check(args: CheckArgs) -> Result<()> {
+    let inputs: Map<String, Value> = args.inputs.into_iter().chain(args.json_inputs).collect();
+    let mut violations = match RunRequest::builder(Flavor::Execute, &args.action_id)
+        .inputs(inputs.clone())
+        .build(&RequestLimits::default())
+    {
+        Ok(_) => gcrun_model::Violations::default(),
+        Err(v) => v,
+    };
+    let action = args.genesys.client()?.get_action(&args.action_id).await?;
+    let secure = action.secure.unwrap_or(false);
+    let contract = match action.input_schema() {
+        None => "none declared",
+        Some(schema) => {
+            let schema = gcrun_model::InputSchema::compile(schema)
+                .map_err(|e| anyhow::anyhow!("the action's contract cannot be used: {e}"))?;
+            for v in schema.validate(&inputs).iter() {
+                violations.push(v.clone());
+            }
+            "checked"
+        }
+    };
+    let shown: Vec<Value> = violations
+        .iter()
+        .map(|v| {
+            let mut j = json!({"path": v.path, "code": v.code});
+            if !secure {
+                j["message"] = json!(v.message);
+            }
+            j
+        })
+        .collect();
+    if args.json {
+        println!(
+            "{}",
+            json!({"actionId": args.action_id, "valid": shown.is_empty(), "secure": secure, "contract": contract, "violations": shown})
+        );
+    } else if shown.is_empty() {
+        println!("valid: {} inputs pass the door and the action's contract ({contract})", inputs.len());
+    } else {
+        for v in &shown {
+            println!(
+                "{}  {}  {}",
+                v["path"].as_str().unwrap_or_default(),
+                v["code"].as_str().unwrap_or_default(),
+                v.get("message").and_then(Value::as_str).unwrap_or("(secure action: message withheld)")
+            );
+        }
+    }
+    if !shown.is_empty() {
+        return Err(crate::ops_cmd::exit(crate::ops_cmd::INVALID, format!("{} violation(s)", shown.len())));
+    }
+    Ok(())
+}

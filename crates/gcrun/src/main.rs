@@ -11,6 +11,7 @@ mod bench;
 mod config_file;
 mod demo;
 mod genesys_cmd;
+mod ops_cmd;
 mod queue_cmd;
 mod worker_cmd;
 
@@ -53,12 +54,19 @@ enum Command {
     Enqueue(Box<queue_cmd::EnqueueArgs>),
     /// Serve the HTTP ingest API (POST /v1/runs, ...).
     Ingest(queue_cmd::IngestArgs),
-    /// Inspect runs.
+    /// Inspect runs: get, list, tail, counts.
     #[command(subcommand)]
-    Runs(queue_cmd::RunsCommand),
+    Runs(ops_cmd::RunsCommand),
     /// Inspect, requeue and purge the dead-letter set.
     #[command(subcommand)]
-    Dlq(queue_cmd::DlqCommand),
+    Dlq(ops_cmd::DlqCommand),
+    /// Where gcrun stands: queue depth, recent outcomes, limiters, retention.
+    Stats(ops_cmd::StatsArgs),
+    /// The audit trail of every transition.
+    #[command(subcommand)]
+    Audit(ops_cmd::AuditCommand),
+    /// Check inputs against an action's live contract; run nothing.
+    Check(genesys_cmd::CheckArgs),
     /// The main job, end to end, on a private Redis and the emulator:
     /// a mixed batch with faults, live progress, a summary. About a minute.
     Demo(demo::DemoArgs),
@@ -110,7 +118,17 @@ struct EmulatorArgs {
     seed: u64,
 }
 
-fn main() -> Result<()> {
+/// Runs the command; a failure prints one line and exits with the code it
+/// means (see `ops_cmd`: 1 unless the command says otherwise).
+fn main() {
+    if let Err(e) = try_main() {
+        let code = e.downcast_ref::<ops_cmd::Exit>().map_or(1, |x| x.code);
+        eprintln!("Error: {e:#}");
+        std::process::exit(code);
+    }
+}
+
+fn try_main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let mut command = Cli::command();
     if let Some(path) = config_file::locate(&args) {
@@ -130,8 +148,11 @@ fn main() -> Result<()> {
             Command::Worker(args) => worker_cmd::run(*args).await,
             Command::Enqueue(args) => queue_cmd::enqueue(*args).await,
             Command::Ingest(args) => queue_cmd::ingest(args).await,
-            Command::Runs(cmd) => queue_cmd::runs(cmd).await,
-            Command::Dlq(cmd) => queue_cmd::dlq(cmd).await,
+            Command::Runs(cmd) => ops_cmd::runs(cmd).await,
+            Command::Dlq(cmd) => ops_cmd::dlq(cmd).await,
+            Command::Stats(args) => ops_cmd::stats(args).await,
+            Command::Audit(cmd) => ops_cmd::audit(cmd).await,
+            Command::Check(args) => genesys_cmd::check(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

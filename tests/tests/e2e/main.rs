@@ -10,6 +10,7 @@ mod ingest;
 mod limiter;
 mod malformed;
 mod operator;
+mod ops_cli;
 mod outage;
 mod pause;
 mod pipeline;

@@ -4,6 +4,7 @@
 
 mod dlq;
 mod limiter;
+mod query;
 mod runs;
 mod webhooks;
 
