@@ -164,7 +164,17 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let header_timeout = config.request_timeout;
-    let app = router(producer, config);
+    serve_app(listener, router(producer, config), header_timeout, shutdown).await
+}
+
+/// [`serve`] for an application the caller composed: ingest's
+/// [`router`] merged with the operators' dashboard, say.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -221,6 +221,17 @@ pub struct IngestArgs {
     request_timeout_secs: u64,
     #[arg(long, env = "GCRUN_RUN_DEADLINE_SECS", default_value_t = 3_600)]
     deadline_secs: u64,
+    /// Operators of the dashboard at /ops, comma-separated `name=token`
+    /// (at least 16 characters each, none an ingest client's token). Unset:
+    /// no dashboard.
+    #[arg(long, env = "GCRUN_OPERATOR_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    operator_tokens: Vec<String>,
+    /// Hours a dashboard sign-in lasts.
+    #[arg(long, env = "GCRUN_DASHBOARD_SESSION_HOURS", default_value_t = 8)]
+    dashboard_session_hours: u64,
+    /// Mark the dashboard's cookie `Secure` (users reach ingest over HTTPS).
+    #[arg(long, env = "GCRUN_DASHBOARD_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set)]
+    dashboard_secure_cookie: bool,
 }
 
 pub async fn ingest(args: IngestArgs) -> Result<()> {
@@ -242,20 +253,37 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
         bail!("GCRUN_INGEST_TOKENS names client {} twice", w[0]);
     }
+    let operators = args
+        .operator_tokens
+        .iter()
+        .filter(|t| !t.trim().is_empty())
+        .map(|t| gcrun_dashboard::OperatorToken::parse(t))
+        .collect::<Result<Vec<_>, String>>()
+        .map_err(|e| anyhow::anyhow!("GCRUN_OPERATOR_TOKENS: {e}"))?;
+    let request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
+    let client_tokens = clients.iter().map(|c| c.token.clone()).collect();
+    let operator = gcrun_producer::operator::Operator::new(producer.store().clone(), producer.queues().clone());
+    let mut app = gcrun_producer::ingest::router(
+        producer,
+        IngestConfig { clients, body_limit: args.body_limit, rate_per_minute: args.rate_per_minute, request_timeout },
+    );
+    let dashboard = !operators.is_empty();
+    if dashboard {
+        let config = gcrun_dashboard::DashboardConfig {
+            operators,
+            session_ttl: std::time::Duration::from_secs(args.dashboard_session_hours.max(1) * 3600),
+            secure_cookie: args.dashboard_secure_cookie,
+            client_tokens,
+        };
+        app = app.merge(gcrun_dashboard::router(operator, config).context("GCRUN_OPERATOR_TOKENS")?);
+    }
     let listener =
         tokio::net::TcpListener::bind(&args.listen).await.with_context(|| format!("binding {}", args.listen))?;
-    println!("gcrun ingest listening on http://{}", listener.local_addr()?);
-    gcrun_producer::ingest::serve(
-        listener,
-        producer,
-        IngestConfig {
-            clients,
-            body_limit: args.body_limit,
-            rate_per_minute: args.rate_per_minute,
-            request_timeout: std::time::Duration::from_secs(args.request_timeout_secs.max(1)),
-        },
-        crate::shutdown_signal(),
-    )
-    .await?;
+    let addr = listener.local_addr()?;
+    println!("gcrun ingest listening on http://{addr}");
+    if dashboard {
+        tracing::info!("operators' dashboard at http://{addr}/ops");
+    }
+    gcrun_producer::ingest::serve_app(listener, app, request_timeout, crate::shutdown_signal()).await?;
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod backlog;
 mod bad_input;
 mod crash;
+mod dashboard;
 mod hardening;
 mod ingest;
 mod limiter;
