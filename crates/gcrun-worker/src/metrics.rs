@@ -69,6 +69,13 @@ pub struct Metrics {
     pub dead_letter_size: Gauge,
     pub webhooks: Family<OutcomeLabels, Counter>,
     pub limiter_waits: Family<ReasonLabels, Counter>,
+    /// Concurrency slots of the shared limiter held now, and its maximum:
+    /// their ratio is how close the org is to its concurrency limit.
+    pub limiter_slots_held: Gauge,
+    pub limiter_slots_max: Gauge,
+    /// How much longer a 429 pauses every worker (0: no pause).
+    pub limiter_paused: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub dead_webhooks: Gauge,
 }
 
 impl Default for Metrics {
@@ -112,6 +119,22 @@ impl Metrics {
             "Submits rescheduled by the shared limiter, by reason",
             limiter_waits.clone(),
         );
+        let limiter_slots_held = Gauge::default();
+        registry.register(
+            "limiter_slots_held",
+            "Concurrency slots of the shared limiter held now (all workers)",
+            limiter_slots_held.clone(),
+        );
+        let limiter_slots_max = Gauge::default();
+        registry.register("limiter_slots_max", "The shared limiter's concurrency maximum", limiter_slots_max.clone());
+        let limiter_paused = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "limiter_paused_seconds",
+            "How much longer a 429's Retry-After pauses every worker (0: no pause)",
+            limiter_paused.clone(),
+        );
+        let dead_webhooks = Gauge::default();
+        registry.register("dead_webhooks", "Ended runs whose webhook could not be delivered", dead_webhooks.clone());
         Self {
             registry: Arc::new(registry),
             runs,
@@ -123,6 +146,10 @@ impl Metrics {
             dead_letter_size,
             webhooks,
             limiter_waits,
+            limiter_slots_held,
+            limiter_slots_max,
+            limiter_paused,
+            dead_webhooks,
         }
     }
 

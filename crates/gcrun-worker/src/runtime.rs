@@ -523,6 +523,15 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().dlq_len()).await {
         s.metrics.dead_letter_size.set(n as i64);
     }
+    if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().webhook_dlq_len()).await {
+        s.metrics.dead_webhooks.set(n as i64);
+    }
+    let limiter = s.deps.limiter();
+    s.metrics.limiter_slots_max.set(i64::from(limiter.config().max_concurrent));
+    if let Ok(Ok(status)) = tokio::time::timeout(PROBE_TIMEOUT, limiter.status()).await {
+        s.metrics.limiter_slots_held.set(status.held as i64);
+        s.metrics.limiter_paused.set(status.paused_for_ms.map_or(0.0, |ms| ms as f64 / 1000.0));
+    }
     ([("content-type", "text/plain; version=0.0.4; charset=utf-8")], s.metrics.encode())
 }
 

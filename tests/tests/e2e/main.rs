@@ -6,6 +6,7 @@ mod backlog;
 mod bad_input;
 mod crash;
 mod dashboard;
+mod deploy;
 mod hardening;
 mod ingest;
 mod limiter;
