@@ -30,7 +30,7 @@ use serde_json::Value;
 use utoipa::OpenApi;
 
 use crate::api::{Accepted, ApiDoc, Batch, BatchItem, BatchResult, Conflict, Invalid, Problem};
-use crate::{Producer, ProducerError};
+use crate::{Producer, ProducerError, Upstream};
 
 /// One upstream system: its name (in the records of its runs, in logs)
 /// and its bearer token (never shown).
@@ -124,6 +124,16 @@ impl AppState {
         rates.insert(client.to_string(), tat + interval);
         Ok(())
     }
+}
+
+/// The longest a `GET /v1/runs/{id}?wait=` waits.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// `GET /v1/runs/{id}` query.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct WaitQuery {
+    /// Seconds to wait for the run to end before answering.
+    wait: Option<u64>,
 }
 
 /// The ingest application.
@@ -268,6 +278,37 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     next.run(req).await
 }
 
+/// The upstream's correlation id: `X-Correlation-ID` (1 to 128 visible
+/// ASCII characters, else 400), or else a W3C `traceparent` (one that is
+/// not well formed is ignored, as the W3C asks of receivers).
+fn correlation(headers: &HeaderMap) -> Result<Option<String>, Response> {
+    if let Some(v) = headers.get("x-correlation-id") {
+        let ok = v.to_str().ok().filter(|s| (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_graphic()));
+        return match ok {
+            Some(s) => Ok(Some(s.to_string())),
+            None => Err(invalid(&Violations(vec![gcrun_model::Violation::new(
+                "/headers/x-correlation-id",
+                "format",
+                "X-Correlation-ID must be 1 to 128 visible ASCII characters",
+            )]))),
+        };
+    }
+    let traceparent = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::trim).filter(|t| {
+        let parts: Vec<&str> = t.split('-').collect();
+        let hex =
+            |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase());
+        parts.len() == 4
+            && hex(parts[0], 2)
+            && parts[0] != "ff"
+            && hex(parts[1], 32)
+            && parts[1].bytes().any(|b| b != b'0')
+            && hex(parts[2], 16)
+            && parts[2].bytes().any(|b| b != b'0')
+            && hex(parts[3], 2)
+    });
+    Ok(traceparent.map(str::to_owned))
+}
+
 fn parse_body(body: &Bytes) -> Result<Value, Response> {
     serde_json::from_slice(body).map_err(|e| {
         let v = Violations(vec![gcrun_model::Violation::new(
@@ -284,6 +325,10 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     post,
     path = "/v1/runs",
     request_body = RunRequestDoc,
+    params(
+        ("X-Correlation-ID" = Option<String>, Header, description = "Your correlation id, kept with the run: in its record, logs, first audit entry and webhook (1 to 128 visible ASCII characters)"),
+        ("traceparent" = Option<String>, Header, description = "A W3C trace context, kept as the correlation id when X-Correlation-ID is absent"),
+    ),
     responses(
         (status = 202, description = "Accepted; `Location` names the run", body = Accepted),
         (status = 200, description = "The idempotency key named an existing run", body = Accepted),
@@ -299,13 +344,19 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
 pub(crate) async fn create_run(
     State(state): State<AppState>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let correlation = match correlation(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
     };
-    match state.producer.enqueue_value_for(Some(&caller), &doc).await {
+    let upstream = Upstream { client: Some(&caller), correlation: correlation.as_deref() };
+    match state.producer.enqueue_value_from(upstream, &doc).await {
         Ok(e) => {
             let location = format!("/v1/runs/{}", e.run_id);
             let mut headers = HeaderMap::new();
@@ -336,6 +387,10 @@ pub(crate) async fn create_run(
     post,
     path = "/v1/runs/batch",
     request_body = Batch,
+    params(
+        ("X-Correlation-ID" = Option<String>, Header, description = "Your correlation id, kept with the run: in its record, logs, first audit entry and webhook (1 to 128 visible ASCII characters)"),
+        ("traceparent" = Option<String>, Header, description = "A W3C trace context, kept as the correlation id when X-Correlation-ID is absent"),
+    ),
     responses(
         (status = 202, description = "Per-item results, in input order", body = BatchResult),
         (status = 400, description = "Nothing valid in the batch, or a bad envelope", body = BatchResult),
@@ -346,8 +401,13 @@ pub(crate) async fn create_run(
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let correlation = match correlation(&headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
@@ -366,7 +426,8 @@ pub(crate) async fn create_batch(
     if items.is_empty() || items.len() > max {
         return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("a batch holds 1 to {max} runs"));
     }
-    match state.producer.enqueue_batch_for(Some(&caller), &items).await {
+    let upstream = Upstream { client: Some(&caller), correlation: correlation.as_deref() };
+    match state.producer.enqueue_batch_from(upstream, &items).await {
         Ok(results) => {
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let out: Vec<BatchItem> = results
@@ -401,7 +462,10 @@ pub(crate) async fn create_batch(
 #[utoipa::path(
     get,
     path = "/v1/runs/{id}",
-    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The run id"),
+        ("wait" = Option<u64>, Query, description = "Seconds to wait for the run to end before answering (long-poll; at most 60, and under the request timeout)"),
+    ),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 404, description = "No such run (or not this client's)", body = Problem),
@@ -412,11 +476,31 @@ pub(crate) async fn get_run(
     State(state): State<AppState>,
     axum::Extension(Caller(caller)): axum::Extension<Caller>,
     Path(id): Path<String>,
+    axum::extract::Query(query): axum::extract::Query<WaitQuery>,
 ) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such run");
     };
-    match state.producer.store().get_run_with_history(&id).await {
+    // Long-poll: answer once the run has ended, or when the wait is up
+    // (with the run as it is then). Kept under the request timeout.
+    let limit = state.config.request_timeout.saturating_sub(Duration::from_secs(1)).min(MAX_WAIT);
+    let wait = Duration::from_secs(query.wait.unwrap_or(0)).min(limit);
+    let until = Instant::now() + wait;
+    let mut pause = Duration::from_millis(100);
+    let found = loop {
+        let found = state.producer.store().get_run_with_history(&id).await;
+        let open =
+            matches!(&found, Ok(Some(r)) if !r.status.is_terminal() && r.client.as_deref() == Some(caller.as_str()));
+        let left = until.saturating_duration_since(Instant::now());
+        if !open || left.is_zero() {
+            break found;
+        }
+        // From 100 ms doubling to 1 s: a waiter costs Redis at most one
+        // read a second once the first seconds have passed.
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
+    };
+    match found {
         // Another client's run is as absent as a run that never was.
         Ok(Some(record)) if record.client.as_deref() == Some(caller.as_str()) => {
             axum::Json(RunView::from(&record)).into_response()

@@ -28,6 +28,14 @@ use gcrun_store::{Origin, RunUpdate, Store, StoreError, WriteOutcome};
 use serde::Serialize;
 use serde_json::Value;
 
+/// Who sent a request: the ingest client (`None`: the library or the CLI)
+/// and the correlation id it sent (`X-Correlation-ID` or `traceparent`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Upstream<'a> {
+    pub client: Option<&'a str>,
+    pub correlation: Option<&'a str>,
+}
+
 /// Producer settings.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -118,12 +126,21 @@ impl Producer {
 
     /// [`enqueue_value`](Self::enqueue_value) for an ingest client.
     pub async fn enqueue_value_for(&self, client: Option<&str>, doc: &Value) -> Result<Enqueued, ProducerError> {
-        let request = RunRequest::parse(doc, &self.config.limits).map_err(ProducerError::Invalid)?;
-        self.enqueue_for(client, &request).await
+        self.enqueue_value_from(Upstream { client, correlation: None }, doc).await
     }
 
-    fn origin(client: Option<&str>, request: &RunRequest) -> Origin {
-        Origin { client: client.map(str::to_owned), digest: Some(digest(request)) }
+    /// [`enqueue_value`](Self::enqueue_value) from `upstream`.
+    pub async fn enqueue_value_from(&self, upstream: Upstream<'_>, doc: &Value) -> Result<Enqueued, ProducerError> {
+        let request = RunRequest::parse(doc, &self.config.limits).map_err(ProducerError::Invalid)?;
+        self.enqueue_from(upstream, &request).await
+    }
+
+    fn origin(upstream: Upstream<'_>, request: &RunRequest) -> Origin {
+        Origin {
+            client: upstream.client.map(str::to_owned),
+            digest: Some(digest(request)),
+            correlation: upstream.correlation.map(str::to_owned),
+        }
     }
 
     /// A resend under an idempotency key: the same request, or a conflict.
@@ -154,10 +171,16 @@ impl Producer {
     /// [`enqueue`](Self::enqueue) for an ingest client: its idempotency
     /// keys are its own, and the run records who sent it.
     pub async fn enqueue_for(&self, client: Option<&str>, request: &RunRequest) -> Result<Enqueued, ProducerError> {
+        self.enqueue_from(Upstream { client, correlation: None }, request).await
+    }
+
+    /// [`enqueue`](Self::enqueue) from `upstream`: its client and its
+    /// correlation id, kept with the run.
+    pub async fn enqueue_from(&self, upstream: Upstream<'_>, request: &RunRequest) -> Result<Enqueued, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
         let id = RunId::new();
-        let origin = Self::origin(client, request);
+        let origin = Self::origin(upstream, request);
         let write = self.store.prepare_create_from(id, request, now, deadline, true, &origin);
         let job = Job::Submit { run: id, after: Duration::ZERO };
         match atomic::write_then_push(&mut self.store.connection(), &self.queues, &write, &job).await? {
@@ -194,6 +217,16 @@ impl Producer {
         client: Option<&str>,
         docs: &[Value],
     ) -> Result<Vec<Result<Enqueued, Violations>>, ProducerError> {
+        self.enqueue_batch_from(Upstream { client, correlation: None }, docs).await
+    }
+
+    /// [`enqueue_batch`](Self::enqueue_batch) from `upstream` (every run
+    /// of the batch keeps its correlation id).
+    pub async fn enqueue_batch_from(
+        &self,
+        upstream: Upstream<'_>,
+        docs: &[Value],
+    ) -> Result<Vec<Result<Enqueued, Violations>>, ProducerError> {
         let now = now_ms();
         let deadline = now + self.config.run_deadline.as_millis() as u64;
         let mut results: Vec<Result<Enqueued, Violations>> = Vec::with_capacity(docs.len());
@@ -207,7 +240,7 @@ impl Producer {
                 }
                 Ok(request) => {
                     let id = RunId::new();
-                    let origin = Self::origin(client, &request);
+                    let origin = Self::origin(upstream, &request);
                     digests.push(origin.digest.clone().unwrap_or_default());
                     let write = self.store.prepare_create_from(id, &request, now, deadline, true, &origin);
                     pending.push((results.len(), id, write));

@@ -18,7 +18,10 @@ local function s_create_run(KEYS, ARGV)
   for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('RPUSH', KEYS[2], ARGV[5])
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', 'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6])
+  local entry = {'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6]}
+  local corr = redis.call('HGET', KEYS[1], 'upstream_correlation')
+  if corr then entry[#entry + 1] = 'correlation'; entry[#entry + 1] = corr end
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(entry))
   redis.call('HINCRBY', KEYS[4], 'accepted', 1)
   redis.call('HINCRBY', KEYS[4], 'total', 1)
   redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])

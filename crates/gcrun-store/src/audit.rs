@@ -19,6 +19,9 @@ pub struct AuditEntry {
     pub to: String,
     pub at_ms: u64,
     pub cause: String,
+    /// The upstream's correlation id, on a run's first (`accepted`) entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation: Option<String>,
 }
 
 impl AuditEntry {
@@ -31,6 +34,7 @@ impl AuditEntry {
             to: get("to"),
             at_ms: get("at").parse().unwrap_or(0),
             cause: get("cause"),
+            correlation: Some(get("correlation")).filter(|c| !c.is_empty()),
             id,
         }
     }

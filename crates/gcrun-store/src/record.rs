@@ -60,6 +60,8 @@ pub struct RunRecord {
     /// The request's digest as it was accepted (see
     /// [`Origin`](crate::Origin)).
     pub digest: Option<String>,
+    /// The upstream's correlation id, when it sent one.
+    pub upstream_correlation: Option<String>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -100,6 +102,7 @@ impl RunRecord {
             enqueued: false,
             client: None,
             digest: None,
+            upstream_correlation: None,
             secure: false,
             transitions: Vec::new(),
         }
@@ -229,6 +232,7 @@ impl RunRecord {
             enqueued: get("enqueued").is_some_and(|v| v == "1"),
             client: get("client"),
             digest: get("digest"),
+            upstream_correlation: get("upstream_correlation"),
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
         })

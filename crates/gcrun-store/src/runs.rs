@@ -64,6 +64,10 @@ fn requeue_move(record: &RunRecord, now_ms: u64) -> Result<(RunStatus, RunStatus
 pub struct Origin {
     pub client: Option<String>,
     pub digest: Option<String>,
+    /// The upstream's correlation id (`X-Correlation-ID` or `traceparent`),
+    /// kept with the run for its logs, audit entry and webhook. Not part of
+    /// the digest: a retry under a new trace is the same request.
+    pub correlation: Option<String>,
 }
 
 /// What [`Store::claim_submit`] found.
@@ -211,7 +215,9 @@ impl Store {
         for (k, v) in fields {
             w.arg(k).arg(v);
         }
-        for (k, v) in [("client", &origin.client), ("digest", &origin.digest)] {
+        for (k, v) in
+            [("client", &origin.client), ("digest", &origin.digest), ("upstream_correlation", &origin.correlation)]
+        {
             if let Some(v) = v {
                 w.arg(k).arg(v);
             }

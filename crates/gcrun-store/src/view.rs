@@ -45,6 +45,10 @@ pub struct RunView {
     /// The last `ININ-Correlation-ID` Genesys sent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The correlation id the upstream sent with the request
+    /// (`X-Correlation-ID`, else `traceparent`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream_correlation_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub outputs: Option<Value>,
@@ -99,6 +103,7 @@ impl From<&RunRecord> for RunView {
             retries: r.retries,
             last_error: r.last_error.clone(),
             correlation_id: r.correlation_id.clone(),
+            upstream_correlation_id: r.upstream_correlation.clone(),
             outputs: r.outputs.clone(),
             error: r.error.clone(),
             webhook: r.webhook.status.map(|status| WebhookView {

@@ -595,7 +595,8 @@ pub(crate) fn tell(metrics: &Metrics, rec: &RunRecord, note: &Note, now: u64) {
         Note::RunEnded { status, cause } => {
             let duration = Some(now.saturating_sub(rec.created_ms) as f64 / 1000.0);
             metrics.run_ended(rec.flavor.as_str(), status.as_str(), duration);
-            tracing::info!(run = %rec.id, status = %status, cause, "run ended");
+            let correlation = rec.upstream_correlation.as_deref().unwrap_or_default();
+            tracing::info!(run = %rec.id, status = %status, cause, correlation, "run ended");
         }
         Note::Retry { stage, reason } => metrics.retry(stage, reason),
         Note::Webhook(outcome) => metrics.webhook(outcome),

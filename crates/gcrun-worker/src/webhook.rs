@@ -131,6 +131,9 @@ pub fn body(record: &RunRecord, now_ms: u64) -> Value {
         "flavor": record.flavor,
         "remoteRunId": record.remote_id,
     });
+    if let Some(c) = &record.upstream_correlation {
+        body["upstreamCorrelationId"] = json!(c);
+    }
     if !record.request.metadata().is_empty() {
         body["metadata"] = json!(record.request.metadata());
     }

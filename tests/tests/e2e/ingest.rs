@@ -238,3 +238,70 @@ async fn each_client_has_its_own_runs_keys_and_rate_and_a_reused_key_with_anothe
     assert!(closed.is_ok(), "a connection dribbling its headers stays open");
     assert!(started.elapsed() >= Duration::from_millis(900), "cut off only after the timeout");
 }
+
+#[tokio::test]
+async fn an_upstream_correlation_id_stays_with_the_run_and_a_long_poll_answers_when_it_ends() {
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let config =
+        IngestConfig { clients: vec![IngestClient::parse("crm=t0ken-1", 1).unwrap()], ..IngestConfig::default() };
+    tokio::spawn(gcrun_producer::ingest::serve(listener, stack.producer.clone(), config, std::future::pending()));
+    let http = reqwest::Client::new();
+    let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "c1", "channel": "chat"}});
+    let post = |doc: &Value, headers: &[(&str, &str)]| {
+        let mut req = http.post(format!("{base}/v1/runs")).bearer_auth("t0ken-1").json(doc);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send()
+    };
+
+    // X-Correlation-ID wins over traceparent; a traceparent alone is kept;
+    // a malformed X-Correlation-ID is refused with the header named.
+    let trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = post(&doc, &[("x-correlation-id", "crm-order-77"), ("traceparent", trace)]).await.unwrap();
+    assert_eq!(r.status(), 202);
+    let with_id: Value = r.json().await.unwrap();
+    let mut other = doc.clone();
+    other["inputs"]["customerId"] = json!("c2");
+    let by_trace: Value = post(&other, &[("traceparent", trace)]).await.unwrap().json().await.unwrap();
+    let r = post(&doc, &[("x-correlation-id", "has spaces")]).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["violations"][0]["path"], "/headers/x-correlation-id");
+    let ignored: Value = post(&other, &[("traceparent", "00-zz-00-01")]).await.unwrap().json().await.unwrap();
+
+    let id = with_id["runId"].as_str().unwrap().to_string();
+    let get = |id: &str, wait: Option<u64>| {
+        let mut url = format!("{base}/v1/runs/{id}");
+        if let Some(w) = wait {
+            url.push_str(&format!("?wait={w}"));
+        }
+        http.get(url).bearer_auth("t0ken-1").send()
+    };
+    let now: Value = get(&id, None).await.unwrap().json().await.unwrap();
+    assert_eq!(now["status"], "accepted", "no worker yet: without a wait the answer is at once");
+    assert_eq!(now["upstreamCorrelationId"], "crm-order-77");
+    let traced: Value = get(by_trace["runId"].as_str().unwrap(), None).await.unwrap().json().await.unwrap();
+    assert_eq!(traced["upstreamCorrelationId"], trace);
+    let plain: Value = get(ignored["runId"].as_str().unwrap(), None).await.unwrap().json().await.unwrap();
+    assert!(plain.get("upstreamCorrelationId").is_none(), "a malformed traceparent is ignored: {plain}");
+
+    // A long-poll started before any worker answers once the run ended.
+    let waiting = tokio::spawn(get(&id, Some(20)));
+    let worker = stack.start_worker(gcrun_tests::limiter(60_000, 100, 100)).await;
+    let ended: Value = waiting.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(ended["status"], "completed", "{ended}");
+
+    // The correlation id is in the audit trail and the webhook.
+    let run: gcrun_model::RunId = id.parse().unwrap();
+    let audit = stack.store.audit_for(&run).await.unwrap();
+    assert_eq!(audit[0].get("correlation").map(String::as_str), Some("crm-order-77"));
+    let hook = gcrun_harness::wait_until("the webhook", Duration::from_secs(20), || async {
+        stack.sink.lock().unwrap().accepted.iter().find(|d| d.body["runId"] == id.as_str()).map(|d| d.body.clone())
+    })
+    .await;
+    assert_eq!(hook["upstreamCorrelationId"], "crm-order-77");
+    worker.stop().await;
+}

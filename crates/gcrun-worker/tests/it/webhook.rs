@@ -55,6 +55,7 @@ fn record(status: RunStatus) -> RunRecord {
         enqueued: true,
         client: None,
         digest: None,
+        upstream_correlation: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
