@@ -16,7 +16,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use gcrun_model::timestamp::{parse_moment, rfc3339_ms};
 use gcrun_model::{Flavor, RunId, RunStatus};
-use gcrun_producer::operator::{Requeue, Selection};
+use gcrun_producer::operator::{Actor, Selection};
 use gcrun_store::{PageRequest, RunFilter, RunRecord, RunView};
 
 use crate::App;
@@ -38,6 +38,7 @@ pub fn routes(app: App) -> Router {
         .route("/ops/runs", get(runs))
         .route("/ops/runs/{id}", get(run))
         .route("/ops/dlq/requeue", post(requeue))
+        .route("/ops/runs/{id}/cancel", post(cancel))
         .route("/ops/dlq/purge", post(purge))
         .route("/ops/static/app.js", get(script))
         .layer(axum::middleware::map_response(harden))
@@ -560,6 +561,7 @@ struct RunPage {
     status_class: &'static str,
     facts: Vec<(String, String)>,
     can_requeue: bool,
+    can_cancel: bool,
     transitions: Vec<TransitionRow>,
     error_json: Option<String>,
     request: String,
@@ -615,6 +617,7 @@ async fn run(
             )
         }),
     );
+    push("cancel asked", record.cancel_requested.clone().filter(|_| !record.status.is_terminal()));
     push("secure action", record.secure.then(|| "yes: its data is erased when it ends".to_string()));
     let pretty = |j: &serde_json::Value| serde_json::to_string_pretty(j).unwrap_or_default();
     render(&RunPage {
@@ -631,6 +634,7 @@ async fn run(
         },
         facts,
         can_requeue: record.status.is_dead_lettered(),
+        can_cancel: !record.status.is_terminal() && record.cancel_requested.is_none(),
         transitions: v
             .transitions
             .iter()
@@ -696,13 +700,34 @@ async fn requeue(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         Ok(s) => s,
         Err(e) => return back_with(&fields, &e),
     };
-    let by = Requeue { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
+    let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
     match app.operator.requeue_runs_by(&selection, now_ms(), &by).await {
         Ok(done) => {
             tracing::info!(operator = %session.operator, requeued = done.len(), "requeued from the dashboard");
             back_with(&fields, &format!("{} run(s) requeued", done.len()))
         }
         Err(e) => back_with(&fields, &format!("requeue failed: {e}")),
+    }
+}
+
+async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Response {
+    let fields = form(&body);
+    let session = match checked(&app, &headers, &fields) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
+    let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
+    let back = vec![("back".to_string(), format!("/ops/runs/{run}"))];
+    match app.operator.cancel(&run, &by).await {
+        Ok(gcrun_producer::operator::Cancel::Requested) => {
+            tracing::info!(operator = %session.operator, run = %run, "cancel asked from the dashboard");
+            back_with(&back, "cancel asked: the run's next step ends it")
+        }
+        Ok(gcrun_producer::operator::Cancel::Ended(status)) => {
+            back_with(&back, &format!("the run had already ended: {status}"))
+        }
+        Err(e) => back_with(&back, &format!("cancel failed: {e}")),
     }
 }
 

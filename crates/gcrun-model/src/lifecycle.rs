@@ -8,6 +8,9 @@
 //!    └─► dead ◄───┴── (gave up)                flavors and fast runs)
 //! ```
 //!
+//! Any run that has not ended can become `cancelled` (an operator or its
+//! upstream asked; a call already made to Genesys is not undone).
+//!
 //! `rejected` means invalid input, never submitted. `dead` means gcrun gave
 //! up (retries exhausted, unusable data). Both sit in the dead-letter set,
 //! and an operator's requeue takes them back to `accepted`: the only way out
@@ -33,6 +36,9 @@ pub enum RunStatus {
     TimedOut,
     Rejected,
     Dead,
+    /// Stopped on request before it ended; gcrun neither submits nor
+    /// polls it any more.
+    Cancelled,
 }
 
 /// A transition the state machine does not allow. Handlers treat it as a
@@ -45,7 +51,7 @@ pub struct IllegalTransition {
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 10] = [
+    pub const ALL: [RunStatus; 11] = [
         RunStatus::Accepted,
         RunStatus::Validated,
         RunStatus::Submitted,
@@ -56,6 +62,7 @@ impl RunStatus {
         RunStatus::TimedOut,
         RunStatus::Rejected,
         RunStatus::Dead,
+        RunStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +77,7 @@ impl RunStatus {
             RunStatus::TimedOut => "timed_out",
             RunStatus::Rejected => "rejected",
             RunStatus::Dead => "dead",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -77,7 +85,12 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            RunStatus::Completed | RunStatus::Failed | RunStatus::TimedOut | RunStatus::Rejected | RunStatus::Dead
+            RunStatus::Completed
+                | RunStatus::Failed
+                | RunStatus::TimedOut
+                | RunStatus::Rejected
+                | RunStatus::Dead
+                | RunStatus::Cancelled
         )
     }
 
@@ -94,6 +107,10 @@ impl RunStatus {
     /// Whether a handler may move a run from `self` to `next`.
     pub fn can_become(self, next: RunStatus) -> bool {
         use RunStatus::*;
+        // A cancel that was asked for ends any run that has not ended.
+        if next == Cancelled {
+            return !self.is_terminal();
+        }
         match self {
             Accepted => matches!(next, Validated | Rejected | Dead),
             // A fatal submit error (404, 403, Genesys's own 400) fails the
@@ -104,7 +121,7 @@ impl RunStatus {
             Submitted => matches!(next, Queued | Running | Completed | Failed | TimedOut | Dead),
             Queued => matches!(next, Running | Completed | Failed | TimedOut | Dead),
             Running => matches!(next, Completed | Failed | TimedOut | Dead),
-            Completed | Failed | TimedOut | Rejected | Dead => false,
+            Completed | Failed | TimedOut | Rejected | Dead | Cancelled => false,
         }
     }
 

@@ -7,6 +7,24 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+/// A cancel was asked for (202), or the run had already ended (409).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Cancelled {
+    pub run_id: RunId,
+    /// `cancelling`: the run's next step ends it `cancelled` (at once, for
+    /// a run waiting in a queue); else the status it had already ended in.
+    pub status: String,
+}
+
+/// Why a run is cancelled, recorded with it.
+#[derive(Debug, Clone, Default, serde::Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CancelRequest {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// A run was recorded (202), or the idempotency key named one (200).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -100,8 +118,10 @@ impl Modify for BearerAuth {
         title = "gcrun ingest",
         description = "Enqueue Genesys Cloud data-action and workflow runs. Every request needs `Authorization: Bearer <token>`."
     ),
-    paths(crate::ingest::create_run, crate::ingest::create_batch, crate::ingest::get_run),
+    paths(crate::ingest::create_run, crate::ingest::create_batch, crate::ingest::get_run, crate::ingest::cancel_run),
     components(schemas(
+        Cancelled,
+        CancelRequest,
         RunRequestDoc,
         Accepted,
         Invalid,

@@ -29,7 +29,9 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use utoipa::OpenApi;
 
-use crate::api::{Accepted, ApiDoc, Batch, BatchItem, BatchResult, Conflict, Invalid, Problem};
+use crate::api::{
+    Accepted, ApiDoc, Batch, BatchItem, BatchResult, CancelRequest, Cancelled, Conflict, Invalid, Problem,
+};
 use crate::{Producer, ProducerError, Upstream};
 
 /// One upstream system: its name (in the records of its runs, in logs)
@@ -145,6 +147,7 @@ pub fn router(producer: Producer, config: IngestConfig) -> Router {
         .route("/v1/runs", post(create_run))
         .route("/v1/runs/batch", post(create_batch))
         .route("/v1/runs/{id}", get(get_run))
+        .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .merge(api)
@@ -508,6 +511,66 @@ pub(crate) async fn get_run(
         Ok(Some(_)) => error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Err(e) => internal(&ProducerError::Store(e)),
+    }
+}
+
+/// Cancel a run of this client's that has not ended. Its next step ends
+/// it `cancelled` and sends its webhook; gcrun stops polling it. A call
+/// already made to Genesys is not undone.
+#[utoipa::path(
+    post,
+    path = "/v1/runs/{id}/cancel",
+    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    request_body(content = Option<CancelRequest>, description = "Why (optional); recorded with the run"),
+    responses(
+        (status = 202, description = "The cancel was asked for", body = Cancelled),
+        (status = 409, description = "The run had already ended", body = Cancelled),
+        (status = 404, description = "No such run (or not this client's)", body = Problem),
+        (status = 401, description = "Missing or invalid bearer token", body = Problem),
+    )
+)]
+pub(crate) async fn cancel_run(
+    State(state): State<AppState>,
+    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(id) = id.parse::<RunId>() else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such run");
+    };
+    let why: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(w) => w,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    &format!("expected {{\"reason\": \"...\"}}: {e}"),
+                );
+            }
+        }
+    };
+    let store = state.producer.store();
+    match store.get_run(&id).await {
+        Ok(Some(r)) if r.client.as_deref() == Some(caller.as_str()) => {}
+        Ok(_) => return error(StatusCode::NOT_FOUND, "not_found", "no such run"),
+        Err(e) => return internal(&ProducerError::Store(e)),
+    }
+    let operator = crate::operator::Operator::new(store.clone(), state.producer.queues().clone());
+    let actor = crate::operator::Actor { by: format!("client {caller}"), reason: why.reason.unwrap_or_default() };
+    match operator.cancel(&id, &actor).await {
+        Ok(crate::operator::Cancel::Requested) => {
+            (StatusCode::ACCEPTED, axum::Json(Cancelled { run_id: id, status: "cancelling".into() })).into_response()
+        }
+        Ok(crate::operator::Cancel::Ended(status)) => {
+            (StatusCode::CONFLICT, axum::Json(Cancelled { run_id: id, status: status.to_string() })).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "ingest could not cancel");
+            error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the cancel could not be recorded; try again")
+        }
     }
 }
 

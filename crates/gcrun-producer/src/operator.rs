@@ -28,25 +28,38 @@ pub enum Selection {
     Matching(DlqFilter),
 }
 
-/// Who requeues, and why: recorded as the requeue transition's cause.
+/// Who acts on runs (requeue, cancel), and why: recorded as the cause of
+/// the transition the act brings.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Requeue {
-    /// The operator (a name, an operator token's name); empty: unnamed.
+pub struct Actor {
+    /// The operator or client (a name, an operator token's name); empty:
+    /// unnamed.
     pub by: String,
     pub reason: String,
 }
 
-impl Requeue {
-    /// The transition's cause: `requeued by <who>: <why>`. Both are the
-    /// operator's own words, one line each, kept short.
-    pub fn cause(&self) -> String {
+impl Actor {
+    /// The transition's cause: `<done> by <who>: <why>` (`requeued by
+    /// alice: Genesys is back`). Both are the actor's own words, one line
+    /// each, kept short.
+    pub fn cause(&self, done: &str) -> String {
         let clean = |s: &str| s.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect::<String>();
         let by = if self.by.trim().is_empty() { "an operator".to_string() } else { clean(&self.by) };
         match clean(&self.reason) {
-            r if r.is_empty() => format!("requeued by {by}"),
-            r => format!("requeued by {by}: {r}"),
+            r if r.is_empty() => format!("{done} by {by}"),
+            r => format!("{done} by {by}: {r}"),
         }
     }
+}
+
+/// What a cancel found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cancel {
+    /// Asked for: the run's next step (pushed now) ends it `cancelled`,
+    /// releasing its slot and sending its webhook.
+    Requested,
+    /// The run had already ended, in this status.
+    Ended(gcrun_model::RunStatus),
 }
 
 /// The operator side of gcrun over one store and its queues.
@@ -82,7 +95,7 @@ impl Operator {
     /// cannot be requeued: named by id it is an error, matched by a filter
     /// it is skipped.
     pub async fn requeue_runs(&self, selection: &Selection, now_ms: u64) -> Result<Vec<RunRecord>, OperatorError> {
-        self.requeue_runs_by(selection, now_ms, &Requeue::default()).await
+        self.requeue_runs_by(selection, now_ms, &Actor::default()).await
     }
 
     /// [`requeue_runs`](Self::requeue_runs), recording who requeued them
@@ -91,11 +104,11 @@ impl Operator {
         &self,
         selection: &Selection,
         now_ms: u64,
-        by: &Requeue,
+        by: &Actor,
     ) -> Result<Vec<RunRecord>, OperatorError> {
         let mut out = Vec::new();
         let mut conn = self.store.connection();
-        let cause = by.cause();
+        let cause = by.cause("requeued");
         for id in self.select(selection).await? {
             let write = match self.store.prepare_requeue_because(&id, now_ms, &cause).await {
                 // A filter skips what cannot be requeued (a secure run whose
@@ -124,6 +137,34 @@ impl Operator {
             out.push(record);
         }
         Ok(out)
+    }
+
+    /// Cancels a run that has not ended: records who asked and why, and
+    /// pushes a submit job in the same script; that step (or the next poll,
+    /// whichever comes first) ends the run `cancelled` through the worker's
+    /// own ending, so its permit is released and its webhook owed as for
+    /// any end. Polling stops there. A call already made to Genesys is not
+    /// undone: Genesys has no cancel for action runs. `NotFound` when there
+    /// is no such run.
+    pub async fn cancel(&self, id: &RunId, by: &Actor) -> Result<Cancel, OperatorError> {
+        let cause = by.cause("cancelled");
+        let mut conn = self.store.connection();
+        // The run may move on between the read and the guarded write (a
+        // step advancing it): read again, a few times.
+        for _ in 0..5 {
+            let rec = self.store.get_run(id).await?.ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+            if rec.status.is_terminal() {
+                return Ok(Cancel::Ended(rec.status));
+            }
+            let write = self.store.prepare_cancel_request(id, rec.status, &cause);
+            let job = Job::Submit { run: *id, after: Duration::ZERO };
+            match crate::atomic::write_then_push(&mut conn, &self.queues, &write, &job).await? {
+                gcrun_store::WriteOutcome::Applied => return Ok(Cancel::Requested),
+                gcrun_store::WriteOutcome::Gone => return Err(StoreError::NotFound(id.to_string()).into()),
+                _ => continue,
+            }
+        }
+        Err(StoreError::Refused(format!("run {id} kept moving; try the cancel again")).into())
     }
 
     /// Runs whose webhook is dead, with the reason.

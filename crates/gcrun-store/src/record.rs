@@ -62,6 +62,9 @@ pub struct RunRecord {
     pub digest: Option<String>,
     /// The upstream's correlation id, when it sent one.
     pub upstream_correlation: Option<String>,
+    /// A cancel was asked for, with its cause (who, why): the run's next
+    /// step ends it `cancelled`.
+    pub cancel_requested: Option<String>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -103,6 +106,7 @@ impl RunRecord {
             client: None,
             digest: None,
             upstream_correlation: None,
+            cancel_requested: None,
             secure: false,
             transitions: Vec::new(),
         }
@@ -233,6 +237,7 @@ impl RunRecord {
             client: get("client"),
             digest: get("digest"),
             upstream_correlation: get("upstream_correlation"),
+            cancel_requested: get("cancel_requested"),
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
         })

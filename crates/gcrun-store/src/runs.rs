@@ -443,6 +443,18 @@ impl Store {
     }
 
     /// [`update`](Self::update), prepared for a composing script.
+    /// Asks for a run to be cancelled, recording `cause`, only while it is
+    /// still `status` (a run that moved on since it was read is
+    /// [`WriteOutcome::Stale`]: read it again). Prepared for a script that
+    /// pushes the job whose step then ends the run (see the producer's
+    /// operator): the worker's own ending releases its permit and owes its
+    /// webhook as any end does.
+    pub fn prepare_cancel_request(&self, id: &RunId, status: RunStatus, cause: &str) -> PreparedWrite {
+        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![keys::run(id)]);
+        w.arg("status").arg(status.as_str()).arg("cancel_requested").arg(cause);
+        w
+    }
+
     pub fn prepare_update(&self, id: &RunId, update: &RunUpdate) -> PreparedWrite {
         let pairs = update.pairs();
         let kind = if pairs.is_empty() { WriteKind::Nothing } else { WriteKind::Update };

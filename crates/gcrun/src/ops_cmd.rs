@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use gcrun_model::timestamp::{parse_moment, rfc3339_ms};
 use gcrun_model::{Flavor, RunId, RunStatus};
 use gcrun_producer::now_ms;
-use gcrun_producer::operator::{Operator, Requeue, Selection};
+use gcrun_producer::operator::{Actor, Operator, Selection};
 use gcrun_store::{AuditEntry, PageRequest, RunFilter, RunRecord, RunView, Store};
 use serde_json::json;
 
@@ -148,6 +148,21 @@ pub enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel runs that have not ended: each one's next step ends it
+    /// `cancelled` and sends its webhook. A call already made to Genesys
+    /// is not undone.
+    Cancel {
+        #[command(flatten)]
+        redis: RedisArgs,
+        #[arg(required = true)]
+        run_ids: Vec<RunId>,
+        /// Who cancels (recorded with the run); default $USER.
+        #[arg(long)]
+        by: Option<String>,
+        /// Why (recorded with the run).
+        #[arg(long)]
+        reason_text: Option<String>,
+    },
     /// Follow transitions live, as they happen.
     Tail {
         #[command(flatten)]
@@ -262,6 +277,29 @@ pub async fn runs(cmd: RunsCommand) -> Result<()> {
             let n = print_pages(&store, false, &filter.filter(), &page, newest_first, json).await?;
             if !json {
                 eprintln!("{n} run(s) shown");
+            }
+        }
+        RunsCommand::Cancel { redis, run_ids, by, reason_text } => {
+            let (store, queues) = redis.open().await?;
+            let operator = Operator::new(store, queues);
+            let actor = Actor {
+                by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
+                reason: reason_text.unwrap_or_default(),
+            };
+            let mut missing = 0;
+            for id in &run_ids {
+                match operator.cancel(id, &actor).await {
+                    Ok(gcrun_producer::operator::Cancel::Requested) => println!("cancelling {id}"),
+                    Ok(gcrun_producer::operator::Cancel::Ended(status)) => println!("{id} had already ended: {status}"),
+                    Err(gcrun_producer::operator::OperatorError::Store(gcrun_store::StoreError::NotFound(_))) => {
+                        eprintln!("{id}: no such run");
+                        missing += 1;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if missing > 0 {
+                return Err(exit(NOT_FOUND, format!("{missing} run(s) not found")));
             }
         }
         RunsCommand::Tail { redis, to, run, flavor, target, from, count, for_secs, json } => {
@@ -535,7 +573,7 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
                 eprintln!("{} run(s) would be requeued (dry run: nothing changed)", would.len());
                 return Ok(());
             }
-            let who = Requeue {
+            let who = Actor {
                 by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
                 reason: reason_text.unwrap_or_default(),
             };

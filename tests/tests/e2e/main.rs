@@ -4,6 +4,7 @@
 
 mod backlog;
 mod bad_input;
+mod cancel;
 mod crash;
 mod dashboard;
 mod deploy;

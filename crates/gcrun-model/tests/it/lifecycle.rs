@@ -26,6 +26,12 @@ const LEGAL: &[(RunStatus, RunStatus)] = &[
     (Running, Failed),
     (Running, TimedOut),
     (Running, Dead),
+    // A cancel that was asked for ends any run that has not ended.
+    (Accepted, Cancelled),
+    (Validated, Cancelled),
+    (Submitted, Cancelled),
+    (Queued, Cancelled),
+    (Running, Cancelled),
 ];
 
 #[test]
@@ -54,7 +60,7 @@ fn terminal_states_have_no_way_out_but_requeue() {
     }
     assert_eq!(Dead.requeue(), Ok(Accepted));
     assert_eq!(Rejected.requeue(), Ok(Accepted));
-    for s in [Accepted, Validated, Submitted, Queued, Running, Completed, Failed, TimedOut] {
+    for s in [Accepted, Validated, Submitted, Queued, Running, Completed, Failed, TimedOut, Cancelled] {
         assert!(s.requeue().is_err(), "{s} is not in the dead-letter set");
     }
 }

@@ -248,6 +248,15 @@ pub(crate) fn finish(
     act
 }
 
+/// A run someone asked to cancel, not ended yet: end it `cancelled`, as
+/// any end (its permit released, its webhook owed), whatever step found
+/// it first. No more submits or polls follow.
+pub(crate) fn cancelled(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Option<Act> {
+    let cause = rec.cancel_requested.as_ref().filter(|_| !rec.status.is_terminal())?;
+    let update = RunUpdate::failure(cause.clone());
+    Some(finish(rec, RunStatus::Cancelled, cause.clone(), update, policy, now))
+}
+
 /// A terminal run whose webhook is still pending: make sure its next
 /// delivery job exists (the process may have stopped between the
 /// transition and the push). Deterministic job ids make this a no-op when

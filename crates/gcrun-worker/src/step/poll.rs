@@ -41,6 +41,9 @@ pub fn decide(
 }
 
 fn loaded(rec: &RunRecord, attempt: u32, policy: &WorkerConfig, now: u64, jitter: &mut Jitter) -> Decision<Need> {
+    if let Some(act) = super::cancelled(rec, policy, now) {
+        return act.into();
+    }
     if rec.status.is_terminal() {
         return resume_webhook(rec).into();
     }

@@ -188,6 +188,9 @@ fn submit_job(rec: &RunRecord, after: Duration) -> Job {
 }
 
 fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
+    if let Some(act) = super::cancelled(rec, policy, now) {
+        return act.into();
+    }
     match rec.status {
         s if s.is_terminal() => resume_webhook(rec).into(),
         // A synchronous run whose answer was stored with `submitted` but

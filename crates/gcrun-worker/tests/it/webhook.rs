@@ -56,6 +56,7 @@ fn record(status: RunStatus) -> RunRecord {
         client: None,
         digest: None,
         upstream_correlation: None,
+        cancel_requested: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
