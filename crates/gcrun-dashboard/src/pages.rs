@@ -502,6 +502,17 @@ async fn list(app: App, headers: HeaderMap, q: HashMap<String, String>, dlq: boo
                 Err(e) => return unavailable(e),
                 Ok(p) => {
                     rows = p.runs.iter().map(|r| Row::of(r, dlq)).collect();
+                    // Records that no longer parse: shown for what they are
+                    // (purge them, or look by hand), not hidden.
+                    rows.extend(p.unreadable.iter().map(|(id, reason)| Row {
+                        id: id.clone(),
+                        status: "unreadable record".into(),
+                        flavor: "-".into(),
+                        target: "-".into(),
+                        at: "-".into(),
+                        retries: 0,
+                        reason: reason.clone(),
+                    }));
                     examined = p.examined;
                     let mut form = form.clone();
                     form.newest = req.newest_first;

@@ -47,19 +47,21 @@ impl Store {
     /// Dead-lettered runs whose record can no longer be read (the listing
     /// skips them), with the reason stored when they were quarantined:
     /// for an operator to look at by hand, or purge.
+    /// Reads the whole set a page at a time (pipelined); a listing shows
+    /// the same entries page by page in [`Page::unreadable`](crate::Page).
     pub async fn dlq_unreadable(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let ids: Vec<String> =
-            redis::cmd("ZRANGE").arg(keys::dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
         let mut out = Vec::new();
-        for raw in ids {
-            let Ok(id) = raw.parse::<RunId>() else { continue };
-            if let Err(StoreError::Corrupt { .. }) = self.get_run(&id).await {
-                let reason: Option<String> =
-                    redis::cmd("HGET").arg(keys::run(&id)).arg("last_error").query_async(&mut self.conn()).await?;
-                out.push((raw, reason.unwrap_or_default()));
+        let mut after: Option<String> = None;
+        let all = DlqFilter::default();
+        loop {
+            let page = PageRequest { after: after.as_deref(), limit: 1_000, newest_first: false, budget: 10_000 };
+            let got = self.dlq_page(&all, &page).await?;
+            out.extend(got.unreadable);
+            match got.next {
+                Some(next) => after = Some(next),
+                None => return Ok(out),
             }
         }
-        Ok(out)
     }
 
     /// Takes one dead-lettered run back to `accepted`. The caller then

@@ -95,6 +95,18 @@ pub struct Page {
     pub runs: Vec<RunRecord>,
     pub next: Option<String>,
     pub examined: usize,
+    /// Entries on the page whose record exists but can no longer be read
+    /// (id, the reason stored with it), for an unfiltered listing: a filter
+    /// cannot be applied to what does not parse.
+    pub unreadable: Vec<(String, String)>,
+}
+
+/// One record as a page reads it.
+enum Fetched {
+    Run(Box<RunRecord>),
+    Gone,
+    /// The record is there but does not parse: its stored reason.
+    Unreadable(String),
 }
 
 /// A cursor: the score and member of the last entry examined.
@@ -142,6 +154,30 @@ impl Store {
             .collect())
     }
 
+    async fn fetch_runs(&self, ids: &[RunId]) -> Result<Vec<Fetched>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HGETALL").arg(keys::run(id));
+        }
+        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
+        Ok(ids
+            .iter()
+            .zip(hashes)
+            .map(|(id, h)| {
+                if h.is_empty() {
+                    return Fetched::Gone;
+                }
+                match RunRecord::from_hash(&id.to_string(), &h) {
+                    Ok(r) => Fetched::Run(Box::new(r)),
+                    Err(e) => Fetched::Unreadable(h.get("last_error").cloned().unwrap_or_else(|| e.to_string())),
+                }
+            })
+            .collect())
+    }
+
     /// The rank (in the page's order) of the first entry after `after`, or
     /// of the window's start.
     async fn start_rank(&self, key: &str, filter: &RunFilter, page: &PageRequest<'_>) -> Result<u64, StoreError> {
@@ -182,6 +218,7 @@ impl Store {
         let budget = page.budget.max(limit);
         let skip_through = page.after.and_then(parse_cursor);
         let (mut runs, mut examined, mut last) = (Vec::new(), 0usize, None);
+        let mut unreadable = Vec::new();
         loop {
             let want = if filter.reads_records() { BATCH.min(budget - examined) } else { limit - runs.len() };
             let entries: Vec<(String, f64)> = redis::cmd(if page.newest_first { "ZREVRANGE" } else { "ZRANGE" })
@@ -213,29 +250,33 @@ impl Store {
             }
             let ids: Vec<RunId> =
                 batch.iter().filter_map(|(m, _, seen)| if *seen { None } else { m.parse().ok() }).collect();
-            let mut records = self.get_runs(&ids).await?.into_iter();
+            let mut records = self.fetch_runs(&ids).await?.into_iter();
             for (member, score, seen) in &batch {
                 if runs.len() >= limit {
                     // The page filled mid-batch: the next starts after the
                     // last entry examined.
-                    return Ok(Page { runs, next: last, examined });
+                    return Ok(Page { runs, next: last, examined, unreadable });
                 }
                 examined += 1;
                 last = Some(cursor(*score, member));
                 if *seen || member.parse::<RunId>().is_err() {
                     continue;
                 }
-                if let Some(r) = records.next().flatten().filter(|r| filter.matches(r)) {
-                    runs.push(r);
+                match records.next() {
+                    Some(Fetched::Run(r)) if filter.matches(&r) => runs.push(*r),
+                    Some(Fetched::Unreadable(reason)) if !filter.reads_records() => {
+                        unreadable.push((member.clone(), reason));
+                    }
+                    _ => {}
                 }
             }
             let got = batch.len();
             rank += got as u64;
             if ended {
-                return Ok(Page { runs, next: None, examined });
+                return Ok(Page { runs, next: None, examined, unreadable });
             }
             if runs.len() >= limit || examined >= budget {
-                return Ok(Page { runs, next: last, examined });
+                return Ok(Page { runs, next: last, examined, unreadable });
             }
         }
     }

@@ -43,6 +43,9 @@ pub enum BenchCommand {
     /// The queue engine: idle latency, schedule lateness, commands per job,
     /// memory after retention, and a backlog drained by two workers.
     Queue(QueueBench),
+    /// Operators' tools over a large dead-letter set (100,000 entries by
+    /// default): listing pages, the dashboard, the CLI.
+    Ops(crate::bench_ops::OpsBench),
 }
 
 #[derive(Args, Debug)]
@@ -66,7 +69,10 @@ pub struct QueueBench {
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
-    let BenchCommand::Queue(args) = cmd;
+    let args = match cmd {
+        BenchCommand::Queue(args) => args,
+        BenchCommand::Ops(args) => return crate::bench_ops::run(args).await,
+    };
     for scenario in &args.scenarios {
         let line = match scenario.as_str() {
             "idle" => idle(&args).await?,

@@ -8,6 +8,7 @@ use anyhow::{Context, Result};
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
+mod bench_ops;
 mod config_file;
 mod demo;
 mod genesys_cmd;

@@ -216,6 +216,7 @@ async fn print_pages(
 ) -> Result<usize> {
     let mut after = page.after.clone();
     let mut shown = 0;
+    let mut unreadable = 0;
     loop {
         let size = filter.limit.map_or(page.page_size, |l| l.saturating_sub(shown).min(page.page_size));
         if size == 0 {
@@ -230,14 +231,30 @@ async fn print_pages(
                 println!("{}", table_row(r));
             }
         }
+        for (id, reason) in &got.unreadable {
+            if json {
+                println!("{}", json!({"runId": id, "unreadable": true, "lastError": reason}));
+            } else {
+                println!("{id}  unreadable record  {reason}");
+            }
+        }
         shown += got.runs.len();
+        unreadable += got.unreadable.len();
+        let done = |shown| {
+            if unreadable > 0 && !json {
+                eprintln!(
+                    "{unreadable} entr(ies) have a record that can no longer be read (purge them, or look by hand)"
+                );
+            }
+            Ok(shown)
+        };
         match got.next {
             Some(next) if page.all => after = Some(next),
             Some(next) => {
                 eprintln!("more: --after {next}");
-                return Ok(shown);
+                return done(shown);
             }
-            None => return Ok(shown),
+            None => return done(shown),
         }
     }
 }
@@ -531,19 +548,8 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
             let (store, _) = redis.open().await?;
             let newest_first = page.newest_first;
             let n = print_pages(&store, true, &filter.filter(), &page, newest_first, json).await?;
-            let unreadable = if page.after.is_none() { store.dlq_unreadable().await? } else { Vec::new() };
-            for (id, reason) in &unreadable {
-                if json {
-                    println!("{}", json!({"runId": id, "unreadable": true, "lastError": reason}));
-                } else {
-                    println!("{id}  unreadable record  {reason}");
-                }
-            }
             if !json {
                 eprintln!("{n} run(s) shown of {} in the dead-letter set", store.dlq_len().await?);
-                if !unreadable.is_empty() {
-                    eprintln!("{} run(s) there have a record that can no longer be read", unreadable.len());
-                }
             }
         }
         DlqCommand::Show { redis, run_id, json } => {
