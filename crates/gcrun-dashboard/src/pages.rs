@@ -39,6 +39,8 @@ pub fn routes(app: App) -> Router {
         .route("/ops/runs/{id}", get(run))
         .route("/ops/dlq/requeue", post(requeue))
         .route("/ops/runs/{id}/cancel", post(cancel))
+        .route("/ops/pause", post(pause))
+        .route("/ops/resume", post(resume))
         .route("/ops/dlq/purge", post(purge))
         .route("/ops/static/app.js", get(script))
         .layer(axum::middleware::map_response(harden))
@@ -192,6 +194,8 @@ struct Overview {
     window_rows: Vec<(String, String)>,
     limiters: Vec<LimiterRow>,
     retention_rows: Vec<(String, String)>,
+    pauses: Vec<gcrun_producer::operator::PauseView>,
+    parked: u64,
 }
 
 fn pct(r: Option<f64>) -> String {
@@ -206,7 +210,7 @@ fn days(secs: u64) -> String {
     if secs % 86_400 == 0 { format!("{} days", secs / 86_400) } else { format!("{:.1} hours", secs as f64 / 3600.0) }
 }
 
-async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
+async fn overview(State(app): State<App>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Response {
     let session = match require(&app, &headers) {
         Ok(s) => s,
         Err(r) => return r,
@@ -287,7 +291,7 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
         section: "overview",
         operator: session.operator,
         csrf: session.csrf,
-        notice: None,
+        notice: q.get("notice").cloned(),
         at: s.at.clone(),
         cards,
         queues: s
@@ -322,6 +326,8 @@ async fn overview(State(app): State<App>, headers: HeaderMap) -> Response {
             })
             .collect(),
         retention_rows,
+        pauses: s.pauses.clone(),
+        parked: s.parked_runs,
     };
     render(&page)
 }
@@ -682,7 +688,10 @@ fn selection(fields: &[(String, String)]) -> Result<Selection, String> {
 }
 
 fn back_with(fields: &[(String, String)], notice: &str) -> Response {
-    let back = field(fields, "back").filter(|b| b.starts_with("/ops/") && !b.starts_with("//")).unwrap_or("/ops/dlq");
+    let back = field(fields, "back")
+        // Only back to the dashboard's own pages: no open redirect.
+        .filter(|b| (*b == "/ops" || b.starts_with("/ops/")) && !b.contains("//"))
+        .unwrap_or("/ops/dlq");
     let form = FilterForm::from_pairs(fields.iter().filter_map(|(k, v)| k.strip_prefix("f_").map(|k| (k, v.as_str()))));
     let sep = if back.contains('?') { '&' } else { '?' };
     let query = if back == "/ops/dlq" {
@@ -739,6 +748,51 @@ async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<Strin
             back_with(&back, &format!("the run had already ended: {status}"))
         }
         Err(e) => back_with(&back, &format!("cancel failed: {e}")),
+    }
+}
+
+/// Pause (`kind`, `value`, `reason_text`) or resume (`what`: the pause's
+/// own name, `queue:submit`, `flavor:runs`, `target:<id>`).
+async fn pause(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = form(&body);
+    let session = match checked(&app, &headers, &fields) {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let back = vec![("back".to_string(), "/ops".to_string())];
+    let what = match gcrun_producer::operator::Pause::parse(
+        field(&fields, "kind").unwrap_or_default(),
+        field(&fields, "value").unwrap_or_default().trim(),
+    ) {
+        Ok(w) => w,
+        Err(e) => return back_with(&back, &e),
+    };
+    let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
+    match app.operator.pause(&what, &by, now_ms()).await {
+        Ok(()) => back_with(&back, &format!("paused {what}")),
+        Err(e) => back_with(&back, &format!("pause failed: {e}")),
+    }
+}
+
+async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let fields = form(&body);
+    if let Err(r) = checked(&app, &headers, &fields) {
+        return r;
+    }
+    let back = vec![("back".to_string(), "/ops".to_string())];
+    let name = field(&fields, "what").unwrap_or_default();
+    let what = match name.split_once(':') {
+        Some(("target", id)) => gcrun_producer::operator::Pause::parse("action", id),
+        Some((kind, value)) => gcrun_producer::operator::Pause::parse(kind, value),
+        None => Err(format!("nothing named `{name}` to resume")),
+    };
+    let what = match what {
+        Ok(w) => w,
+        Err(e) => return back_with(&back, &e),
+    };
+    match app.operator.resume(&what).await {
+        Ok(r) => back_with(&back, &format!("resumed {what}; {} parked run(s) sent on", r.unparked)),
+        Err(e) => back_with(&back, &format!("resume failed: {e}")),
     }
 }
 

@@ -52,6 +52,59 @@ impl Actor {
     }
 }
 
+/// What an operator pauses: a whole queue (no worker leases its jobs), or
+/// a hold on a flavor or one action (no new run of it is submitted; runs
+/// already submitted go on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pause {
+    Queue(String),
+    Hold(gcrun_store::HoldScope),
+}
+
+impl Pause {
+    /// `queue submit|poll|webhook`, `flavor runs|execute|workflow`, `action <id>`.
+    pub fn parse(kind: &str, value: &str) -> Result<Self, String> {
+        match kind {
+            "queue" if ["submit", "poll", "webhook"].contains(&value) => Ok(Pause::Queue(value.to_string())),
+            "queue" => Err(format!("no queue named `{value}` (submit, poll or webhook)")),
+            "flavor" => value.parse().map(|f| Pause::Hold(gcrun_store::HoldScope::Flavor(f))),
+            "action" | "flow" | "target" if !value.trim().is_empty() => {
+                Ok(Pause::Hold(gcrun_store::HoldScope::Target(value.trim().to_string())))
+            }
+            _ => Err(format!("pause what? `queue`, `flavor` or `action`, not `{kind}`")),
+        }
+    }
+}
+
+impl std::fmt::Display for Pause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pause::Queue(q) => write!(f, "queue:{q}"),
+            Pause::Hold(scope) => write!(f, "{scope}"),
+        }
+    }
+}
+
+/// A pause standing now, as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseView {
+    /// `queue:submit`, `flavor:runs`, `target:<id>`.
+    pub what: String,
+    pub by: String,
+    pub reason: String,
+    pub since: String,
+}
+
+/// What a resume did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resumed {
+    /// It was paused.
+    pub was_paused: bool,
+    /// Parked runs whose submit jobs were pushed again.
+    pub unparked: usize,
+}
+
 /// What a cancel found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Cancel {
@@ -167,6 +220,83 @@ impl Operator {
         Err(StoreError::Refused(format!("run {id} kept moving; try the cancel again")).into())
     }
 
+    /// Pauses `what`, recording who and why. Nothing is lost: a paused
+    /// queue's jobs wait in Redis; a held run is parked before anything
+    /// reaches Genesys and comes back on resume.
+    pub async fn pause(&self, what: &Pause, by: &Actor, now_ms: u64) -> Result<(), OperatorError> {
+        let note = serde_json::json!({
+            "by": if by.by.trim().is_empty() { "an operator" } else { by.by.trim() },
+            "reason": by.reason.trim(), "atMs": now_ms,
+        })
+        .to_string();
+        match what {
+            Pause::Queue(q) => self.queues.pause(q, &note).await?,
+            Pause::Hold(scope) => self.store.hold(scope, &note).await?,
+        }
+        tracing::info!(paused = %what, by = %by.by, "paused by an operator");
+        Ok(())
+    }
+
+    /// Resumes `what`. A lifted hold pushes the submit jobs of the runs it
+    /// parked again, a slice at a time (as many as were parked when the
+    /// resume began: a run another hold still stops parks again).
+    pub async fn resume(&self, what: &Pause) -> Result<Resumed, OperatorError> {
+        let (was_paused, mut unparked) = match what {
+            Pause::Queue(q) => (self.queues.resume(q).await?, 0),
+            Pause::Hold(scope) => (self.store.release_hold(scope).await?, 0),
+        };
+        if let Pause::Hold(_) = what {
+            let mut left = self.store.parked_len().await? as usize;
+            while left > 0 {
+                let slice = self.store.parked_slice(left.min(500)).await?;
+                if slice.is_empty() {
+                    break;
+                }
+                // Pushed, then taken off the set: a crash in between pushes
+                // twice (the steps absorb it) rather than losing a run.
+                self.queues.push_submits(&slice).await?;
+                self.store.unpark(&slice).await?;
+                unparked += slice.len();
+                left = left.saturating_sub(slice.len());
+            }
+        }
+        tracing::info!(resumed = %what, unparked, "resumed by an operator");
+        Ok(Resumed { was_paused, unparked })
+    }
+
+    /// Every pause standing now.
+    pub async fn pauses(&self) -> Result<Vec<PauseView>, OperatorError> {
+        let view = |what: String, note: &str| {
+            let j: serde_json::Value = serde_json::from_str(note).unwrap_or_default();
+            let text = |k: &str| j.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+            PauseView {
+                what,
+                by: text("by"),
+                reason: text("reason"),
+                since: j
+                    .get("atMs")
+                    .and_then(|v| v.as_u64())
+                    .map(gcrun_model::timestamp::rfc3339_ms)
+                    .unwrap_or_default(),
+            }
+        };
+        let mut out = Vec::new();
+        for q in self.queues.names.all() {
+            if let Some(note) = self.queues.depth(q).await?.paused {
+                out.push(view(format!("queue:{q}"), &note));
+            }
+        }
+        for (scope, note) in self.store.holds().await? {
+            out.push(view(scope, &note));
+        }
+        Ok(out)
+    }
+
+    /// Runs parked by holds now.
+    pub async fn parked(&self) -> Result<u64, OperatorError> {
+        Ok(self.store.parked_len().await?)
+    }
+
     /// Runs whose webhook is dead, with the reason.
     pub async fn dead_webhooks(&self) -> Result<Vec<(RunId, String)>, OperatorError> {
         let mut out = Vec::new();
@@ -215,7 +345,7 @@ impl Operator {
 
     /// Where gcrun stands now: see [`Stats`].
     pub async fn stats(&self, now_ms: u64, window: Duration, sample: usize) -> Result<Stats, OperatorError> {
-        crate::stats::gather(&self.store, &self.queues, now_ms, window, sample).await
+        crate::stats::gather(self, &self.store, &self.queues, now_ms, window, sample).await
     }
 
     /// Deletes dead-lettered runs matching `filter` for good; returns how many.

@@ -27,6 +27,10 @@ pub struct Stats {
     pub dead_webhooks: u64,
     pub window: WindowStats,
     pub limiters: Vec<LimiterView>,
+    /// Queues paused and holds standing.
+    pub pauses: Vec<crate::operator::PauseView>,
+    /// Runs parked by holds.
+    pub parked_runs: u64,
     pub retention: Retention,
 }
 
@@ -105,6 +109,7 @@ fn ratio(part: usize, whole: usize) -> Option<f64> {
 }
 
 pub(crate) async fn gather(
+    operator: &crate::operator::Operator,
     store: &Store,
     queues: &Queues,
     now_ms: u64,
@@ -175,6 +180,8 @@ pub(crate) async fn gather(
             webhook_delivery_rate: ratio(delivered, delivered + dead_hooks),
         },
         limiters,
+        pauses: operator.pauses().await?,
+        parked_runs: store.parked_len().await?,
         retention: Retention {
             ended_run_secs: config.terminal_retention.as_secs(),
             dead_run_secs: config.dead_retention.as_secs(),

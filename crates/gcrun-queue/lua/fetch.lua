@@ -4,7 +4,9 @@
 -- until now + ARGV[3], all under one new lease token. A busy fetch costs a
 -- fixed handful of commands whatever the batch; an empty one returns early.
 -- KEYS[1] scheduled zset, KEYS[2] ready list, KEYS[3] leases zset,
--- KEYS[4] jobs hash, KEYS[5] deliveries hash, KEYS[6] token counter
+-- KEYS[4] jobs hash, KEYS[5] deliveries hash, KEYS[6] token counter,
+-- KEYS[7] paused (an operator paused the queue: due jobs are promoted but
+-- none is leased until it is resumed; jobs already leased run on)
 -- ARGV[1] promote max, ARGV[2] batch, ARGV[3] lease ms
 -- Returns {ms until the next scheduled job is due or -1 (only when nothing
 -- was leased; 0 when only stale entries were popped), token, id1,
@@ -21,6 +23,9 @@ if #due > 0 then
   redis.call('ZREM', KEYS[1], unpack(ids))
   redis.call('RPUSH', KEYS[2], unpack(els))
 end
+-- Paused: due jobs still become ready (so the queue's depth and the age
+-- of its oldest ready job show the wait), but none is leased.
+if redis.call('EXISTS', KEYS[7]) == 1 then return {-1, 0} end
 local out = {-1, 0}
 local popped = redis.call('LPOP', KEYS[2], tonumber(ARGV[2]))
 if popped then

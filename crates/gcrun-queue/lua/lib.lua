@@ -18,6 +18,8 @@
 --   :done        zset  id by done ms (retention of the markers)
 --   :dead        zset  id by death ms; :reasons hash id -> why
 --   :wake        pub/sub channel: a job became ready, or an earlier due time
+--   :paused      string  set while an operator has paused the queue (who,
+--                        why, when, as JSON): fetches lease nothing
 
 local function q_now()
   local t = redis.call('TIME')

@@ -334,6 +334,33 @@ impl Engine {
 
     /// Promotes due jobs (a bounded slice) and leases up to `batch` ready
     /// ones for `lease`.
+    /// Pauses `queue`: no worker leases its jobs until it is resumed (jobs
+    /// already leased run on, pushes and schedules go on, nothing is
+    /// lost). `note` says who and why, for operators.
+    pub async fn pause(&self, queue: Queue, note: &str) -> Result<(), redis::RedisError> {
+        let _: () = redis::cmd("SET").arg(queue.key("paused")).arg(note).query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
+    /// Resumes `queue` and wakes its idle workers at once.
+    pub async fn resume(&self, queue: Queue) -> Result<bool, redis::RedisError> {
+        let mut conn = self.conn.clone();
+        let (n, _): (i64, i64) = redis::pipe()
+            .cmd("DEL")
+            .arg(queue.key("paused"))
+            .cmd("PUBLISH")
+            .arg(queue.wake_channel())
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// The note of a paused queue (`None`: running).
+    pub async fn paused(&self, queue: Queue) -> Result<Option<String>, redis::RedisError> {
+        redis::cmd("GET").arg(queue.key("paused")).query_async(&mut self.conn.clone()).await
+    }
+
     pub async fn fetch(&self, queue: Queue, batch: usize, lease: Duration) -> Result<Fetched, redis::RedisError> {
         let reply: Vec<redis::Value> = FETCH
             .key(queue.key("scheduled"))
@@ -342,6 +369,7 @@ impl Engine {
             .key(queue.key("jobs"))
             .key(queue.key("deliveries"))
             .key(queue.key("seq"))
+            .key(queue.key("paused"))
             .arg(self.limits.promote_per_fetch.max(1))
             .arg(batch.max(1))
             .arg(lease.as_millis() as u64)

@@ -54,7 +54,7 @@ impl Default for QueueSettings {
 }
 
 /// How many jobs a queue holds in each state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueDepth {
     pub ready: u64,
@@ -66,6 +66,8 @@ pub struct QueueDepth {
     pub dead: u64,
     /// How long the oldest ready job has waited for a worker, in ms.
     pub oldest_ready_ms: Option<u64>,
+    /// An operator paused the queue: who, why and when (JSON).
+    pub paused: Option<String>,
 }
 
 impl QueueDepth {
@@ -190,7 +192,9 @@ impl Queues {
 
     /// Counts one queue's jobs by state, with the oldest ready job's age.
     pub async fn depth(&self, queue: &str) -> Result<QueueDepth, redis::RedisError> {
-        let d = self.engine.depth(queue_named(queue)?).await?;
+        let q = queue_named(queue)?;
+        let d = self.engine.depth(q).await?;
+        let paused = self.engine.paused(q).await?;
         Ok(QueueDepth {
             ready: d.ready,
             scheduled: d.scheduled,
@@ -198,7 +202,19 @@ impl Queues {
             done: d.done,
             dead: d.dead,
             oldest_ready_ms: d.oldest_ready_ms,
+            paused,
         })
+    }
+
+    /// Pauses a queue (submit, poll or webhook): workers lease none of its
+    /// jobs until it is resumed; nothing is lost. `note` says who and why.
+    pub async fn pause(&self, queue: &str, note: &str) -> Result<(), redis::RedisError> {
+        self.engine.pause(queue_named(queue)?, note).await
+    }
+
+    /// Resumes a paused queue; `false` when it was not paused.
+    pub async fn resume(&self, queue: &str) -> Result<bool, redis::RedisError> {
+        self.engine.resume(queue_named(queue)?).await
     }
 
     /// A page of a queue's dead set, oldest first, with each job's reason.

@@ -103,6 +103,16 @@ pub fn trimmed() -> String {
     format!("{TAG}:trimmed")
 }
 
+/// Hash: operators' holds, scope (`flavor:runs`, `target:<id>`) → note.
+pub fn holds() -> String {
+    format!("{TAG}:holds")
+}
+
+/// Zset: runs a hold stopped before their submit, by when they were parked.
+pub fn parked() -> String {
+    format!("{TAG}:parked")
+}
+
 /// Hash: cached action definitions (id → JSON) for workers.
 pub fn definitions() -> String {
     format!("{TAG}:definitions")

@@ -13,6 +13,8 @@
 //! - [`definitions`]: action definitions cached for every worker.
 //! - [`view`]: [`RunView`], a run as APIs show it.
 //! - [`dlq`]: list, filter, requeue and purge dead-lettered runs.
+//! - [`holds`]: operators' holds on a flavor or an action, and the runs
+//!   they parked.
 //! - [`query`]: paging through the run index and the dead-letter set at
 //!   a cost that does not grow with depth.
 //! - [`limiter`]: the limiter shared by every worker process: GCRA rate,
@@ -25,6 +27,7 @@
 pub mod audit;
 pub mod definitions;
 pub mod dlq;
+pub mod holds;
 pub mod keys;
 pub mod limiter;
 pub mod query;
@@ -41,6 +44,7 @@ use thiserror::Error;
 
 pub use audit::AuditEntry;
 pub use dlq::DlqFilter;
+pub use holds::HoldScope;
 pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, LimiterStatus, Permit};
 pub use query::{Page, PageRequest, RunFilter};
 pub use record::{RunRecord, RunUpdate, WebhookState};

@@ -65,6 +65,9 @@ pub struct RunRecord {
     /// A cancel was asked for, with its cause (who, why): the run's next
     /// step ends it `cancelled`.
     pub cancel_requested: Option<String>,
+    /// An operator's hold that covers this run now (its scope and note),
+    /// as the port that loaded the record found the holds; never stored.
+    pub held: Option<String>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -107,6 +110,7 @@ impl RunRecord {
             digest: None,
             upstream_correlation: None,
             cancel_requested: None,
+            held: None,
             secure: false,
             transitions: Vec::new(),
         }
@@ -238,6 +242,7 @@ impl RunRecord {
             digest: get("digest"),
             upstream_correlation: get("upstream_correlation"),
             cancel_requested: get("cancel_requested"),
+            held: None,
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
         })

@@ -369,6 +369,9 @@ pub async fn drive_webhook<P: Port>(
     drive(port, id, WebhookStep(attempt), job).await
 }
 
+/// Operators' holds (scope, note) and when they were read.
+type HoldsRead = (std::time::Instant, Vec<(String, String)>);
+
 /// Everything a worker process's steps use: the port onto Redis, the
 /// shared limiter, the queues, Genesys and webhook receivers.
 pub struct Deps {
@@ -382,6 +385,9 @@ pub struct Deps {
     webhook_secret: Option<WebhookSecret>,
     definitions: Definitions,
     jitter: Mutex<Jitter>,
+    /// Operators' holds as last read, and when: read at most once a second
+    /// (a run decided on with a stale view is checked again when parked).
+    holds: Mutex<Option<HoldsRead>>,
 }
 
 impl std::fmt::Debug for Deps {
@@ -417,6 +423,7 @@ impl Deps {
         Ok(Self {
             definitions: Definitions::new(parts.policy.definition_ttl),
             jitter: Mutex::new(parts.seed.map_or_else(Jitter::from_entropy, Jitter::seeded)),
+            holds: Mutex::new(None),
             store: parts.store,
             limiter: parts.limiter,
             genesys: parts.genesys,
@@ -426,6 +433,20 @@ impl Deps {
             http,
             webhook_secret: parts.webhook_secret,
         })
+    }
+
+    /// Operators' holds, read from Redis at most once a second.
+    async fn current_holds(&self) -> Result<Vec<(String, String)>, StepError> {
+        if let Ok(guard) = self.holds.lock() {
+            if let Some((_, holds)) = guard.as_ref().filter(|(at, _)| at.elapsed() < Duration::from_secs(1)) {
+                return Ok(holds.clone());
+            }
+        }
+        let holds = self.store.holds().await?;
+        if let Ok(mut guard) = self.holds.lock() {
+            *guard = Some((std::time::Instant::now(), holds.clone()));
+        }
+        Ok(holds)
     }
 
     pub fn store(&self) -> &Store {
@@ -500,7 +521,16 @@ impl Port for Deps {
     }
 
     async fn load(&self, id: &RunId, with_history: bool) -> Result<Option<RunRecord>, StepError> {
-        Ok(if with_history { self.store.get_run_with_history(id).await? } else { self.store.get_run(id).await? })
+        let rec =
+            if with_history { self.store.get_run_with_history(id).await? } else { self.store.get_run(id).await? };
+        let Some(mut rec) = rec else { return Ok(None) };
+        if !rec.status.is_terminal() && rec.submitted_ms.is_none() {
+            let holds = self.current_holds().await?;
+            rec.held = gcrun_store::HoldScope::of(&rec).iter().find_map(|scope| {
+                holds.iter().find(|(k, _)| *k == scope.key()).map(|(k, note)| format!("{k}: {note}"))
+            });
+        }
+        Ok(Some(rec))
     }
 
     async fn contract(&self, action_id: &str, now: u64) -> Result<submit::Contract, StepError> {
@@ -550,6 +580,11 @@ impl Port for Deps {
     async fn apply(&self, rec: &RunRecord, act: &Act, now: u64, job: Option<&JobHandle>) -> Result<bool, StepError> {
         if let Some(pause) = act.pause {
             self.limiter.pause_for(pause).await?;
+        }
+        // Parked before the job is acked: a crash in between redelivers the
+        // job, which parks it again. A hold lifted meanwhile: go on now.
+        if act.park && !self.store.park(rec, now).await? {
+            self.queues.push_submit(rec.id, Duration::ZERO).await?;
         }
         let id = &rec.id;
         let write = self.prepare(id, &act.write, now)?;

@@ -76,6 +76,9 @@ pub struct Metrics {
     /// How much longer a 429 pauses every worker (0: no pause).
     pub limiter_paused: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub dead_webhooks: Gauge,
+    /// Queues paused and holds standing, and the runs the holds parked.
+    pub pauses: Gauge,
+    pub parked_runs: Gauge,
 }
 
 impl Default for Metrics {
@@ -133,6 +136,10 @@ impl Metrics {
             "How much longer a 429's Retry-After pauses every worker (0: no pause)",
             limiter_paused.clone(),
         );
+        let pauses = Gauge::default();
+        registry.register("pauses", "Queues paused and flavor or action holds standing (operators')", pauses.clone());
+        let parked_runs = Gauge::default();
+        registry.register("parked_runs", "Runs a hold stopped before their submit", parked_runs.clone());
         let dead_webhooks = Gauge::default();
         registry.register("dead_webhooks", "Ended runs whose webhook could not be delivered", dead_webhooks.clone());
         Self {
@@ -150,6 +157,8 @@ impl Metrics {
             limiter_slots_max,
             limiter_paused,
             dead_webhooks,
+            pauses,
+            parked_runs,
         }
     }
 

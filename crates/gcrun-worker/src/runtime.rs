@@ -498,6 +498,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_millis(800);
 
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     let queues = s.deps.queues();
+    let mut paused = 0;
     for q in queues.names.all() {
         // Without Redis the gauges keep their last values; the scrape still answers.
         if let Ok(Ok(d)) = tokio::time::timeout(PROBE_TIMEOUT, queues.depth(q)).await {
@@ -513,6 +514,7 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
                     .get_or_create(&crate::metrics::QueueLabels { queue: q.to_string(), state: state.into() })
                     .set(n as i64);
             }
+            paused += i64::from(d.paused.is_some());
             let age = d.oldest_ready_ms.map_or(0.0, |ms| ms as f64 / 1000.0);
             s.metrics
                 .queue_oldest_ready
@@ -525,6 +527,12 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
     }
     if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().webhook_dlq_len()).await {
         s.metrics.dead_webhooks.set(n as i64);
+    }
+    if let Ok(Ok(holds)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().holds()).await {
+        s.metrics.pauses.set(paused + holds.len() as i64);
+    }
+    if let Ok(Ok(n)) = tokio::time::timeout(PROBE_TIMEOUT, s.deps.store().parked_len()).await {
+        s.metrics.parked_runs.set(n as i64);
     }
     let limiter = s.deps.limiter();
     s.metrics.limiter_slots_max.set(i64::from(limiter.config().max_concurrent));

@@ -66,6 +66,13 @@ enum Command {
     /// The audit trail of every transition.
     #[command(subcommand)]
     Audit(ops_cmd::AuditCommand),
+    /// Pause a queue, a flavor or one action (`gcrun pause action <id>
+    /// --reason-text "Genesys is down"`). Nothing is lost.
+    Pause(ops_cmd::PauseArgs),
+    /// Resume what `pause` paused; held runs go on.
+    Resume(ops_cmd::PauseArgs),
+    /// The pauses standing now, and the runs they parked.
+    Pauses(ops_cmd::PausesArgs),
     /// Check inputs against an action's live contract; run nothing.
     Check(genesys_cmd::CheckArgs),
     /// The main job, end to end, on a private Redis and the emulator:
@@ -154,6 +161,9 @@ fn try_main() -> Result<()> {
             Command::Stats(args) => ops_cmd::stats(args).await,
             Command::Audit(cmd) => ops_cmd::audit(cmd).await,
             Command::Check(args) => genesys_cmd::check(args).await,
+            Command::Pause(args) => ops_cmd::pause(args, false).await,
+            Command::Resume(args) => ops_cmd::pause(args, true).await,
+            Command::Pauses(args) => ops_cmd::pauses(args).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
         }

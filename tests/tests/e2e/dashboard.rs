@@ -186,6 +186,26 @@ async fn an_operator_filters_the_dead_letters_requeues_one_sees_it_complete_and_
     assert_eq!(stack.store.dlq_len().await.unwrap(), 1);
     let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-dlq.png");
     std::fs::write(&shot, b.client.screenshot().await.unwrap()).unwrap();
+
+    // Pause the webhook queue from the overview, see it shown, resume it.
+    b.client.goto(&format!("{base}/ops")).await.unwrap();
+    b.client.find(Locator::Id("p-kind")).await.unwrap().select_by_value("queue").await.unwrap();
+    b.client.find(Locator::Id("p-value")).await.unwrap().send_keys("webhook").await.unwrap();
+    b.client.find(Locator::Id("p-reason")).await.unwrap().send_keys("receiver maintenance").await.unwrap();
+    b.client.find(Locator::Id("pause")).await.unwrap().click().await.unwrap();
+    b.wait_text("#notice", "paused queue:webhook").await;
+    let banner = b.text(".pause[data-pause='queue:webhook']").await;
+    assert!(banner.contains("by alice: receiver maintenance"), "{banner}");
+    assert!(stack.queues.depth(&stack.queues.names.webhook).await.unwrap().paused.is_some());
+    b.client
+        .find(Locator::Css(".pause[data-pause='queue:webhook'] button.resume"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.wait_text("#notice", "resumed queue:webhook").await;
+    assert!(stack.queues.depth(&stack.queues.names.webhook).await.unwrap().paused.is_none());
     b.stop().await;
 }
 

@@ -9,6 +9,7 @@ mod crash;
 mod dashboard;
 mod deploy;
 mod hardening;
+mod hold;
 mod ingest;
 mod limiter;
 mod malformed;

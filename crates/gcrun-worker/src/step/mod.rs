@@ -61,6 +61,9 @@ pub struct Act {
     pub notes: Vec<Note>,
     /// Whether the step goes on in this job with the record as written.
     pub then: Then,
+    /// Park the run: an operator's hold stops it until a resume pushes its
+    /// job again.
+    pub park: bool,
 }
 
 /// The one write of a decision. Every variant but `Nothing` and `Update`
@@ -132,7 +135,15 @@ pub enum Then {
 
 impl Act {
     pub(crate) fn new(write: Write) -> Self {
-        Self { write, pause: None, permit: PermitOp::Keep, jobs: Vec::new(), notes: Vec::new(), then: Then::Stop }
+        Self {
+            write,
+            pause: None,
+            permit: PermitOp::Keep,
+            jobs: Vec::new(),
+            notes: Vec::new(),
+            then: Then::Stop,
+            park: false,
+        }
     }
 
     /// Nothing to do: a duplicate, or a job from before a requeue.
@@ -152,6 +163,11 @@ impl Act {
 
     pub(crate) fn note(mut self, note: Note) -> Self {
         self.notes.push(note);
+        self
+    }
+
+    pub(crate) fn parked(mut self) -> Self {
+        self.park = true;
         self
     }
 

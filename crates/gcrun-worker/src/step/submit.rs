@@ -211,6 +211,13 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
         RunStatus::Submitted | RunStatus::Queued | RunStatus::Running => {
             Act::push(poll_job(rec, rec.poll_attempts, Duration::ZERO)).into()
         }
+        // An operator holds its flavor or action (Genesys is down for it,
+        // say): park it before anything reaches Genesys, the contract read
+        // included; a resume brings it back. A run past its deadline goes
+        // on, to time out.
+        RunStatus::Accepted | RunStatus::Validated if rec.held.is_some() && now < rec.deadline_ms => {
+            Act::nothing().parked().note(Note::LimiterWait("held".into())).into()
+        }
         RunStatus::Accepted => match rec.request.revalidate(&policy.limits) {
             Err(v) => reject(rec, &v, policy, now).into(),
             Ok(()) => match rec.request.target() {

@@ -57,6 +57,7 @@ fn record(status: RunStatus) -> RunRecord {
         digest: None,
         upstream_correlation: None,
         cancel_requested: None,
+        held: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
