@@ -580,6 +580,7 @@ struct RunPage {
     can_requeue: bool,
     can_cancel: bool,
     transitions: Vec<TransitionRow>,
+    attempts: Vec<gcrun_store::AttemptView>,
     error_json: Option<String>,
     request: String,
     outputs: Option<String>,
@@ -662,6 +663,7 @@ async fn run(
                 cause: t.cause.clone(),
             })
             .collect(),
+        attempts: v.attempts.clone(),
         error_json: v.error.as_ref().and_then(|e| serde_json::to_value(e).ok()).map(|e| pretty(&e)),
         request: serde_json::to_value(&v.request).map(|r| pretty(&r)).unwrap_or_default(),
         outputs: v.outputs.as_ref().map(pretty),

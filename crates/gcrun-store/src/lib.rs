@@ -49,8 +49,8 @@ pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, LimiterStatus, Permi
 pub use query::{Page, PageRequest, RunFilter};
 pub use record::{RunRecord, RunUpdate, WebhookState};
 pub use redis::aio::ConnectionManager;
-pub use runs::{Claim, Counter, Created, Origin, TransitionOutcome};
-pub use view::{RunView, TransitionView, WebhookView};
+pub use runs::{Attempt, Claim, Counter, Created, Origin, TransitionOutcome};
+pub use view::{AttemptView, RunView, TransitionView, WebhookView};
 pub use webhooks::{WebhookAttempt, WebhookRequeue};
 pub use write::{PreparedWrite, WriteKind, WriteOutcome};
 

@@ -74,6 +74,9 @@ pub struct RunRecord {
     pub secure: bool,
     /// Filled by [`Store::get_run_with_history`](crate::Store::get_run_with_history).
     pub transitions: Vec<Transition>,
+    /// Failed attempts that were retried, oldest first; filled with the
+    /// transitions.
+    pub attempts: Vec<crate::runs::Attempt>,
 }
 
 impl RunRecord {
@@ -113,6 +116,7 @@ impl RunRecord {
             held: None,
             secure: false,
             transitions: Vec::new(),
+            attempts: Vec::new(),
         }
     }
 
@@ -245,6 +249,7 @@ impl RunRecord {
             held: None,
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
+            attempts: Vec::new(),
         })
     }
 }

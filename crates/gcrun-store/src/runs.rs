@@ -70,6 +70,17 @@ pub struct Origin {
     pub correlation: Option<String>,
 }
 
+/// One failed attempt of a run that was retried (a transient submit or
+/// poll failure), from its history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Attempt {
+    pub stage: String,
+    pub error: String,
+    pub correlation_id: Option<String>,
+    pub at_ms: u64,
+}
+
 /// What [`Store::claim_submit`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
@@ -256,20 +267,32 @@ impl Store {
     /// The record with its transitions.
     pub async fn get_run_with_history(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
         let Some(mut record) = self.get_run(id).await? else { return Ok(None) };
-        record.transitions = self.history(id).await?;
+        (record.transitions, record.attempts) = self.history_and_attempts(id).await?;
         Ok(Some(record))
     }
 
     /// The run's transitions, oldest first.
     pub async fn history(&self, id: &RunId) -> Result<Vec<Transition>, StoreError> {
+        Ok(self.history_and_attempts(id).await?.0)
+    }
+
+    /// The run's transitions and its failed attempts, each oldest first
+    /// (one list holds both: they expire and are purged with the record).
+    pub async fn history_and_attempts(&self, id: &RunId) -> Result<(Vec<Transition>, Vec<Attempt>), StoreError> {
         let raw: Vec<String> =
             redis::cmd("LRANGE").arg(keys::history(id)).arg(0).arg(-1).query_async(&mut self.conn()).await?;
-        raw.iter()
-            .map(|t| {
-                serde_json::from_str(t)
-                    .map_err(|e| StoreError::Corrupt { run: id.to_string(), detail: format!("history: {e}") })
-            })
-            .collect()
+        let corrupt =
+            |e: serde_json::Error| StoreError::Corrupt { run: id.to_string(), detail: format!("history: {e}") };
+        let (mut transitions, mut attempts) = (Vec::new(), Vec::new());
+        for entry in &raw {
+            let value: serde_json::Value = serde_json::from_str(entry).map_err(corrupt)?;
+            if value.get("kind").and_then(|k| k.as_str()) == Some("attempt") {
+                attempts.push(serde_json::from_value(value).map_err(corrupt)?);
+            } else {
+                transitions.push(serde_json::from_value(value).map_err(corrupt)?);
+            }
+        }
+        Ok((transitions, attempts))
     }
 
     /// Moves `id` from `from` to `to`, writing `update` with it, appending to
@@ -531,6 +554,31 @@ impl Store {
             if k != counter.field() {
                 w.arg(k).arg(v);
             }
+        }
+        w
+    }
+
+    /// [`prepare_advance`](Self::prepare_advance) that also records the
+    /// failed attempt it carries (its `last_error`, with the correlation
+    /// id) in the run's history, timed by Redis: `dlq show` then lists
+    /// every attempt's error, not only the last. Not for a secure run that
+    /// withholds its data (an error may quote it).
+    pub fn prepare_advance_logged(
+        &self,
+        id: &RunId,
+        counter: Counter,
+        expected: u32,
+        status: RunStatus,
+        update: &RunUpdate,
+    ) -> PreparedWrite {
+        let mut w = self.prepare_advance(id, counter, expected, status, update);
+        if let Some(error) = &update.last_error {
+            let stage = if matches!(status, RunStatus::Accepted | RunStatus::Validated) { "submit" } else { "poll" };
+            let entry = serde_json::json!({
+                "kind": "attempt", "stage": stage, "error": error, "correlationId": update.correlation_id,
+            });
+            w.keys.push(keys::history(id));
+            w.arg(entry);
         }
         w
     }

@@ -58,6 +58,22 @@ pub struct RunView {
     pub webhook: Option<WebhookView>,
     /// Every transition, oldest first (empty when not read with history).
     pub transitions: Vec<TransitionView>,
+    /// Every failed attempt that was retried, oldest first, with Genesys's
+    /// correlation id when it sent one (empty when not read with history).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<AttemptView>,
+}
+
+/// A failed attempt that was retried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptView {
+    /// `submit` or `poll`.
+    pub stage: String,
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    pub at: String,
 }
 
 /// A run's completion webhook.
@@ -116,6 +132,16 @@ impl From<&RunRecord> for RunView {
                 .transitions
                 .iter()
                 .map(|t| TransitionView { from: t.from, to: t.to, at: rfc3339_ms(t.at_ms), cause: t.cause.clone() })
+                .collect(),
+            attempts: r
+                .attempts
+                .iter()
+                .map(|a| AttemptView {
+                    stage: a.stage.clone(),
+                    error: a.error.clone(),
+                    correlation_id: a.correlation_id.clone(),
+                    at: rfc3339_ms(a.at_ms),
+                })
                 .collect(),
         }
     }

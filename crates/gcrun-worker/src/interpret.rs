@@ -488,11 +488,17 @@ impl Deps {
     }
 
     /// The store write an act's [`Write`] is.
-    fn prepare(&self, id: &RunId, write: &Write, now: u64) -> Result<PreparedWrite, StoreError> {
+    fn prepare(&self, rec: &RunRecord, write: &Write, now: u64) -> Result<PreparedWrite, StoreError> {
+        let id = &rec.id;
         Ok(match write {
             Write::Nothing => PreparedWrite::nothing(id),
             Write::Transition { from, to, cause, update, guard } => {
                 self.store.prepare_transition(id, *from, *to, *guard, now, cause, update)?
+            }
+            // A retried failure goes into the history too, unless the run
+            // withholds a secure action's data (its error may quote it).
+            Write::Advance { counter, expected, status, update } if !rec.withholds_secure_data() => {
+                self.store.prepare_advance_logged(id, *counter, *expected, *status, update)
             }
             Write::Advance { counter, expected, status, update } => {
                 self.store.prepare_advance(id, *counter, *expected, *status, update)
@@ -587,7 +593,7 @@ impl Port for Deps {
             self.queues.push_submit(rec.id, Duration::ZERO).await?;
         }
         let id = &rec.id;
-        let write = self.prepare(id, &act.write, now)?;
+        let write = self.prepare(rec, &act.write, now)?;
         let outcome = match job {
             // The job's last act: write, follow-up jobs and ack in one script.
             Some(job) => {

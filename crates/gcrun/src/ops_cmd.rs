@@ -427,6 +427,13 @@ fn print_detail(r: &RunRecord) {
         );
     }
     println!("request    {}", serde_json::to_string(&view.request).unwrap_or_default());
+    if !view.attempts.is_empty() {
+        println!("failed attempts (retried):");
+        for a in &view.attempts {
+            let corr = a.correlation_id.as_ref().map(|c| format!(" [correlation {c}]")).unwrap_or_default();
+            println!("  {}  {:<6} {}{corr}", a.at, a.stage, a.error);
+        }
+    }
     println!("transitions:");
     for t in &view.transitions {
         let from = t.from.map_or("-".to_string(), |f| f.to_string());

@@ -78,6 +78,16 @@ async fn dlq_list_show_page_filter_and_purge_with_confirmation() {
     assert!(shown.contains("503"), "{shown}");
     assert!(shown.contains("\"customerId\":\"d0\""), "{shown}");
     assert!(shown.contains("-> dead"), "{shown}");
+    // Every retried attempt's error is kept with Genesys's correlation id,
+    // not only the last one.
+    let detail: Value =
+        serde_json::from_str(&ok(&gcrun(&stack, &["dlq", "show", &died[0].to_string(), "--json"]))).unwrap();
+    let attempts = detail["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), 1, "two submits, the first retried: {detail}");
+    assert_eq!(attempts[0]["stage"], "submit");
+    assert!(attempts[0]["error"].as_str().unwrap().contains("503"));
+    assert!(!attempts[0]["correlationId"].as_str().unwrap().is_empty());
+    assert!(shown.contains("failed attempts (retried):"), "{shown}");
     let missing = gcrun(&stack, &["dlq", "show", &RunId::new().to_string()]);
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
 

@@ -154,10 +154,12 @@ async fn runs_told_to_wait_for_the_rate_each_get_a_moment_of_their_own_and_are_g
 async fn slots_freed_by_a_dead_workers_lapsed_leases_wake_the_longest_waiters() {
     let (_redis, store) = store().await;
     let limiter = store.limiter(LimiterConfig { lease_ttl: Duration::from_millis(300), ..config(60_000, 100, 2) });
-    let granted_at = store.redis_now_ms().await.unwrap();
     for dead in ["dead-1", "dead-2"] {
         assert!(limiter.acquire(dead).await.unwrap().outcome.is_ok());
     }
+    // Read after both grants: both leases lapse by this time plus their TTL
+    // (read before, the second one could still live a few ms past it).
+    let granted_at = store.redis_now_ms().await.unwrap();
     for run in ["r1-first", "r2-second"] {
         assert!(limiter.acquire(run).await.unwrap().outcome.is_err(), "no slot");
         limiter.wait_for_slot(run).await.unwrap();

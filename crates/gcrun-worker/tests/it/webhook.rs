@@ -70,6 +70,7 @@ fn record(status: RunStatus) -> RunRecord {
             },
             Transition { from: Some(RunStatus::Submitted), to: status, at_ms: 3_500, cause: "done".into() },
         ],
+        attempts: Vec::new(),
     }
 }
 
