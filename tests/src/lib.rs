@@ -153,7 +153,7 @@ impl Stack {
             run,
             queues: self.queue_settings.clone(),
             store: StoreConfig::default(),
-            webhook_secret: Some(WebhookSecret::parse(HOOK_SECRET).unwrap()),
+            webhook_secret: Some(gcrun_worker::webhook::WebhookKeys::parse(HOOK_SECRET).unwrap()),
             jitter_seed: Some(1),
         }
     }

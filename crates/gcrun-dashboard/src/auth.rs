@@ -41,6 +41,19 @@ impl OperatorToken {
     }
 }
 
+/// The operators of a `GCRUN_OPERATOR_TOKENS` value: comma-separated
+/// `name=token`, each name once.
+pub fn parse_operators(text: &str) -> Result<Vec<OperatorToken>, String> {
+    let ops =
+        text.split(',').filter(|t| !t.trim().is_empty()).map(OperatorToken::parse).collect::<Result<Vec<_>, _>>()?;
+    let mut names: Vec<&str> = ops.iter().map(|o| o.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("operator {} is named twice", w[0]));
+    }
+    Ok(ops)
+}
+
 /// Byte-wise comparison whose time depends only on the lengths.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -82,11 +95,23 @@ pub enum Verdict {
 }
 
 impl App {
+    /// The operators now: from the file when there is one (a file that no
+    /// longer parses admits nobody, and says why in the log).
+    fn operators(&self) -> std::sync::Arc<Vec<OperatorToken>> {
+        match &self.config.operators_from {
+            Some(file) => file.current().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the operators' file cannot be used");
+                std::sync::Arc::new(Vec::new())
+            }),
+            None => std::sync::Arc::new(self.config.operators.clone()),
+        }
+    }
+
     /// Checks a token against every operator's (each compared, so the
     /// time taken does not tell which matched).
     pub fn verdict(&self, given: &str) -> Verdict {
         let mut found = None;
-        for op in &self.config.operators {
+        for op in self.operators().iter() {
             if constant_time_eq(op.token.expose_secret().as_bytes(), given.as_bytes()) {
                 found = Some(op.clone());
             }
@@ -144,7 +169,8 @@ impl App {
             .map(|(_, v)| v.to_string())?;
         let (body, mac) = value.rsplit_once('.')?;
         let (name, expires) = body.rsplit_once('.')?;
-        let op = self.config.operators.iter().find(|o| o.name == name)?;
+        let operators = self.operators();
+        let op = operators.iter().find(|o| o.name == name)?;
         if !constant_time_eq(sign(&op.token, body).as_bytes(), mac.as_bytes()) {
             return None;
         }

@@ -28,13 +28,17 @@ use axum::Router;
 use gcrun_producer::operator::Operator;
 use secrecy::SecretString;
 
-pub use auth::OperatorToken;
+pub use auth::{OperatorToken, parse_operators};
 
 /// Dashboard settings.
 #[derive(Debug, Clone)]
 pub struct DashboardConfig {
     /// Who may sign in.
     pub operators: Vec<OperatorToken>,
+    /// The operators from a file, read again when it changes (tokens
+    /// rotate with no restart; a token taken out ends its sessions); when
+    /// set, `operators` is not used.
+    pub operators_from: Option<Arc<gcrun_secrets::Parsed<Vec<OperatorToken>>>>,
     /// How long a sign-in lasts.
     pub session_ttl: Duration,
     /// Mark the cookie `Secure` (set when users reach ingest over HTTPS,
@@ -49,6 +53,7 @@ impl Default for DashboardConfig {
     fn default() -> Self {
         Self {
             operators: Vec::new(),
+            operators_from: None,
             session_ttl: Duration::from_secs(8 * 3600),
             secure_cookie: false,
             client_tokens: Vec::new(),

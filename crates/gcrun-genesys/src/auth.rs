@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gcrun_model::ErrorClass;
+use gcrun_secrets::SecretSource;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use tokio::sync::{Mutex, RwLock};
@@ -25,12 +26,24 @@ use crate::error::{ApiError, ApiErrorKind, OAuthErrorBody};
 #[derive(Clone)]
 pub struct Credentials {
     pub client_id: String,
-    pub client_secret: SecretString,
+    client_secret: SecretSource,
 }
 
 impl Credentials {
     pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
-        Self { client_id: client_id.into(), client_secret: SecretString::from(client_secret.into()) }
+        Self::from_source(client_id, SecretSource::value(client_secret.into()))
+    }
+
+    /// The secret from a source: a file (a mounted Kubernetes Secret) is
+    /// read again at each token request once it changed, so a rotated
+    /// secret is used from the next token on, with no restart.
+    pub fn from_source(client_id: impl Into<String>, client_secret: SecretSource) -> Self {
+        Self { client_id: client_id.into(), client_secret }
+    }
+
+    /// The secret as it is now.
+    pub fn client_secret(&self) -> Result<SecretString, gcrun_secrets::SecretError> {
+        self.client_secret.current()
     }
 }
 
@@ -86,7 +99,9 @@ pub struct TokenCache {
     fetched: AtomicU64,
     /// The last failed fetch: callers that waited at the gate while it
     /// failed get its error instead of each asking again in turn.
-    last_failure: std::sync::Mutex<Option<(Instant, ApiError)>>,
+    /// With the secret it was made with: once a rotated secret is in the
+    /// file, the failure is not answered from memory any more.
+    last_failure: std::sync::Mutex<Option<(Instant, ApiError, Option<SecretString>)>>,
 }
 
 /// How long a failed token fetch is answered from memory.
@@ -138,19 +153,26 @@ impl TokenCache {
         if let Some(token) = self.fresh().await {
             return Ok(token);
         }
+        let secret_now = self.credentials.client_secret().ok();
+        let same_secret = |a: &Option<SecretString>, b: &Option<SecretString>| match (a, b) {
+            (Some(a), Some(b)) => a.expose_secret() == b.expose_secret(),
+            (None, None) => true,
+            _ => false,
+        };
         let recent_failure = self
             .last_failure
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|(at, _)| at.elapsed() < FAILURE_MEMORY)
-            .map(|(_, e)| e.clone());
+            .filter(|(at, _, secret)| at.elapsed() < FAILURE_MEMORY && same_secret(secret, &secret_now))
+            .map(|(_, e, _)| e.clone());
         let fetched = match recent_failure {
             Some(err) => Err(err),
             None => {
                 let result = self.fetch().await;
                 if let Err(err) = &result {
-                    *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some((Instant::now(), err.clone()));
+                    *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) =
+                        Some((Instant::now(), err.clone(), secret_now));
                 }
                 result
             }
@@ -190,10 +212,20 @@ impl TokenCache {
         let endpoint = "POST /oauth/token".to_string();
         let sent_at = Instant::now();
         self.fetched.fetch_add(1, Ordering::Relaxed);
+        // Read at each token request: a rotated secret file is used from the
+        // next token on. Unreadable (mid-rotation, say): retried.
+        let secret = self.credentials.client_secret().map_err(|e| {
+            auth_error(ApiError::bare(
+                ApiErrorKind::Transport,
+                endpoint.clone(),
+                format!("the client secret could not be read: {e}"),
+                ErrorClass::Retryable { after: None },
+            ))
+        })?;
         let response = self
             .http
             .post(self.token_url.clone())
-            .basic_auth(&self.credentials.client_id, Some(self.credentials.client_secret.expose_secret()))
+            .basic_auth(&self.credentials.client_id, Some(secret.expose_secret()))
             .form(&[("grant_type", "client_credentials")])
             .send()
             .await

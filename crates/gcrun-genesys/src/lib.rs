@@ -25,4 +25,5 @@ pub use auth::{Credentials, TokenCache};
 pub use client::{ClientConfig, GenesysClient};
 pub use error::{ApiError, ApiErrorDetails, ApiErrorKind, ErrorBody, RateLimit, Verdict};
 pub use flavor::{RemotePhase, RemoteRun, RunApi, SubmitRequest};
+pub use gcrun_secrets::SecretSource;
 pub use region::{Environment, Region, RegionError};

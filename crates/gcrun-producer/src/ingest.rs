@@ -68,12 +68,37 @@ impl IngestClient {
     }
 }
 
+/// The clients of a `GCRUN_INGEST_TOKENS` value: comma-separated
+/// `name=token` (a bare token is `client<n>`), each name once.
+pub fn parse_clients(text: &str) -> Result<Vec<IngestClient>, String> {
+    let clients = text
+        .split(',')
+        .filter(|t| !t.trim().is_empty())
+        .enumerate()
+        .map(|(i, t)| IngestClient::parse(t, i + 1))
+        .collect::<Result<Vec<_>, String>>()?;
+    if clients.is_empty() {
+        return Err("no token given".into());
+    }
+    let mut names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+        return Err(format!("client {} is named twice", w[0]));
+    }
+    Ok(clients)
+}
+
 /// Ingest settings.
 #[derive(Debug, Clone)]
 pub struct IngestConfig {
     /// The clients and their tokens. Empty means no request is accepted:
     /// auth is never silently off.
     pub clients: Vec<IngestClient>,
+    /// The clients from a file (a mounted Secret), read again when it
+    /// changes so tokens rotate with no restart; when set, `clients` is
+    /// not used. A file that stops parsing refuses every request (503)
+    /// rather than keep old tokens alive.
+    pub clients_from: Option<Arc<gcrun_secrets::Parsed<Vec<IngestClient>>>>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// Requests a minute each client may make to this process (a burst of
@@ -88,6 +113,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             clients: Vec::new(),
+            clients_from: None,
             body_limit: 8 * 1024 * 1024,
             rate_per_minute: 6_000,
             request_timeout: Duration::from_secs(30),
@@ -257,8 +283,22 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     // Every token is compared, so the time taken does not tell which one
     // (or whether any) matched.
     let mut caller = None;
+    let live;
+    let clients: &[IngestClient] = match &state.config.clients_from {
+        Some(file) => match file.current() {
+            Ok(list) => {
+                live = list;
+                &live
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the ingest clients' file cannot be used");
+                return error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the client list cannot be read");
+            }
+        },
+        None => &state.config.clients,
+    };
     if let Some(g) = given {
-        for c in &state.config.clients {
+        for c in clients {
             if constant_time_eq(c.token.expose_secret().as_bytes(), g.as_bytes()) {
                 caller = Some(c.name.clone());
             }

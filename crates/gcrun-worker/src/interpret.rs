@@ -24,7 +24,7 @@ use crate::config::WorkerConfig;
 use crate::definitions::Definitions;
 use crate::metrics::{self, Metrics};
 use crate::step::{self, Act, Decision, Note, PermitOp, Then, Write, poll, submit, webhook};
-use crate::webhook::{Delivery, Outgoing, WebhookSecret};
+use crate::webhook::{Delivery, Outgoing};
 
 /// The wall clock in unix milliseconds: read by the interpreter before each
 /// decision, never by a decision.
@@ -382,7 +382,7 @@ pub struct Deps {
     metrics: Metrics,
     policy: WorkerConfig,
     http: crate::webhook::WebhookClient,
-    webhook_secret: Option<WebhookSecret>,
+    webhook_secret: Option<crate::webhook::WebhookKeys>,
     definitions: Definitions,
     jitter: Mutex<Jitter>,
     /// Operators' holds as last read, and when: read at most once a second
@@ -405,7 +405,7 @@ pub struct DepsParts {
     pub queues: Queues,
     pub metrics: Metrics,
     pub policy: WorkerConfig,
-    pub webhook_secret: Option<WebhookSecret>,
+    pub webhook_secret: Option<crate::webhook::WebhookKeys>,
     /// Seed of the retry jitter (`None`: from entropy).
     pub seed: Option<u64>,
 }
@@ -571,7 +571,15 @@ impl Port for Deps {
     }
 
     async fn deliver(&self, out: &Outgoing, now: u64) -> Delivery {
-        crate::webhook::deliver(&self.http, self.webhook_secret.as_ref(), out, now).await
+        // The keys as they are now (a rotated file is read again); keys
+        // that cannot be read are a delivery to retry, never an unsigned one.
+        let keys = match self.webhook_secret.as_ref().map(crate::webhook::WebhookKeys::current).transpose() {
+            Ok(keys) => keys,
+            Err(e) => {
+                return Delivery::Retry { reason: format!("the webhook secret could not be read: {e}"), after: None };
+            }
+        };
+        crate::webhook::deliver(&self.http, keys.as_deref(), out, now).await
     }
 
     async fn quarantine(&self, id: &RunId, reason: &str, now: u64) -> Result<Outcome, StepError> {

@@ -24,7 +24,6 @@ use crate::config::WorkerConfig;
 use crate::interpret::{Deps, DepsParts, now_ms};
 use crate::jobs::{poll_job, submit_job, webhook_job};
 use crate::metrics::Metrics;
-use crate::webhook::WebhookSecret;
 
 /// How many jobs each queue's worker runs at once, how fast idle workers
 /// look for new jobs, and the housekeeping intervals.
@@ -98,7 +97,7 @@ pub struct WorkerSettings {
     pub run: RunSettings,
     pub queues: QueueSettings,
     pub store: StoreConfig,
-    pub webhook_secret: Option<WebhookSecret>,
+    pub webhook_secret: Option<crate::webhook::WebhookKeys>,
     /// Seed of the retry jitter (`None`: from entropy).
     pub jitter_seed: Option<u64>,
 }

@@ -186,6 +186,30 @@ pub enum Delivery {
     Dead(String),
 }
 
+/// The signing keys as configured: a value, or a file (a mounted Secret)
+/// read again when it changes, so rotating the keys (`whsec_new,whsec_old`,
+/// then `whsec_new`) needs no restart. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct WebhookKeys(std::sync::Arc<gcrun_secrets::Parsed<WebhookSecret>>);
+
+impl WebhookKeys {
+    /// Keys from `source`, parsed now (a bad secret fails at start).
+    pub fn from_source(source: gcrun_secrets::SecretSource) -> Result<Self, String> {
+        let parse = |text: &str| WebhookSecret::parse(text).map_err(|e| e.to_string());
+        Ok(Self(std::sync::Arc::new(gcrun_secrets::Parsed::new(source, parse)?)))
+    }
+
+    /// Fixed keys (`whsec_...`, comma-separated).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::from_source(gcrun_secrets::SecretSource::value(text))
+    }
+
+    /// The keys as they are now.
+    pub fn current(&self) -> Result<std::sync::Arc<WebhookSecret>, String> {
+        self.0.current()
+    }
+}
+
 /// A URL as messages show it: without its query, which may carry a token.
 pub fn shown_url(url: &Url) -> String {
     format!("{}{}", url.origin().ascii_serialization(), url.path())

@@ -73,6 +73,12 @@ enum Command {
     Resume(ops_cmd::PauseArgs),
     /// The pauses standing now, and the runs they parked.
     Pauses(ops_cmd::PausesArgs),
+    /// Exit 0 when URL answers 2xx within 2 s: the container image's
+    /// HEALTHCHECK (the image has no shell or curl).
+    Probe {
+        /// e.g. http://127.0.0.1:9464/healthz
+        url: String,
+    },
     /// Check inputs against an action's live contract; run nothing.
     Check(genesys_cmd::CheckArgs),
     /// The main job, end to end, on a private Redis and the emulator:
@@ -145,7 +151,11 @@ fn try_main() -> Result<()> {
     }
     let cli = Cli::from_arg_matches(&command.get_matches_from(&args)).unwrap_or_else(|e| e.exit());
     // The demo prints its own progress; its logs would drown it.
-    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_)) { "warn" } else { "info" };
+    let default_level = if matches!(cli.command, Command::Demo(_) | Command::Bench(_) | Command::Probe { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
     init_tracing(cli.log_format, default_level);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting tokio")?;
     runtime.block_on(async move {
@@ -161,6 +171,7 @@ fn try_main() -> Result<()> {
             Command::Stats(args) => ops_cmd::stats(args).await,
             Command::Audit(cmd) => ops_cmd::audit(cmd).await,
             Command::Check(args) => genesys_cmd::check(args).await,
+            Command::Probe { url } => probe(&url).await,
             Command::Pause(args) => ops_cmd::pause(args, false).await,
             Command::Resume(args) => ops_cmd::pause(args, true).await,
             Command::Pauses(args) => ops_cmd::pauses(args).await,
@@ -218,6 +229,13 @@ async fn emulator(args: EmulatorArgs) -> Result<()> {
     tracing::info!(%addr, ?clients, "emulator ready; admin API under /emulator/ (stats, faults, tokens/revoke)");
     gcrun_emulator::serve(listener, gcrun_emulator::Emulator::new(config), shutdown_signal()).await?;
     tracing::info!("emulator stopped");
+    Ok(())
+}
+
+async fn probe(url: &str) -> Result<()> {
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let status = client.get(url).send().await.with_context(|| format!("probing {url}"))?.status();
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
     Ok(())
 }
 

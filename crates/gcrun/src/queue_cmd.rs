@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use gcrun_model::{Flavor, RunId};
-use gcrun_producer::ingest::{IngestClient, IngestConfig};
+use gcrun_producer::ingest::IngestConfig;
 use gcrun_producer::{Producer, ProducerConfig, ProducerError};
 use serde_json::{Map, Value, json};
 
@@ -207,8 +207,12 @@ pub struct IngestArgs {
     /// The clients, comma-separated `name=token` (a bare token is client
     /// `client<n>`). Each reads only its own runs and has its own
     /// idempotency keys and rate. Required.
-    #[arg(long, env = "GCRUN_INGEST_TOKENS", value_delimiter = ',', hide_env_values = true, required = true)]
-    tokens: Vec<String>,
+    #[arg(long, env = "GCRUN_INGEST_TOKENS", hide_env_values = true, required_unless_present = "tokens_file")]
+    tokens: Option<String>,
+    /// A file holding the clients (as GCRUN_INGEST_TOKENS), read again when
+    /// it changes: tokens rotate with no restart.
+    #[arg(long, env = "GCRUN_INGEST_TOKENS_FILE", conflicts_with = "tokens")]
+    tokens_file: Option<std::path::PathBuf>,
     /// Largest request body in bytes.
     #[arg(long, env = "GCRUN_INGEST_BODY_LIMIT", default_value_t = 8 * 1024 * 1024)]
     body_limit: usize,
@@ -224,8 +228,12 @@ pub struct IngestArgs {
     /// Operators of the dashboard at /ops, comma-separated `name=token`
     /// (at least 16 characters each, none an ingest client's token). Unset:
     /// no dashboard.
-    #[arg(long, env = "GCRUN_OPERATOR_TOKENS", value_delimiter = ',', hide_env_values = true)]
-    operator_tokens: Vec<String>,
+    #[arg(long, env = "GCRUN_OPERATOR_TOKENS", hide_env_values = true)]
+    operator_tokens: Option<String>,
+    /// A file holding the operators (as GCRUN_OPERATOR_TOKENS), read again
+    /// when it changes.
+    #[arg(long, env = "GCRUN_OPERATOR_TOKENS_FILE", conflicts_with = "operator_tokens")]
+    operator_tokens_file: Option<std::path::PathBuf>,
     /// Hours a dashboard sign-in lasts.
     #[arg(long, env = "GCRUN_DASHBOARD_SESSION_HOURS", default_value_t = 8)]
     dashboard_session_hours: u64,
@@ -237,40 +245,51 @@ pub struct IngestArgs {
 pub async fn ingest(args: IngestArgs) -> Result<()> {
     let (store, queues) = args.redis.open().await?;
     let producer = Producer::new(store, queues, producer_config(args.deadline_secs, args.webhook_private_networks));
-    let clients = args
-        .tokens
-        .iter()
-        .filter(|t| !t.trim().is_empty())
-        .enumerate()
-        .map(|(i, t)| IngestClient::parse(t, i + 1))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| anyhow::anyhow!("GCRUN_INGEST_TOKENS: {e}"))?;
-    if clients.is_empty() {
-        bail!("GCRUN_INGEST_TOKENS holds no token");
-    }
-    let mut names: Vec<&str> = clients.iter().map(|c| c.name.as_str()).collect();
-    names.sort_unstable();
-    if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-        bail!("GCRUN_INGEST_TOKENS names client {} twice", w[0]);
-    }
-    let operators = args
-        .operator_tokens
-        .iter()
-        .filter(|t| !t.trim().is_empty())
-        .map(|t| gcrun_dashboard::OperatorToken::parse(t))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| anyhow::anyhow!("GCRUN_OPERATOR_TOKENS: {e}"))?;
+    use gcrun_genesys::SecretSource;
+    use gcrun_secrets::Parsed;
+    // From a file: read again when it changes (tokens rotate with no
+    // restart); the list as it is now is checked at start.
+    let (clients, clients_from) = match (&args.tokens, &args.tokens_file) {
+        (_, Some(path)) => {
+            let file = Parsed::new(SecretSource::file(path)?, gcrun_producer::ingest::parse_clients)
+                .map_err(|e| anyhow::anyhow!("GCRUN_INGEST_TOKENS_FILE: {e}"))?;
+            ((*file.current().map_err(anyhow::Error::msg)?).clone(), Some(std::sync::Arc::new(file)))
+        }
+        (Some(text), None) => (
+            gcrun_producer::ingest::parse_clients(text).map_err(|e| anyhow::anyhow!("GCRUN_INGEST_TOKENS: {e}"))?,
+            None,
+        ),
+        (None, None) => bail!("GCRUN_INGEST_TOKENS or GCRUN_INGEST_TOKENS_FILE is required"),
+    };
+    let (operators, operators_from) = match (&args.operator_tokens, &args.operator_tokens_file) {
+        (_, Some(path)) => {
+            let file = Parsed::new(SecretSource::file(path)?, gcrun_dashboard::parse_operators)
+                .map_err(|e| anyhow::anyhow!("GCRUN_OPERATOR_TOKENS_FILE: {e}"))?;
+            ((*file.current().map_err(anyhow::Error::msg)?).clone(), Some(std::sync::Arc::new(file)))
+        }
+        (Some(text), None) if !text.trim().is_empty() => {
+            (gcrun_dashboard::parse_operators(text).map_err(|e| anyhow::anyhow!("GCRUN_OPERATOR_TOKENS: {e}"))?, None)
+        }
+        _ => (Vec::new(), None),
+    };
     let request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
     let client_tokens = clients.iter().map(|c| c.token.clone()).collect();
     let operator = gcrun_producer::operator::Operator::new(producer.store().clone(), producer.queues().clone());
     let mut app = gcrun_producer::ingest::router(
         producer,
-        IngestConfig { clients, body_limit: args.body_limit, rate_per_minute: args.rate_per_minute, request_timeout },
+        IngestConfig {
+            clients,
+            clients_from,
+            body_limit: args.body_limit,
+            rate_per_minute: args.rate_per_minute,
+            request_timeout,
+        },
     );
     let dashboard = !operators.is_empty();
     if dashboard {
         let config = gcrun_dashboard::DashboardConfig {
             operators,
+            operators_from,
             session_ttl: std::time::Duration::from_secs(args.dashboard_session_hours.max(1) * 3600),
             secure_cookie: args.dashboard_secure_cookie,
             client_tokens,

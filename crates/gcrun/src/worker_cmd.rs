@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use gcrun_genesys::{ClientConfig, Credentials, Environment};
+use gcrun_genesys::{ClientConfig, Credentials, Environment, SecretSource};
 use gcrun_model::RetrySchedule;
 use gcrun_queue::{QueueSettings, Queues};
 use gcrun_store::{LimiterConfig, Store, StoreConfig};
-use gcrun_worker::webhook::WebhookSecret;
+use gcrun_worker::webhook::WebhookKeys;
 use gcrun_worker::{GenesysSettings, RunSettings, Worker, WorkerConfig, WorkerSettings};
 
 /// Where Redis is.
@@ -86,8 +86,17 @@ pub struct WorkerArgs {
     pub region: String,
     #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_ID")]
     pub client_id: String,
-    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET", hide_env_values = true)]
-    pub client_secret: String,
+    #[arg(
+        long,
+        env = "GENESYSCLOUD_OAUTHCLIENT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "client_secret_file"
+    )]
+    pub client_secret: Option<String>,
+    /// A file holding the client secret (a mounted Secret), read again when
+    /// it changes: a rotation needs no restart.
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE", conflicts_with = "client_secret")]
+    pub client_secret_file: Option<std::path::PathBuf>,
     /// Admin server: /metrics, /healthz, /readyz.
     #[arg(long, env = "GCRUN_ADMIN_LISTEN", default_value = "127.0.0.1:9464")]
     pub admin_listen: String,
@@ -108,6 +117,9 @@ pub struct WorkerArgs {
     /// Standard Webhooks secret (`whsec_...`) used to sign webhooks.
     #[arg(long, env = "GCRUN_WEBHOOK_SECRET", hide_env_values = true)]
     pub webhook_secret: Option<String>,
+    /// A file holding the webhook secret(s), read again when it changes.
+    #[arg(long, env = "GCRUN_WEBHOOK_SECRET_FILE", conflicts_with = "webhook_secret")]
+    pub webhook_secret_file: Option<std::path::PathBuf>,
     /// Webhook URL for runs that name none.
     #[arg(long, env = "GCRUN_DEFAULT_WEBHOOK_URL", hide_env_values = true)]
     pub default_webhook_url: Option<url::Url>,
@@ -177,14 +189,26 @@ impl WorkerArgs {
             );
         }
         let environment = Environment::parse(&self.region)?;
-        let webhook_secret = self.webhook_secret.as_deref().map(WebhookSecret::parse).transpose()?;
+        let webhook_secret = match (&self.webhook_secret, &self.webhook_secret_file) {
+            (_, Some(path)) => Some(
+                WebhookKeys::from_source(SecretSource::file(path)?)
+                    .map_err(|e| anyhow::anyhow!("GCRUN_WEBHOOK_SECRET_FILE: {e}"))?,
+            ),
+            (Some(text), None) => {
+                Some(WebhookKeys::parse(text).map_err(|e| anyhow::anyhow!("GCRUN_WEBHOOK_SECRET: {e}"))?)
+            }
+            (None, None) => None,
+        };
+        let credentials = match (&self.client_secret, &self.client_secret_file) {
+            (_, Some(path)) => Credentials::from_source(&self.client_id, SecretSource::file(path)?),
+            (Some(secret), None) => Credentials::new(&self.client_id, secret),
+            (None, None) => {
+                anyhow::bail!("GENESYSCLOUD_OAUTHCLIENT_SECRET or GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE is required")
+            }
+        };
         Ok(WorkerSettings {
             redis: self.redis.target()?,
-            genesys: GenesysSettings {
-                environment,
-                credentials: Credentials::new(&self.client_id, &self.client_secret),
-                client: ClientConfig::default(),
-            },
+            genesys: GenesysSettings { environment, credentials, client: ClientConfig::default() },
             limiter: LimiterConfig {
                 name: self.client_id.clone(),
                 rate_per_minute: self.rate_per_minute,

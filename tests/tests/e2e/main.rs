@@ -20,6 +20,7 @@ mod pause;
 mod pipeline;
 mod redelivery;
 mod restart;
+mod rotation;
 mod secrets;
 mod secure;
 mod soak;
