@@ -197,8 +197,8 @@ impl Operator {
     /// whichever comes first) ends the run `cancelled` through the worker's
     /// own ending, so its permit is released and its webhook owed as for
     /// any end. Polling stops there. A call already made to Genesys is not
-    /// undone: Genesys has no cancel for action runs. `NotFound` when there
-    /// is no such run.
+    /// undone (the API reference documents no way to stop a remote run).
+    /// `NotFound` when there is no such run.
     pub async fn cancel(&self, id: &RunId, by: &Actor) -> Result<Cancel, OperatorError> {
         let cause = by.cause("cancelled");
         let mut conn = self.store.connection();
