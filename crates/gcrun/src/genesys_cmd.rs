@@ -21,14 +21,30 @@ pub struct GenesysArgs {
     #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_ID")]
     client_id: String,
     /// The client secret. Read from the environment; never printed.
-    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET", hide_env_values = true)]
-    client_secret: String,
+    #[arg(
+        long,
+        env = "GENESYSCLOUD_OAUTHCLIENT_SECRET",
+        hide_env_values = true,
+        required_unless_present = "client_secret_file"
+    )]
+    client_secret: Option<String>,
+    /// A file holding the client secret (a mounted Secret).
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE", conflicts_with = "client_secret")]
+    client_secret_file: Option<std::path::PathBuf>,
 }
 
 impl GenesysArgs {
     fn client(&self) -> Result<GenesysClient> {
         let env = Environment::parse(&self.region)?;
-        let creds = Credentials::new(self.client_id.clone(), self.client_secret.clone());
+        let creds = match (&self.client_secret, &self.client_secret_file) {
+            (_, Some(path)) => {
+                Credentials::from_source(self.client_id.clone(), gcrun_genesys::SecretSource::file(path)?)
+            }
+            (Some(secret), None) => Credentials::new(self.client_id.clone(), secret.clone()),
+            (None, None) => {
+                anyhow::bail!("GENESYSCLOUD_OAUTHCLIENT_SECRET or GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE is required")
+            }
+        };
         Ok(GenesysClient::new(env, creds, &ClientConfig::default())?)
     }
 }

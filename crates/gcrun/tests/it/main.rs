@@ -78,6 +78,32 @@ async fn gcrun_emulator_serves_the_reference_shapes() {
 }
 
 #[test]
+fn the_client_secret_can_come_from_a_file_and_not_from_both() {
+    let emu = EmulatorProcess::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("secret");
+    std::fs::write(&file, "gcrun-demo-secret\n").unwrap();
+    let run = |with_value: bool| {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["actions", "list"])
+            .env("GENESYSCLOUD_REGION", &emu.url)
+            .env("GENESYSCLOUD_OAUTHCLIENT_ID", "gcrun-demo-client")
+            .env("GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE", &file)
+            .env_remove("GENESYSCLOUD_OAUTHCLIENT_SECRET");
+        if with_value {
+            cmd.env("GENESYSCLOUD_OAUTHCLIENT_SECRET", "gcrun-demo-secret");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 action(s)"));
+    let both = run(true);
+    assert_eq!(both.status.code(), Some(2), "a secret given twice is a usage error");
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
+}
+
+#[test]
 fn actions_list_and_run_now_work_against_the_emulator() {
     let emu = EmulatorProcess::start(&[]);
     let out = emu.gcrun(&["actions", "list"], "gcrun-demo-secret");
