@@ -21,12 +21,7 @@ pub struct GenesysArgs {
     #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_ID")]
     client_id: String,
     /// The client secret. Read from the environment; never printed.
-    #[arg(
-        long,
-        env = "GENESYSCLOUD_OAUTHCLIENT_SECRET",
-        hide_env_values = true,
-        required_unless_present = "client_secret_file"
-    )]
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET", hide_env_values = true)]
     client_secret: Option<String>,
     /// A file holding the client secret (a mounted Secret).
     #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET_FILE", conflicts_with = "client_secret")]

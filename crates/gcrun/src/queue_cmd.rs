@@ -207,7 +207,7 @@ pub struct IngestArgs {
     /// The clients, comma-separated `name=token` (a bare token is client
     /// `client<n>`). Each reads only its own runs and has its own
     /// idempotency keys and rate. Required.
-    #[arg(long, env = "GCRUN_INGEST_TOKENS", hide_env_values = true, required_unless_present = "tokens_file")]
+    #[arg(long, env = "GCRUN_INGEST_TOKENS", hide_env_values = true)]
     tokens: Option<String>,
     /// A file holding the clients (as GCRUN_INGEST_TOKENS), read again when
     /// it changes: tokens rotate with no restart.

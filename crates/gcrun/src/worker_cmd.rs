@@ -86,12 +86,7 @@ pub struct WorkerArgs {
     pub region: String,
     #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_ID")]
     pub client_id: String,
-    #[arg(
-        long,
-        env = "GENESYSCLOUD_OAUTHCLIENT_SECRET",
-        hide_env_values = true,
-        required_unless_present = "client_secret_file"
-    )]
+    #[arg(long, env = "GENESYSCLOUD_OAUTHCLIENT_SECRET", hide_env_values = true)]
     pub client_secret: Option<String>,
     /// A file holding the client secret (a mounted Secret), read again when
     /// it changes: a rotation needs no restart.
