@@ -139,18 +139,14 @@ impl Store {
     /// The records of `ids`, in one round trip: `None` where a record is
     /// gone or can no longer be read.
     pub async fn get_runs(&self, ids: &[RunId]) -> Result<Vec<Option<RunRecord>>, StoreError> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("HGETALL").arg(keys::run(id));
-        }
-        let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
-        Ok(ids
-            .iter()
-            .zip(hashes)
-            .map(|(id, h)| if h.is_empty() { None } else { RunRecord::from_hash(&id.to_string(), &h).ok() })
+        Ok(self
+            .fetch_runs(ids)
+            .await?
+            .into_iter()
+            .map(|f| match f {
+                Fetched::Run(r) => Some(*r),
+                Fetched::Gone | Fetched::Unreadable(_) => None,
+            })
             .collect())
     }
 
