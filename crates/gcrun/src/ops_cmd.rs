@@ -42,6 +42,11 @@ pub fn exit(code: i32, message: impl Into<String>) -> anyhow::Error {
     Exit { code, message: message.into() }.into()
 }
 
+/// Who acts and why, as `--by` (default `$USER`) and `--reason-text` say.
+fn actor(by: Option<String>, reason: Option<String>) -> Actor {
+    Actor { by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(), reason: reason.unwrap_or_default() }
+}
+
 fn moment(s: &str) -> Result<u64, String> {
     parse_moment(s, now_ms())
 }
@@ -299,10 +304,7 @@ pub async fn runs(cmd: RunsCommand) -> Result<()> {
         RunsCommand::Cancel { redis, run_ids, by, reason_text } => {
             let (store, queues) = redis.open().await?;
             let operator = Operator::new(store, queues);
-            let actor = Actor {
-                by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
-                reason: reason_text.unwrap_or_default(),
-            };
+            let actor = actor(by, reason_text);
             let mut missing = 0;
             for id in &run_ids {
                 match operator.cancel(id, &actor).await {
@@ -586,10 +588,7 @@ pub async fn dlq(cmd: DlqCommand) -> Result<()> {
                 eprintln!("{} run(s) would be requeued (dry run: nothing changed)", would.len());
                 return Ok(());
             }
-            let who = Actor {
-                by: by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
-                reason: reason_text.unwrap_or_default(),
-            };
+            let who = actor(by, reason_text);
             let requeued = operator.requeue_runs_by(&selection, now, &who).await?;
             for r in &requeued {
                 if json {
@@ -699,10 +698,7 @@ pub async fn pause(args: PauseArgs, resume: bool) -> Result<()> {
         }
         println!("resumed {what}; {} parked run(s) sent on", r.unparked);
     } else {
-        let actor = Actor {
-            by: args.by.or_else(|| std::env::var("USER").ok()).unwrap_or_default(),
-            reason: args.reason_text.unwrap_or_default(),
-        };
+        let actor = actor(args.by, args.reason_text);
         operator.pause(&what, &actor, now_ms()).await?;
         println!("paused {what}");
     }
