@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use gcrun_emulator::{EmulatorConfig, Faults};
 use gcrun_genesys::{ClientConfig, Credentials, Environment};
 use gcrun_harness::wait_until;
-use gcrun_harness::{EmulatorHandle, RedisServer, SinkLog, SinkRules, WebhookSink, spawn_emulator};
+use gcrun_harness::{
+    EmulatorHandle, RedisCluster, RedisSentinels, RedisServer, SinkLog, SinkRules, WebhookSink, spawn_emulator,
+};
 use gcrun_model::{RetrySchedule, RunId, RunStatus};
 use gcrun_producer::{Producer, ProducerConfig};
 use gcrun_queue::{QueueSettings, Queues};
@@ -28,9 +30,50 @@ pub use gcrun_emulator::fixtures::demo::{CALLBACK, CLIENT_ID, CLIENT_SECRET, LOO
 /// The webhook secret every test worker signs with.
 pub const HOOK_SECRET: &str = "whsec_Z2NydW4tdGVzdC13ZWJob29rLXNlY3JldC0zMmJ5dGVz";
 
+/// The Redis a stack runs on: one server (what most suites use, and the
+/// only kind they may kill and restart), a Cluster, or a primary and
+/// replica under Sentinel.
+pub enum Redis {
+    Single(RedisServer),
+    Cluster(RedisCluster),
+    Sentinel(RedisSentinels),
+}
+
+impl Redis {
+    /// The `REDIS_URL` that reaches it.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Single(r) => r.url(),
+            Self::Cluster(c) => c.url(),
+            Self::Sentinel(s) => s.url(),
+        }
+    }
+
+    fn single(&mut self) -> &mut RedisServer {
+        match self {
+            Self::Single(r) => r,
+            _ => panic!("only a one-server stack's Redis is killed and restarted this way"),
+        }
+    }
+
+    /// SIGKILLs the one server.
+    pub fn kill(&mut self) {
+        self.single().kill();
+    }
+
+    /// Starts the one server again on its port and directory.
+    pub fn restart(&mut self) {
+        self.single().restart();
+    }
+
+    pub fn port(&mut self) -> u16 {
+        self.single().port()
+    }
+}
+
 /// A whole gcrun stack.
 pub struct Stack {
-    pub redis: RedisServer,
+    pub redis: Redis,
     pub emu: EmulatorHandle,
     pub store: Store,
     pub queues: Queues,
@@ -108,7 +151,11 @@ impl Stack {
         deadline: Duration,
         redis_options: gcrun_harness::RedisOptions,
     ) -> Self {
-        let redis = RedisServer::start_with(redis_options);
+        Self::start_on(emulator, deadline, Redis::Single(RedisServer::start_with(redis_options))).await
+    }
+
+    /// A stack on `redis`, whatever its topology.
+    pub async fn start_on(emulator: EmulatorConfig, deadline: Duration, redis: Redis) -> Self {
         let emu = spawn_emulator(emulator).await;
         let conn = gcrun_store::connect(&redis.url()).await.unwrap();
         let store = Store::new(conn.clone(), StoreConfig::default());

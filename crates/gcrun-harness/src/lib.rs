@@ -13,8 +13,10 @@
 //!   and hoping.
 
 pub mod sink;
+pub mod topology;
 
 pub use sink::{Delivery, SinkLog, SinkRules, WebhookSink};
+pub use topology::{RedisCluster, RedisSentinels};
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -48,6 +50,8 @@ pub struct RedisServer {
     port: u16,
     tls_port: Option<u16>,
     options: RedisOptions,
+    /// More `redis-server` arguments (cluster mode, `replicaof`).
+    extra: Vec<String>,
     dir: tempfile::TempDir,
 }
 
@@ -133,11 +137,17 @@ impl RedisServer {
     /// Starts a server with `options`, or says why it could not (what the
     /// demo wants). Retries on a fresh port when the free one was taken.
     pub fn try_start_with(options: RedisOptions) -> Result<Self, String> {
+        Self::try_start_with_args(options, &[])
+    }
+
+    /// As [`try_start_with`](Self::try_start_with), with more
+    /// `redis-server` arguments.
+    pub fn try_start_with_args(options: RedisOptions, extra: &[String]) -> Result<Self, String> {
         let mut last_error = String::new();
         for _ in 0..5 {
             let dir = tempfile::tempdir().map_err(|e| format!("temp dir for redis: {e}"))?;
             let tls_port = options.tls.then(free_port);
-            let mut server = Self { child: None, port: free_port(), tls_port, options, dir };
+            let mut server = Self { child: None, port: free_port(), tls_port, options, extra: extra.to_vec(), dir };
             if options.tls {
                 make_certificates(server.dir.path())?;
             }
@@ -174,6 +184,7 @@ impl RedisServer {
         } else {
             cmd.args(["--appendonly", "no"]);
         }
+        cmd.args(&self.extra);
         let child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())

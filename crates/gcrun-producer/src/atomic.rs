@@ -8,9 +8,9 @@ use std::sync::LazyLock;
 
 use gcrun_queue::engine::lua as queue_lua;
 use gcrun_queue::{Job, Queues};
+use gcrun_store::Conn;
 use gcrun_store::{PreparedWrite, StoreError, WriteOutcome, write::lua as store_lua};
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 static THEN_PUSH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&[store_lua::all().as_str(), queue_lua::LIB, include_str!("../lua/then_push.lua")].concat())
@@ -27,7 +27,7 @@ fn call(queues: &Queues, write: &PreparedWrite, job: &Job) -> (Vec<String>, Vec<
 
 /// Performs `write` and, if it applied, pushes `job`, in one script.
 pub async fn write_then_push(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queues: &Queues,
     write: &PreparedWrite,
     job: &Job,
@@ -51,7 +51,7 @@ pub async fn write_then_push(
 /// [`write_then_push`] for many, pipelined: one round trip for the lot,
 /// each pair still one script (atomic on its own).
 pub async fn write_then_push_all(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     queues: &Queues,
     pairs: &[(PreparedWrite, Job)],
 ) -> Result<Vec<WriteOutcome>, StoreError> {

@@ -27,8 +27,8 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use gcrun_redis::{Conn, Subscriber};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use tokio::sync::Notify;
 
 use crate::job::{Job, PAYLOAD_VERSION, PollJob, SubmitJob, WebhookJob};
@@ -226,7 +226,7 @@ pub struct ScriptCall {
 /// this process's idle worker of that queue at once.
 #[derive(Clone)]
 pub struct Engine {
-    conn: ConnectionManager,
+    conn: Conn,
     limits: EngineLimits,
     wake: Arc<[Notify; 3]>,
 }
@@ -242,11 +242,11 @@ fn int(v: Option<redis::Value>) -> Result<i64, redis::RedisError> {
 }
 
 impl Engine {
-    pub fn new(conn: ConnectionManager, limits: EngineLimits) -> Self {
+    pub fn new(conn: Conn, limits: EngineLimits) -> Self {
         Self { conn, limits, wake: Arc::new([Notify::new(), Notify::new(), Notify::new()]) }
     }
 
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    pub(crate) fn connection(&self) -> Conn {
         self.conn.clone()
     }
 
@@ -265,11 +265,11 @@ impl Engine {
     /// process) on a pub/sub connection of its own, and wakes this
     /// process's idle workers of that queue. Reconnects after a Redis
     /// error; a missed announcement only costs the worker's next look.
-    pub fn listen(&self, client: redis::Client) -> tokio::task::JoinHandle<()> {
+    pub fn listen(&self, subscriber: Subscriber) -> tokio::task::JoinHandle<()> {
         let wake = self.wake.clone();
         tokio::spawn(async move {
             loop {
-                match subscribe(&client).await {
+                match subscribe(&subscriber).await {
                     Ok(mut messages) => {
                         while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
                             let channel = msg.get_channel_name();
@@ -574,14 +574,26 @@ impl Engine {
     /// The Redis server's version, refused when older than the engine needs
     /// (6.2: `LPOP` with a count). `Ok(version)` otherwise.
     pub async fn check_server(&self) -> Result<String, redis::RedisError> {
-        let info: String = redis::cmd("INFO").arg("server").query_async(&mut self.conn.clone()).await?;
-        let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string();
-        let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
-        if parts.len() >= 2 && (parts[0], parts[1]) < (6, 2) {
-            let msg = "gcrun needs Redis 6.2 or newer (LPOP with a count); this server is";
-            return Err(redis::RedisError::from((redis::ErrorKind::Client, msg, version)));
+        // A Cluster answers with one INFO per node, by node address: every
+        // node must be new enough.
+        let answer: redis::Value = redis::cmd("INFO").arg("server").query_async(&mut self.conn.clone()).await?;
+        let infos: Vec<String> = match answer {
+            redis::Value::Map(per_node) => {
+                per_node.into_iter().map(|(_, info)| redis::from_redis_value(info)).collect::<Result<_, _>>()?
+            }
+            one => vec![redis::from_redis_value(one)?],
+        };
+        let mut oldest = String::new();
+        for info in infos {
+            let version = info.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("").trim().to_string();
+            let parts: Vec<u32> = version.split('.').filter_map(|p| p.parse().ok()).collect();
+            if parts.len() >= 2 && (parts[0], parts[1]) < (6, 2) {
+                let msg = "gcrun needs Redis 6.2 or newer (LPOP with a count); this server is";
+                return Err(redis::RedisError::from((redis::ErrorKind::Client, msg, version)));
+            }
+            oldest = version;
         }
-        Ok(version)
+        Ok(oldest)
     }
 
     /// Whether a job with `job`'s id waits, is scheduled or runs (not done,
@@ -706,8 +718,8 @@ fn requeued_id(old: &str) -> String {
     format!("{base}~r{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn subscribe(client: &redis::Client) -> Result<redis::aio::PubSubStream, redis::RedisError> {
-    let mut pubsub = client.get_async_pubsub().await?;
+async fn subscribe(subscriber: &Subscriber) -> Result<redis::aio::PubSubStream, gcrun_redis::ConnectError> {
+    let mut pubsub = subscriber.pubsub().await?;
     for q in Queue::ALL {
         pubsub.subscribe(q.wake_channel()).await?;
     }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gcrun_model::RunId;
-use redis::aio::ConnectionManager;
+use gcrun_redis::{Conn, Subscriber};
 use serde::Serialize;
 
 use crate::engine::{DeadEntry, Engine, EngineLimits, Queue};
@@ -103,7 +103,7 @@ fn queue_named(name: &str) -> Result<Queue, redis::RedisError> {
 }
 
 impl Queues {
-    pub fn new(conn: ConnectionManager, settings: &QueueSettings) -> Self {
+    pub fn new(conn: Conn, settings: &QueueSettings) -> Self {
         Self { engine: Engine::new(conn, settings.limits), names: QueueNames::default(), settings: settings.clone() }
     }
 
@@ -128,7 +128,10 @@ impl Queues {
                 .await?;
             let mut in_flight = 0;
             let mut cursor: u64 = 0;
-            loop {
+            // A keyless SCAN reaches one node of a Cluster, so there the
+            // check counts the scheduled and active jobs (routed by key)
+            // and not the in-flight sets.
+            while !conn.is_cluster() {
                 let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                     .arg(cursor)
                     .arg("MATCH")
@@ -155,9 +158,9 @@ impl Queues {
     }
 
     /// Starts listening for ready jobs announced by any process (see
-    /// [`Engine::listen`]), on a connection of its own from `client`.
-    pub fn listen(&self, client: redis::Client) -> tokio::task::JoinHandle<()> {
-        self.engine.listen(client)
+    /// [`Engine::listen`]), on a connection of its own from `subscriber`.
+    pub fn listen(&self, subscriber: Subscriber) -> tokio::task::JoinHandle<()> {
+        self.engine.listen(subscriber)
     }
 
     /// The engine under the queues (for the workers' backends).

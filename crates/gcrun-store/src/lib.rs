@@ -39,7 +39,6 @@ pub mod write;
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManagerConfig;
 use thiserror::Error;
 
 pub use audit::AuditEntry;
@@ -48,7 +47,6 @@ pub use holds::HoldScope;
 pub use limiter::{Acquired, Denied, Limiter, LimiterConfig, LimiterStatus, Permit};
 pub use query::{Page, PageRequest, RunFilter};
 pub use record::{RunRecord, RunUpdate, WebhookState};
-pub use redis::aio::ConnectionManager;
 pub use runs::{Attempt, Claim, Counter, Created, Origin, TransitionOutcome};
 pub use view::{AttemptView, RunView, TransitionView, WebhookView};
 pub use webhooks::{WebhookAttempt, WebhookRequeue};
@@ -103,10 +101,10 @@ pub enum StoreError {
 }
 
 /// gcrun's view of Redis. Cheap to clone: clones share one multiplexed,
-/// self-reconnecting connection.
+/// self-reconnecting connection (per node, on a Cluster).
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     config: StoreConfig,
 }
 
@@ -116,103 +114,30 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Connection settings that survive a Redis blip: a response timeout well
-/// above redis-rs's 500 ms default and reconnects with backoff.
-pub fn connection_config() -> ConnectionManagerConfig {
-    ConnectionManagerConfig::new()
-        .set_response_timeout(Some(Duration::from_secs(10)))
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_number_of_retries(6)
-        .set_max_delay(Duration::from_secs(2))
-}
+pub use gcrun_redis::{Conn, ConnectError, RedisTarget, Subscriber, Topology, connection_config, shown_redis_url};
 
-/// Where Redis is: a `redis://` or `rediss://` URL (credentials allowed,
-/// never shown), and for `rediss://` a CA to trust instead of the system's
-/// store (a private CA). The server's certificate is always verified.
-#[derive(Clone)]
-pub struct RedisTarget {
-    url: String,
-    ca_pem: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for RedisTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisTarget")
-            .field("url", &shown_redis_url(&self.url))
-            .field("ca", &self.ca_pem.is_some())
-            .finish()
-    }
-}
-
-/// A Redis URL as logs and errors may show it: without its password.
-pub fn shown_redis_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            u.to_string()
+impl From<ConnectError> for StoreError {
+    fn from(e: ConnectError) -> Self {
+        match e {
+            ConnectError::Redis(e) => Self::Redis(e),
+            ConnectError::Config(msg) => Self::Config(msg),
         }
-        Err(_) => "(not a URL)".into(),
     }
 }
 
-impl RedisTarget {
-    pub fn new(url: impl Into<String>) -> Self {
-        Self { url: url.into(), ca_pem: None }
-    }
-
-    /// Trusts the CA(s) in `path` (PEM) for `rediss://` instead of the
-    /// system's store.
-    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Self, StoreError> {
-        let pem = std::fs::read(path)
-            .map_err(|e| StoreError::Config(format!("reading the Redis CA file {}: {e}", path.display())))?;
-        self.ca_pem = Some(pem);
-        Ok(self)
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// A client for it (no connection yet).
-    pub fn client(&self) -> Result<redis::Client, StoreError> {
-        if self.url.starts_with("rediss:") {
-            install_crypto_provider();
-        }
-        Ok(match &self.ca_pem {
-            Some(pem) => redis::Client::build_with_tls(
-                self.url.as_str(),
-                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
-            )?,
-            None => redis::Client::open(self.url.as_str())?,
-        })
-    }
-}
-
-/// Installs aws-lc-rs as the process's rustls provider, once. rustls
-/// refuses to pick one itself when a build holds several, and would then
-/// fail the first TLS handshake at run time.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    });
-}
-
-/// Opens a self-reconnecting connection to `url` (redis:// or rediss://
-/// with the system's trusted CAs).
-pub async fn connect(url: &str) -> Result<ConnectionManager, StoreError> {
+/// Opens a connection to `url` (any form [`RedisTarget`] takes, with the
+/// system's trusted CAs).
+pub async fn connect(url: &str) -> Result<Conn, StoreError> {
     connect_to(&RedisTarget::new(url)).await
 }
 
-/// Opens a self-reconnecting connection to `target`.
-pub async fn connect_to(target: &RedisTarget) -> Result<ConnectionManager, StoreError> {
-    Ok(ConnectionManager::new_with_config(target.client()?, connection_config()).await?)
+/// Opens a connection to `target`.
+pub async fn connect_to(target: &RedisTarget) -> Result<Conn, StoreError> {
+    Ok(Conn::open(target).await?)
 }
 
 impl Store {
-    pub fn new(conn: ConnectionManager, config: StoreConfig) -> Self {
+    pub fn new(conn: Conn, config: StoreConfig) -> Self {
         Self { conn, config }
     }
 
@@ -226,11 +151,11 @@ impl Store {
 
     /// The store's connection (for a script that composes a store write
     /// with other work, see [`write`]).
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> Conn {
         self.conn.clone()
     }
 
-    pub(crate) fn conn(&self) -> ConnectionManager {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 

@@ -131,11 +131,7 @@ impl PreparedWrite {
     }
 
     /// Runs it alone.
-    pub(crate) async fn run(
-        &self,
-        script: &redis::Script,
-        conn: &mut redis::aio::ConnectionManager,
-    ) -> Result<WriteOutcome, StoreError> {
+    pub(crate) async fn run(&self, script: &redis::Script, conn: &mut crate::Conn) -> Result<WriteOutcome, StoreError> {
         if self.kind == WriteKind::Nothing {
             return Ok(WriteOutcome::Applied);
         }

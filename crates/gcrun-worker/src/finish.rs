@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 
 use gcrun_queue::engine::{Engine, lua as queue_lua};
 use gcrun_queue::{Job, JobHandle};
+use gcrun_store::Conn;
 use gcrun_store::{PreparedWrite, StoreError, WriteOutcome, write::lua as store_lua};
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 static FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -30,7 +30,7 @@ const ACK_FIXED_ARGS: usize = 5;
 /// ack finds the lease gone when this copy's lease lapsed: the write and
 /// the successors still count, the job is left to the copy that holds it.
 pub async fn finish(
-    conn: &mut ConnectionManager,
+    conn: &mut Conn,
     engine: &Engine,
     handle: &JobHandle,
     write: &PreparedWrite,

@@ -232,8 +232,7 @@ impl Worker {
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         // Idle workers wake when any process pushes a ready job.
-        let client = self.redis.client().map_err(std::io::Error::other)?;
-        let listening = self.deps.queues().listen(client);
+        let listening = self.deps.queues().listen(gcrun_store::Subscriber::new(self.redis.clone()));
         let admin_task = admin.map(|listener| {
             let state = AdminState {
                 deps: self.deps.clone(),

@@ -92,7 +92,7 @@ fn redis() -> Result<RedisServer> {
 }
 
 async fn engine(redis: &RedisServer) -> Result<Engine> {
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url())?).await?;
+    let conn = gcrun_store::connect(&redis.url()).await?;
     Ok(Engine::new(conn, EngineLimits::default()))
 }
 
@@ -157,7 +157,7 @@ async fn record(job: PollJob, started: Data<Started>) -> Result<(), BoxDynError>
 fn spawn_worker(redis: &RedisServer, engine: Engine, concurrency: usize) -> Result<(BenchWorker, Starts)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
-    let listen = engine.listen(redis::Client::open(redis.url())?);
+    let listen = engine.listen(gcrun_store::Subscriber::new(gcrun_store::RedisTarget::new(redis.url())));
     let settings = BackendSettings { concurrency, max_idle: Duration::from_secs(5), ..BackendSettings::default() };
     let monitor = Monitor::new().register(move |_| {
         WorkerBuilder::new("bench")

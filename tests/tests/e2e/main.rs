@@ -25,5 +25,6 @@ mod secrets;
 mod secure;
 mod soak;
 mod storm;
+mod topology;
 mod unknown;
 mod upgrade;

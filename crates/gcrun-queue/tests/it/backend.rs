@@ -29,7 +29,7 @@ async fn handler(job: PollJob, seen: Data<Seen>) -> Result<(), BoxDynError> {
 #[tokio::test]
 async fn an_apalis_worker_on_the_engine_settles_every_job_and_survives_bad_ones() {
     let redis = RedisServer::start();
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let conn = gcrun_redis::Conn::open(&gcrun_redis::RedisTarget::new(redis.url())).await.unwrap();
     let engine = Engine::new(conn, EngineLimits::default());
     let run = RunId::new();
     let jobs: Vec<Job> =
@@ -108,7 +108,7 @@ async fn forever(_job: PollJob) -> Result<(), BoxDynError> {
 #[tokio::test]
 async fn a_job_cut_off_by_the_shutdown_timeout_is_given_back_not_left_leased() {
     let redis = RedisServer::start();
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let conn = gcrun_redis::Conn::open(&gcrun_redis::RedisTarget::new(redis.url())).await.unwrap();
     let engine = Engine::new(conn, EngineLimits::default());
     let job = Job::Poll { run: RunId::new(), generation: 1, attempt: 0, after: Duration::ZERO };
     engine.push(&[job]).await.unwrap();

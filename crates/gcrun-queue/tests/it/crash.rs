@@ -30,7 +30,7 @@ fn now_ms() -> u64 {
 struct Child_ {
     name: String,
     hang: bool,
-    conn: redis::aio::ConnectionManager,
+    conn: gcrun_redis::Conn,
 }
 
 async fn record_then_hang(job: PollJob, me: Data<Child_>) -> Result<(), BoxDynError> {
@@ -51,10 +51,10 @@ async fn child_worker() {
     let me = Child_ {
         name: std::env::var("GCRUN_CRASH_NAME").unwrap(),
         hang: std::env::var("GCRUN_CRASH_HANG").is_ok(),
-        conn: redis::aio::ConnectionManager::new(redis::Client::open(url.as_str()).unwrap()).await.unwrap(),
+        conn: gcrun_redis::Conn::open(&gcrun_redis::RedisTarget::new(url.as_str())).await.unwrap(),
     };
     let engine = Engine::new(me.conn.clone(), EngineLimits::default());
-    engine.listen(redis::Client::open(url.as_str()).unwrap());
+    engine.listen(gcrun_redis::Subscriber::new(gcrun_redis::RedisTarget::new(url.as_str())));
     let settings = BackendSettings {
         concurrency: 32,
         lease: LEASE,
@@ -118,7 +118,7 @@ async fn starts(conn: &mut redis::aio::MultiplexedConnection) -> Vec<(u32, Strin
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_workers_jobs_run_again_once_after_their_lease_and_never_while_it_lives() {
     let redis = RedisServer::start();
-    let conn = redis::aio::ConnectionManager::new(redis::Client::open(redis.url()).unwrap()).await.unwrap();
+    let conn = gcrun_redis::Conn::open(&gcrun_redis::RedisTarget::new(redis.url())).await.unwrap();
     let engine = Engine::new(conn, EngineLimits::default());
     let mut raw = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let run = RunId::new();

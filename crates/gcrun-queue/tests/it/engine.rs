@@ -13,8 +13,7 @@ const FOREVER: Duration = Duration::from_secs(3_600);
 
 async fn engine(limits: EngineLimits) -> (RedisServer, Engine) {
     let redis = RedisServer::start();
-    let client = redis::Client::open(redis.url()).unwrap();
-    let conn = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let conn = gcrun_redis::Conn::open(&gcrun_redis::RedisTarget::new(redis.url())).await.unwrap();
     (redis, Engine::new(conn, limits))
 }
 
