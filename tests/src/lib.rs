@@ -190,6 +190,7 @@ impl Stack {
     pub fn worker_settings(&self, limits: LimiterConfig, run: RunSettings) -> WorkerSettings {
         WorkerSettings {
             redis: gcrun_store::RedisTarget::new(self.redis.url()),
+            tenant: gcrun_model::Tenant::default(),
             genesys: GenesysSettings {
                 environment: Environment::parse(&self.emu.base_url()).unwrap(),
                 credentials: Credentials::new(CLIENT_ID, CLIENT_SECRET),

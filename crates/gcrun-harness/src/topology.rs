@@ -103,6 +103,14 @@ impl RedisCluster {
         &self.nodes
     }
 
+    /// The node (in node order) that serves `key`'s slot.
+    pub fn node_of(&self, key: &str) -> usize {
+        let slot: usize = query(self.nodes[0].port(), redis::cmd("CLUSTER").arg("KEYSLOT").arg(key)).unwrap_or(0);
+        let n = self.nodes.len();
+        // The ranges `try_start` gave out.
+        (0..n).find(|i| slot >= i * 16384 / n && slot < (i + 1) * 16384 / n).unwrap_or(n - 1)
+    }
+
     /// How many keys each node holds (`DBSIZE`), in node order.
     pub fn keys_per_node(&self) -> Vec<u64> {
         self.nodes.iter().map(|n| query(n.port(), &redis::cmd("DBSIZE")).unwrap_or(0)).collect()

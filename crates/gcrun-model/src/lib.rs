@@ -25,6 +25,7 @@ pub mod retry;
 pub mod rules;
 pub mod schema;
 pub mod serde_millis;
+pub mod tenant;
 pub mod timestamp;
 pub mod violation;
 
@@ -35,4 +36,5 @@ pub use request::{RunRequest, RunRequestBuilder, RunRequestDoc, Target};
 pub use retry::{ErrorClass, Jitter, RetrySchedule};
 pub use rules::RequestLimits;
 pub use schema::{InputSchema, SchemaError};
+pub use tenant::{BadTenant, Tenant};
 pub use violation::{Violation, Violations};

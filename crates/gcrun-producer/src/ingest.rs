@@ -23,8 +23,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use gcrun_model::{RunId, RunRequestDoc, Violations};
-use gcrun_store::RunView;
+use gcrun_model::{RunId, RunRequestDoc, Tenant, Violations};
+use gcrun_store::{RunView, Store};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use utoipa::OpenApi;
@@ -40,23 +40,40 @@ use crate::{Producer, ProducerError, Upstream};
 pub struct IngestClient {
     pub name: String,
     pub token: SecretString,
+    /// The tenants it may use, the first when a request names none.
+    pub tenants: Vec<Tenant>,
 }
 
 impl std::fmt::Debug for IngestClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IngestClient").field("name", &self.name).field("token", &"[redacted]").finish()
+        f.debug_struct("IngestClient")
+            .field("name", &self.name)
+            .field("tenants", &self.tenants)
+            .field("token", &"[redacted]")
+            .finish()
     }
 }
 
 impl IngestClient {
-    /// `name=token`; a bare token is client `client<n>` (`n` its position,
-    /// from 1). Names are letters, digits, `_` and `-`, so they can name
-    /// key spaces.
+    /// `name=token`, or `name@tenant+tenant=token` for a client bound to
+    /// those tenants (else to the default tenant); a bare token is client
+    /// `client<n>` (`n` its position, from 1). Names are letters, digits,
+    /// `_` and `-`, so they can name key spaces.
     pub fn parse(entry: &str, n: usize) -> Result<Self, String> {
         let entry = entry.trim();
         let (name, token) = match entry.split_once('=') {
             Some((name, token)) => (name.trim().to_string(), token.trim()),
             None => (format!("client{n}"), entry),
+        };
+        let (name, tenants) = match name.split_once('@') {
+            Some((name, list)) => {
+                let tenants = list
+                    .split('+')
+                    .map(|t| Tenant::parse(t.trim()).map_err(|e| format!("ingest client {}: {e}", name.trim())))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (name.trim().to_string(), tenants)
+            }
+            None => (name, vec![Tenant::default()]),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(format!("ingest client {n}: the name must be letters, digits, '_' or '-'"));
@@ -64,7 +81,7 @@ impl IngestClient {
         if token.is_empty() {
             return Err(format!("ingest client {name} has no token"));
         }
-        Ok(Self { name, token: SecretString::from(token.to_string()) })
+        Ok(Self { name, token: SecretString::from(token.to_string()), tenants })
     }
 }
 
@@ -123,7 +140,40 @@ impl Default for IngestConfig {
 
 /// The authenticated client of a request.
 #[derive(Debug, Clone)]
-pub(crate) struct Caller(String);
+pub(crate) struct Caller {
+    name: String,
+    tenants: Vec<Tenant>,
+}
+
+/// The header a request names its tenant in (absent: the client's first).
+pub const TENANT_HEADER: &str = "gcrun-tenant";
+
+impl Caller {
+    /// The tenant a request is for: the one its `Gcrun-Tenant` header
+    /// names, which must be one of the client's (403), or the client's
+    /// first.
+    fn tenant(&self, headers: &HeaderMap) -> Result<Tenant, Response> {
+        let Some(v) = headers.get(TENANT_HEADER) else {
+            return Ok(self.tenants.first().cloned().unwrap_or_default());
+        };
+        let named = v.to_str().ok().and_then(|s| Tenant::parse(s.trim()).ok());
+        match named {
+            Some(t) if self.tenants.contains(&t) => Ok(t),
+            Some(_) => Err(error(StatusCode::FORBIDDEN, "tenant_forbidden", "this client may not use that tenant")),
+            None => Err(invalid(&Violations(vec![gcrun_model::Violation::new(
+                "/headers/gcrun-tenant",
+                "format",
+                "Gcrun-Tenant must be a tenant name: 1 to 32 of a-z, 0-9 and '-'",
+            )]))),
+        }
+    }
+
+    /// The tenants to look a run up in: the named one, or each of the
+    /// client's.
+    fn lookup_tenants(&self, headers: &HeaderMap) -> Result<Vec<Tenant>, Response> {
+        if headers.contains_key(TENANT_HEADER) { Ok(vec![self.tenant(headers)?]) } else { Ok(self.tenants.clone()) }
+    }
+}
 
 #[derive(Clone)]
 pub(crate) struct AppState {
@@ -282,7 +332,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         .map(|(_, token)| token.trim());
     // Every token is compared, so the time taken does not tell which one
     // (or whether any) matched.
-    let mut caller = None;
+    let mut caller: Option<(String, Vec<Tenant>)> = None;
     let live;
     let clients: &[IngestClient] = match &state.config.clients_from {
         Some(file) => match file.current() {
@@ -300,11 +350,11 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     if let Some(g) = given {
         for c in clients {
             if constant_time_eq(c.token.expose_secret().as_bytes(), g.as_bytes()) {
-                caller = Some(c.name.clone());
+                caller = Some((c.name.clone(), c.tenants.clone()));
             }
         }
     }
-    let Some(caller) = caller else {
+    let Some((caller, tenants)) = caller else {
         let mut r = error(StatusCode::UNAUTHORIZED, "unauthorized", "a valid bearer token is required");
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         return r;
@@ -317,7 +367,7 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
         }
         return r;
     }
-    req.extensions_mut().insert(Caller(caller));
+    req.extensions_mut().insert(Caller { name: caller, tenants });
     next.run(req).await
 }
 
@@ -371,12 +421,14 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
     params(
         ("X-Correlation-ID" = Option<String>, Header, description = "Your correlation id, kept with the run: in its record, logs, first audit entry and webhook (1 to 128 visible ASCII characters)"),
         ("traceparent" = Option<String>, Header, description = "A W3C trace context, kept as the correlation id when X-Correlation-ID is absent"),
+        ("Gcrun-Tenant" = Option<String>, Header, description = "The tenant (Genesys org) the run is for: one of this client's; absent, the client's first"),
     ),
     responses(
         (status = 202, description = "Accepted; `Location` names the run", body = Accepted),
         (status = 200, description = "The idempotency key named an existing run", body = Accepted),
         (status = 400, description = "Invalid request; every violation listed", body = Invalid),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 403, description = "The Gcrun-Tenant header names a tenant this client may not use", body = Problem),
         (status = 408, description = "The request took too long to arrive", body = Problem),
         (status = 409, description = "The idempotency key names a run with another request; both digests", body = Conflict),
         (status = 413, description = "Body too large"),
@@ -386,7 +438,7 @@ fn parse_body(body: &Bytes) -> Result<Value, Response> {
 )]
 pub(crate) async fn create_run(
     State(state): State<AppState>,
-    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    axum::Extension(who): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -394,12 +446,17 @@ pub(crate) async fn create_run(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let producer = match who.tenant(&headers) {
+        Ok(t) => state.producer.for_tenant(&t),
+        Err(r) => return r,
+    };
+    let caller = who.name;
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
     };
     let upstream = Upstream { client: Some(&caller), correlation: correlation.as_deref() };
-    match state.producer.enqueue_value_from(upstream, &doc).await {
+    match producer.enqueue_value_from(upstream, &doc).await {
         Ok(e) => {
             let location = format!("/v1/runs/{}", e.run_id);
             let mut headers = HeaderMap::new();
@@ -433,17 +490,19 @@ pub(crate) async fn create_run(
     params(
         ("X-Correlation-ID" = Option<String>, Header, description = "Your correlation id, kept with the run: in its record, logs, first audit entry and webhook (1 to 128 visible ASCII characters)"),
         ("traceparent" = Option<String>, Header, description = "A W3C trace context, kept as the correlation id when X-Correlation-ID is absent"),
+        ("Gcrun-Tenant" = Option<String>, Header, description = "The tenant (Genesys org) the run is for: one of this client's; absent, the client's first"),
     ),
     responses(
         (status = 202, description = "Per-item results, in input order", body = BatchResult),
         (status = 400, description = "Nothing valid in the batch, or a bad envelope", body = BatchResult),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 403, description = "The Gcrun-Tenant header names a tenant this client may not use", body = Problem),
         (status = 429, description = "Over this client's rate", body = Problem),
     )
 )]
 pub(crate) async fn create_batch(
     State(state): State<AppState>,
-    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    axum::Extension(who): axum::Extension<Caller>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -451,6 +510,11 @@ pub(crate) async fn create_batch(
         Ok(c) => c,
         Err(r) => return r,
     };
+    let producer = match who.tenant(&headers) {
+        Ok(t) => state.producer.for_tenant(&t),
+        Err(r) => return r,
+    };
+    let caller = who.name;
     let doc = match parse_body(&body) {
         Ok(doc) => doc,
         Err(r) => return r,
@@ -470,7 +534,7 @@ pub(crate) async fn create_batch(
         return error(StatusCode::BAD_REQUEST, "invalid_request", &format!("a batch holds 1 to {max} runs"));
     }
     let upstream = Upstream { client: Some(&caller), correlation: correlation.as_deref() };
-    match state.producer.enqueue_batch_from(upstream, &items).await {
+    match producer.enqueue_batch_from(upstream, &items).await {
         Ok(results) => {
             let accepted = results.iter().filter(|r| r.is_ok()).count();
             let out: Vec<BatchItem> = results
@@ -508,22 +572,31 @@ pub(crate) async fn create_batch(
     params(
         ("id" = String, Path, format = Uuid, description = "The run id"),
         ("wait" = Option<u64>, Query, description = "Seconds to wait for the run to end before answering (long-poll; at most 60, and under the request timeout)"),
+        ("Gcrun-Tenant" = Option<String>, Header, description = "The tenant to look in; absent, each of this client's"),
     ),
     responses(
         (status = 200, description = "The run", body = RunView),
         (status = 404, description = "No such run (or not this client's)", body = Problem),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 403, description = "The Gcrun-Tenant header names a tenant this client may not use", body = Problem),
     )
 )]
 pub(crate) async fn get_run(
     State(state): State<AppState>,
-    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    axum::Extension(who): axum::Extension<Caller>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     axum::extract::Query(query): axum::extract::Query<WaitQuery>,
 ) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such run");
     };
+    let store = match find_tenant(&state, &who, &headers, &id).await {
+        Ok(Some(store)) => store,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such run"),
+        Err(r) => return r,
+    };
+    let caller = who.name;
     // Long-poll: answer once the run has ended, or when the wait is up
     // (with the run as it is then). Kept under the request timeout.
     let limit = state.config.request_timeout.saturating_sub(Duration::from_secs(1)).min(MAX_WAIT);
@@ -531,7 +604,7 @@ pub(crate) async fn get_run(
     let until = Instant::now() + wait;
     let mut pause = Duration::from_millis(100);
     let found = loop {
-        let found = state.producer.store().get_run_with_history(&id).await;
+        let found = store.get_run_with_history(&id).await;
         let open =
             matches!(&found, Ok(Some(r)) if !r.status.is_terminal() && r.client.as_deref() == Some(caller.as_str()));
         let left = until.saturating_duration_since(Instant::now());
@@ -560,24 +633,35 @@ pub(crate) async fn get_run(
 #[utoipa::path(
     post,
     path = "/v1/runs/{id}/cancel",
-    params(("id" = String, Path, format = Uuid, description = "The run id")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "The run id"),
+        ("Gcrun-Tenant" = Option<String>, Header, description = "The tenant to look in; absent, each of this client's"),
+    ),
     request_body(content = Option<CancelRequest>, description = "Why (optional); recorded with the run"),
     responses(
         (status = 202, description = "The cancel was asked for", body = Cancelled),
         (status = 409, description = "The run had already ended", body = Cancelled),
         (status = 404, description = "No such run (or not this client's)", body = Problem),
         (status = 401, description = "Missing or invalid bearer token", body = Problem),
+        (status = 403, description = "The Gcrun-Tenant header names a tenant this client may not use", body = Problem),
     )
 )]
 pub(crate) async fn cancel_run(
     State(state): State<AppState>,
-    axum::Extension(Caller(caller)): axum::Extension<Caller>,
+    axum::Extension(who): axum::Extension<Caller>,
+    headers: HeaderMap,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Response {
     let Ok(id) = id.parse::<RunId>() else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such run");
     };
+    let store = match find_tenant(&state, &who, &headers, &id).await {
+        Ok(Some(store)) => store,
+        Ok(None) => return error(StatusCode::NOT_FOUND, "not_found", "no such run"),
+        Err(r) => return r,
+    };
+    let caller = who.name;
     let why: CancelRequest = if body.iter().all(u8::is_ascii_whitespace) {
         CancelRequest::default()
     } else {
@@ -592,13 +676,12 @@ pub(crate) async fn cancel_run(
             }
         }
     };
-    let store = state.producer.store();
     match store.get_run(&id).await {
         Ok(Some(r)) if r.client.as_deref() == Some(caller.as_str()) => {}
         Ok(_) => return error(StatusCode::NOT_FOUND, "not_found", "no such run"),
         Err(e) => return internal(&ProducerError::Store(e)),
     }
-    let operator = crate::operator::Operator::new(store.clone(), state.producer.queues().clone());
+    let operator = crate::operator::Operator::new(store.clone(), state.producer.queues().of_tenant(store.tenant()));
     let actor = crate::operator::Actor { by: format!("client {caller}"), reason: why.reason.unwrap_or_default() };
     match operator.cancel(&id, &actor).await {
         Ok(crate::operator::Cancel::Requested) => {
@@ -612,6 +695,25 @@ pub(crate) async fn cancel_run(
             error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", "the cancel could not be recorded; try again")
         }
     }
+}
+
+/// The store of the tenant (of those the caller may use, or the one its
+/// header names) that holds run `id` of this caller; `None`: no such run.
+async fn find_tenant(
+    state: &AppState,
+    who: &Caller,
+    headers: &HeaderMap,
+    id: &RunId,
+) -> Result<Option<Store>, Response> {
+    for tenant in who.lookup_tenants(headers)? {
+        let store = state.producer.store().of_tenant(&tenant);
+        match store.get_run(id).await {
+            Ok(Some(r)) if r.client.as_deref() == Some(who.name.as_str()) => return Ok(Some(store)),
+            Ok(_) => {}
+            Err(e) => return Err(internal(&ProducerError::Store(e))),
+        }
+    }
+    Ok(None)
 }
 
 async fn openapi() -> Response {

@@ -111,6 +111,20 @@ impl Producer {
         &self.store
     }
 
+    /// The tenant whose store and queues this producer writes.
+    pub fn tenant(&self) -> &gcrun_model::Tenant {
+        self.store.tenant()
+    }
+
+    /// The same Redis and settings, writing `tenant`'s runs (cheap: the
+    /// connection is shared).
+    pub fn for_tenant(&self, tenant: &gcrun_model::Tenant) -> Self {
+        if tenant == self.tenant() {
+            return self.clone();
+        }
+        Self { store: self.store.of_tenant(tenant), queues: self.queues.of_tenant(tenant), config: self.config.clone() }
+    }
+
     pub fn queues(&self) -> &Queues {
         &self.queues
     }

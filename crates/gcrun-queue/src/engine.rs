@@ -12,7 +12,8 @@
 //! their clocks say, and a call that waited out a reconnect cannot write a
 //! lease that has already lapsed.
 //!
-//! Keys of queue `q` are all under the `{gcrun}` tag, so a step's script
+//! Keys of queue `q` are all under the tenant's hash tag (`{gcrun}` for
+//! the default tenant), the tag of its run records too, so a step's script
 //! may touch the three queues and the run record in one slot; the layout
 //! is written once, at the top of `lua/lib.lua`, which every script shares.
 //!
@@ -27,6 +28,7 @@
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use gcrun_model::Tenant;
 use gcrun_redis::{Conn, Subscriber};
 use redis::Script;
 use tokio::sync::Notify;
@@ -67,11 +69,9 @@ static REQUEUE: LazyLock<Script> = script!("requeue.lua");
 static PURGE: LazyLock<Script> = script!("purge.lua");
 static MIGRATE: LazyLock<Script> = script!("migrate.lua");
 
-/// The engine's layout version, kept in [`LAYOUT_KEY`] once a worker has
-/// brought Redis to it.
+/// The engine's layout version, kept in [`Engine::layout_key`] once a
+/// worker has brought Redis to it.
 pub const LAYOUT: u32 = 2;
-/// Where Redis records which engine layout its queues are in.
-pub const LAYOUT_KEY: &str = "{gcrun}:q:layout";
 
 /// The three queues, in the order the scripts index them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -97,19 +97,10 @@ impl Queue {
         Queue::ALL.into_iter().find(|q| q.name() == name)
     }
 
-    /// Key `part` of this queue (see `lua/lib.lua` for the layout).
-    pub fn key(self, part: &str) -> String {
-        format!("{{gcrun}}:q:{}:{part}", self.name())
-    }
-
-    /// The pub/sub channel on which the scripts announce ready jobs.
-    pub fn wake_channel(self) -> String {
-        self.key("wake")
-    }
-
-    /// The keys a push into this queue touches, in `q_push`'s order.
-    fn push_keys(self) -> [String; 3] {
-        [self.key("jobs"), self.key("scheduled"), self.key("ready")]
+    /// Key `part` of this queue of the tenant whose hash tag is `tag` (see
+    /// `lua/lib.lua` for the layout).
+    pub fn key(self, tag: &str, part: &str) -> String {
+        format!("{tag}:q:{}:{part}", self.name())
     }
 }
 
@@ -229,11 +220,13 @@ pub struct Engine {
     conn: Conn,
     limits: EngineLimits,
     wake: Arc<[Notify; 3]>,
+    /// The tenant's hash tag every queue key starts with.
+    tag: Arc<str>,
 }
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("Engine").field("tag", &self.tag).field("limits", &self.limits).finish_non_exhaustive()
     }
 }
 
@@ -242,8 +235,37 @@ fn int(v: Option<redis::Value>) -> Result<i64, redis::RedisError> {
 }
 
 impl Engine {
+    /// The default tenant's queues (the single-org layout).
     pub fn new(conn: Conn, limits: EngineLimits) -> Self {
-        Self { conn, limits, wake: Arc::new([Notify::new(), Notify::new(), Notify::new()]) }
+        Self::for_tenant(conn, limits, &Tenant::default())
+    }
+
+    /// `tenant`'s queues, under its hash tag (the tag its store uses, so a
+    /// step's fused script stays in one slot).
+    pub fn for_tenant(conn: Conn, limits: EngineLimits, tenant: &Tenant) -> Self {
+        let wake = Arc::new([Notify::new(), Notify::new(), Notify::new()]);
+        Self { conn, limits, wake, tag: tenant.tag().into() }
+    }
+
+    /// Key `part` of `queue`.
+    pub fn k(&self, queue: Queue, part: &str) -> String {
+        queue.key(&self.tag, part)
+    }
+
+    /// The pub/sub channel on which the scripts announce `queue`'s ready
+    /// jobs.
+    pub fn wake(&self, queue: Queue) -> String {
+        self.k(queue, "wake")
+    }
+
+    /// The keys a push into `queue` touches, in `q_push`'s order.
+    fn push_keys(&self, queue: Queue) -> [String; 3] {
+        [self.k(queue, "jobs"), self.k(queue, "scheduled"), self.k(queue, "ready")]
+    }
+
+    /// Where Redis records which engine layout this tenant's queues are in.
+    pub fn layout_key(&self) -> String {
+        format!("{}:q:layout", self.tag)
     }
 
     pub(crate) fn connection(&self) -> Conn {
@@ -267,13 +289,14 @@ impl Engine {
     /// error; a missed announcement only costs the worker's next look.
     pub fn listen(&self, subscriber: Subscriber) -> tokio::task::JoinHandle<()> {
         let wake = self.wake.clone();
+        let channels = Queue::ALL.map(|q| self.wake(q));
         tokio::spawn(async move {
             loop {
-                match subscribe(&subscriber).await {
+                match subscribe(&subscriber, &channels).await {
                     Ok(mut messages) => {
                         while let Some(msg) = futures_util::StreamExt::next(&mut messages).await {
                             let channel = msg.get_channel_name();
-                            if let Some(q) = Queue::ALL.into_iter().find(|q| q.wake_channel() == channel) {
+                            if let Some(q) = Queue::ALL.into_iter().find(|q| channels[*q as usize] == channel) {
                                 wake[q as usize].notify_one();
                             }
                         }
@@ -301,10 +324,10 @@ impl Engine {
             let mine: Vec<&Job> = jobs.iter().filter(|j| j.queue() == queue).collect();
             for chunk in mine.chunks(self.limits.push_per_call.max(1)) {
                 let mut inv = PUSH.prepare_invoke();
-                for key in queue.push_keys() {
+                for key in self.push_keys(queue) {
                     inv.key(key);
                 }
-                inv.arg(queue.wake_channel());
+                inv.arg(self.wake(queue));
                 for job in chunk {
                     inv.arg(job.engine_id()).arg(job.payload()).arg(delay_ms(job.after()));
                 }
@@ -323,11 +346,11 @@ impl Engine {
     /// taken.
     pub async fn push_raw(&self, queue: Queue, id: &str, payload: &str) -> Result<bool, redis::RedisError> {
         let mut inv = PUSH.prepare_invoke();
-        for key in queue.push_keys() {
+        for key in self.push_keys(queue) {
             inv.key(key);
         }
         let n: usize =
-            inv.arg(queue.wake_channel()).arg(id).arg(payload).arg(0).invoke_async(&mut self.conn.clone()).await?;
+            inv.arg(self.wake(queue)).arg(id).arg(payload).arg(0).invoke_async(&mut self.conn.clone()).await?;
         self.woke([queue]);
         Ok(n == 1)
     }
@@ -338,7 +361,8 @@ impl Engine {
     /// already leased run on, pushes and schedules go on, nothing is
     /// lost). `note` says who and why, for operators.
     pub async fn pause(&self, queue: Queue, note: &str) -> Result<(), redis::RedisError> {
-        let _: () = redis::cmd("SET").arg(queue.key("paused")).arg(note).query_async(&mut self.conn.clone()).await?;
+        let _: () =
+            redis::cmd("SET").arg(self.k(queue, "paused")).arg(note).query_async(&mut self.conn.clone()).await?;
         Ok(())
     }
 
@@ -347,9 +371,9 @@ impl Engine {
         let mut conn = self.conn.clone();
         let (n, _): (i64, i64) = redis::pipe()
             .cmd("DEL")
-            .arg(queue.key("paused"))
+            .arg(self.k(queue, "paused"))
             .cmd("PUBLISH")
-            .arg(queue.wake_channel())
+            .arg(self.wake(queue))
             .arg(1)
             .query_async(&mut conn)
             .await?;
@@ -358,18 +382,18 @@ impl Engine {
 
     /// The note of a paused queue (`None`: running).
     pub async fn paused(&self, queue: Queue) -> Result<Option<String>, redis::RedisError> {
-        redis::cmd("GET").arg(queue.key("paused")).query_async(&mut self.conn.clone()).await
+        redis::cmd("GET").arg(self.k(queue, "paused")).query_async(&mut self.conn.clone()).await
     }
 
     pub async fn fetch(&self, queue: Queue, batch: usize, lease: Duration) -> Result<Fetched, redis::RedisError> {
         let reply: Vec<redis::Value> = FETCH
-            .key(queue.key("scheduled"))
-            .key(queue.key("ready"))
-            .key(queue.key("leases"))
-            .key(queue.key("jobs"))
-            .key(queue.key("deliveries"))
-            .key(queue.key("seq"))
-            .key(queue.key("paused"))
+            .key(self.k(queue, "scheduled"))
+            .key(self.k(queue, "ready"))
+            .key(self.k(queue, "leases"))
+            .key(self.k(queue, "jobs"))
+            .key(self.k(queue, "deliveries"))
+            .key(self.k(queue, "seq"))
+            .key(self.k(queue, "paused"))
             .arg(self.limits.promote_per_fetch.max(1))
             .arg(batch.max(1))
             .arg(lease.as_millis() as u64)
@@ -393,12 +417,12 @@ impl Engine {
     /// The caller bounds `successors` (a step has one or two).
     pub fn ack_call(&self, job: &Lease, successors: &[Job]) -> ScriptCall {
         let q = job.queue;
-        let mut keys = vec![q.key("leases"), q.key("jobs"), q.key("done")];
+        let mut keys = vec![self.k(q, "leases"), self.k(q, "jobs"), self.k(q, "done")];
         for target in Queue::ALL {
-            keys.extend(target.push_keys());
+            keys.extend(self.push_keys(target));
         }
         let mut args = vec![job.id.clone(), job.token.to_string()];
-        args.extend(Queue::ALL.map(Queue::wake_channel));
+        args.extend(Queue::ALL.map(|q| self.wake(q)));
         for s in successors {
             args.extend([(s.queue() as u8).to_string(), s.engine_id(), s.payload(), delay_ms(s.after()).to_string()]);
         }
@@ -412,8 +436,8 @@ impl Engine {
     pub fn push_call(&self, job: &Job) -> ScriptCall {
         let q = job.queue();
         ScriptCall {
-            keys: q.push_keys().to_vec(),
-            args: vec![q.wake_channel(), job.engine_id(), job.payload(), delay_ms(job.after()).to_string()],
+            keys: self.push_keys(q).to_vec(),
+            args: vec![self.wake(q), job.engine_id(), job.payload(), delay_ms(job.after()).to_string()],
         }
     }
 
@@ -457,14 +481,14 @@ impl Engine {
     async fn give_back(&self, job: &Lease, after: Duration, unrun: bool) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = RETRY
-            .key(q.key("leases"))
-            .key(q.key("deliveries"))
-            .key(q.key("scheduled"))
+            .key(self.k(q, "leases"))
+            .key(self.k(q, "deliveries"))
+            .key(self.k(q, "scheduled"))
             .arg(&job.id)
             .arg(job.token)
             .arg(delay_ms(after))
             .arg(if unrun { "1" } else { "0" })
-            .arg(q.wake_channel())
+            .arg(self.wake(q))
             .invoke_async(&mut self.conn.clone())
             .await?;
         if after.is_zero() {
@@ -477,10 +501,10 @@ impl Engine {
     pub async fn kill(&self, job: &Lease, reason: &str) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = KILL
-            .key(q.key("leases"))
-            .key(q.key("deliveries"))
-            .key(q.key("dead"))
-            .key(q.key("reasons"))
+            .key(self.k(q, "leases"))
+            .key(self.k(q, "deliveries"))
+            .key(self.k(q, "dead"))
+            .key(self.k(q, "reasons"))
             .arg(&job.id)
             .arg(job.token)
             .arg(reason)
@@ -493,7 +517,7 @@ impl Engine {
     pub async fn renew(&self, job: &Lease, lease: Duration) -> Result<bool, redis::RedisError> {
         let q = job.queue;
         let n: i64 = RENEW
-            .key(q.key("leases"))
+            .key(self.k(q, "leases"))
             .arg(&job.id)
             .arg(job.token)
             .arg(lease.as_millis() as u64)
@@ -505,11 +529,11 @@ impl Engine {
     /// Returns jobs whose lease expired to ready (a bounded slice); how many.
     pub async fn recover(&self, queue: Queue) -> Result<usize, redis::RedisError> {
         RECOVER
-            .key(queue.key("leases"))
-            .key(queue.key("ready"))
-            .key(queue.key("deliveries"))
+            .key(self.k(queue, "leases"))
+            .key(self.k(queue, "ready"))
+            .key(self.k(queue, "deliveries"))
             .arg(self.limits.sweep_per_call.max(1))
-            .arg(queue.wake_channel())
+            .arg(self.wake(queue))
             .invoke_async(&mut self.conn.clone())
             .await
     }
@@ -525,10 +549,10 @@ impl Engine {
         let mut forgotten = 0;
         for (set, keep) in [("done", done_retention), ("dead", dead_retention)] {
             let n: usize = TRIM
-                .key(queue.key(set))
-                .key(queue.key("jobs"))
-                .key(queue.key("reasons"))
-                .key(queue.key("deliveries"))
+                .key(self.k(queue, set))
+                .key(self.k(queue, "jobs"))
+                .key(self.k(queue, "reasons"))
+                .key(self.k(queue, "deliveries"))
                 .arg(keep.as_millis() as u64)
                 .arg(self.limits.sweep_per_call.max(1))
                 .invoke_async(&mut self.conn.clone())
@@ -544,7 +568,7 @@ impl Engine {
     /// Returns how many done ids were marked.
     pub async fn migrate(&self) -> Result<usize, redis::RedisError> {
         let mut conn = self.conn.clone();
-        let layout: Option<u32> = redis::cmd("GET").arg(LAYOUT_KEY).query_async(&mut conn).await?;
+        let layout: Option<u32> = redis::cmd("GET").arg(self.layout_key()).query_async(&mut conn).await?;
         if layout >= Some(LAYOUT) {
             return Ok(0);
         }
@@ -554,8 +578,8 @@ impl Engine {
             let mut offset = 0;
             loop {
                 let n: usize = MIGRATE
-                    .key(queue.key("done"))
-                    .key(queue.key("jobs"))
+                    .key(self.k(queue, "done"))
+                    .key(self.k(queue, "jobs"))
                     .arg(offset)
                     .arg(slice)
                     .invoke_async(&mut conn)
@@ -567,7 +591,7 @@ impl Engine {
                 }
             }
         }
-        let _: () = redis::cmd("SET").arg(LAYOUT_KEY).arg(LAYOUT).query_async(&mut conn).await?;
+        let _: () = redis::cmd("SET").arg(self.layout_key()).arg(LAYOUT).query_async(&mut conn).await?;
         Ok(marked)
     }
 
@@ -604,10 +628,10 @@ impl Engine {
         let id = job.engine_id();
         let (payload, dead): (Option<String>, Option<f64>) = redis::pipe()
             .cmd("HGET")
-            .arg(queue.key("jobs"))
+            .arg(self.k(queue, "jobs"))
             .arg(&id)
             .cmd("ZSCORE")
-            .arg(queue.key("dead"))
+            .arg(self.k(queue, "dead"))
             .arg(&id)
             .query_async(&mut self.conn.clone())
             .await?;
@@ -618,11 +642,11 @@ impl Engine {
     /// job's age.
     pub async fn depth(&self, queue: Queue) -> Result<EngineDepth, redis::RedisError> {
         let (ready, scheduled, leased, dead, done, age): (u64, u64, u64, u64, u64, i64) = DEPTH
-            .key(queue.key("ready"))
-            .key(queue.key("scheduled"))
-            .key(queue.key("leases"))
-            .key(queue.key("dead"))
-            .key(queue.key("done"))
+            .key(self.k(queue, "ready"))
+            .key(self.k(queue, "scheduled"))
+            .key(self.k(queue, "leases"))
+            .key(self.k(queue, "dead"))
+            .key(self.k(queue, "done"))
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(EngineDepth { ready, scheduled, leased, dead, done, oldest_ready_ms: u64::try_from(age).ok() })
@@ -637,7 +661,7 @@ impl Engine {
         }
         let mut conn = self.conn.clone();
         let page: Vec<(String, f64)> = redis::cmd("ZRANGE")
-            .arg(queue.key("dead"))
+            .arg(self.k(queue, "dead"))
             .arg(offset)
             .arg(offset + limit - 1)
             .arg("WITHSCORES")
@@ -649,10 +673,10 @@ impl Engine {
         let ids: Vec<&str> = page.iter().map(|(id, _)| id.as_str()).collect();
         let (payloads, reasons): (Vec<Option<String>>, Vec<Option<String>>) = redis::pipe()
             .cmd("HMGET")
-            .arg(queue.key("jobs"))
+            .arg(self.k(queue, "jobs"))
             .arg(&ids)
             .cmd("HMGET")
-            .arg(queue.key("reasons"))
+            .arg(self.k(queue, "reasons"))
             .arg(&ids)
             .query_async(&mut conn)
             .await?;
@@ -676,9 +700,9 @@ impl Engine {
         for chunk in ids.chunks(self.limits.push_per_call.max(1)) {
             let mut inv = REQUEUE.prepare_invoke();
             for part in ["dead", "reasons", "jobs", "done", "deliveries", "scheduled", "ready"] {
-                inv.key(queue.key(part));
+                inv.key(self.k(queue, part));
             }
-            inv.arg(queue.wake_channel());
+            inv.arg(self.wake(queue));
             for id in chunk {
                 inv.arg(id).arg(requeued_id(id));
             }
@@ -699,7 +723,7 @@ impl Engine {
         for chunk in ids.chunks(self.limits.push_per_call.max(1)) {
             let mut inv = PURGE.prepare_invoke();
             for part in ["dead", "reasons", "jobs", "done", "deliveries"] {
-                inv.key(queue.key(part));
+                inv.key(self.k(queue, part));
             }
             for id in chunk {
                 inv.arg(id);
@@ -718,10 +742,13 @@ fn requeued_id(old: &str) -> String {
     format!("{base}~r{}", uuid::Uuid::new_v4().simple())
 }
 
-async fn subscribe(subscriber: &Subscriber) -> Result<redis::aio::PubSubStream, gcrun_redis::ConnectError> {
+async fn subscribe(
+    subscriber: &Subscriber,
+    channels: &[String; 3],
+) -> Result<redis::aio::PubSubStream, gcrun_redis::ConnectError> {
     let mut pubsub = subscriber.pubsub().await?;
-    for q in Queue::ALL {
-        pubsub.subscribe(q.wake_channel()).await?;
+    for channel in channels {
+        pubsub.subscribe(channel).await?;
     }
     Ok(pubsub.into_on_message())
 }

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use gcrun_model::RunId;
+use gcrun_model::{RunId, Tenant};
 use gcrun_redis::{Conn, Subscriber};
 use serde::Serialize;
 
 use crate::engine::{DeadEntry, Engine, EngineLimits, Queue};
 use crate::job::Job;
 
-/// The queues' names (the engine's keys are `{gcrun}:q:<name>:*`).
+/// The queues' names (the engine's keys are `<tenant tag>:q:<name>:*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueNames {
     pub submit: String,
@@ -103,8 +103,23 @@ fn queue_named(name: &str) -> Result<Queue, redis::RedisError> {
 }
 
 impl Queues {
+    /// The default tenant's queues.
     pub fn new(conn: Conn, settings: &QueueSettings) -> Self {
-        Self { engine: Engine::new(conn, settings.limits), names: QueueNames::default(), settings: settings.clone() }
+        Self::for_tenant(conn, settings, &Tenant::default())
+    }
+
+    /// `tenant`'s queues (under its hash tag, with its store's records).
+    pub fn for_tenant(conn: Conn, settings: &QueueSettings, tenant: &Tenant) -> Self {
+        Self {
+            engine: Engine::for_tenant(conn, settings.limits, tenant),
+            names: QueueNames::default(),
+            settings: settings.clone(),
+        }
+    }
+
+    /// The same Redis and settings, another tenant's queues.
+    pub fn of_tenant(&self, tenant: &Tenant) -> Self {
+        Self::for_tenant(self.engine.connection(), &self.settings, tenant)
     }
 
     /// Jobs left in the queue layout of releases before the engine

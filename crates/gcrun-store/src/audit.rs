@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use gcrun_model::RunId;
 
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 /// One entry of the audit stream: a run's transition.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -59,7 +59,7 @@ impl Store {
         // Stream ids before `until` ms: up to the last sequence of the ms before.
         let end = until_ms.map_or("+".to_string(), |u| format!("({u}-0"));
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-            .arg(keys::audit())
+            .arg(self.keys.audit())
             .arg(start)
             .arg(end)
             .arg("COUNT")
@@ -79,7 +79,7 @@ impl Store {
             .arg("BLOCK")
             .arg(block.as_millis() as u64)
             .arg("STREAMS")
-            .arg(keys::audit())
+            .arg(self.keys.audit())
             .arg(after)
             .query_async(&mut self.conn())
             .await?;
@@ -95,7 +95,7 @@ impl Store {
     /// that starts now.
     pub async fn audit_last_id(&self) -> Result<String, StoreError> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
-            .arg(keys::audit())
+            .arg(self.keys.audit())
             .arg("+")
             .arg("-")
             .arg("COUNT")
@@ -107,24 +107,24 @@ impl Store {
 
     /// What retention took out: ended runs whose record expired, by status.
     pub async fn trimmed(&self) -> Result<HashMap<String, i64>, StoreError> {
-        Ok(redis::cmd("HGETALL").arg(keys::trimmed()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("HGETALL").arg(self.keys.trimmed()).query_async(&mut self.conn()).await?)
     }
 
     /// Runs per status, plus `total` (every run ever accepted).
     pub async fn counts(&self) -> Result<HashMap<String, i64>, StoreError> {
-        Ok(redis::cmd("HGETALL").arg(keys::counts()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("HGETALL").arg(self.keys.counts()).query_async(&mut self.conn()).await?)
     }
 
     /// Entries in the audit stream.
     pub async fn audit_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("XLEN").arg(keys::audit()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("XLEN").arg(self.keys.audit()).query_async(&mut self.conn()).await?)
     }
 
     /// The audit entries of one run (scans the stream: for tests and
     /// operators, not hot paths).
     pub async fn audit_for(&self, id: &RunId) -> Result<Vec<HashMap<String, String>>, StoreError> {
         let reply: redis::streams::StreamRangeReply =
-            redis::cmd("XRANGE").arg(keys::audit()).arg("-").arg("+").query_async(&mut self.conn()).await?;
+            redis::cmd("XRANGE").arg(self.keys.audit()).arg("-").arg("+").query_async(&mut self.conn()).await?;
         let id = id.to_string();
         Ok(reply
             .ids

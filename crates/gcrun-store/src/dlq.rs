@@ -6,7 +6,7 @@ use gcrun_model::{RunId, RunStatus};
 use crate::query::PageRequest;
 use crate::record::RunRecord;
 use crate::runs::TransitionOutcome;
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 static PURGE: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("../lua/purge_run.lua")));
@@ -18,7 +18,7 @@ pub type DlqFilter = crate::query::RunFilter;
 impl Store {
     /// Number of runs in the dead-letter set.
     pub async fn dlq_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("ZCARD").arg(keys::dlq()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("ZCARD").arg(self.keys.dlq()).query_async(&mut self.conn()).await?)
     }
 
     /// Every dead-lettered run matching `filter` (up to its limit), oldest
@@ -93,13 +93,13 @@ impl Store {
         let mut purged = 0;
         for id in ids {
             let n: i64 = PURGE
-                .key(keys::run(id))
-                .key(keys::history(id))
-                .key(keys::dlq())
-                .key(keys::open())
-                .key(keys::counts())
-                .key(keys::expiring())
-                .key(keys::runs())
+                .key(self.keys.run(id))
+                .key(self.keys.history(id))
+                .key(self.keys.dlq())
+                .key(self.keys.open())
+                .key(self.keys.counts())
+                .key(self.keys.expiring())
+                .key(self.keys.runs())
                 .arg(id.to_string())
                 .invoke_async(&mut self.conn())
                 .await?;

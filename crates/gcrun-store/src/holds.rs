@@ -7,7 +7,7 @@
 use gcrun_model::{Flavor, RunId};
 
 use crate::record::RunRecord;
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 static PARK: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(include_str!("../lua/park.lua")));
@@ -54,7 +54,7 @@ impl Store {
     /// write it). Runs already submitted go on; new ones wait.
     pub async fn hold(&self, scope: &HoldScope, note: &str) -> Result<(), StoreError> {
         let _: i64 =
-            redis::cmd("HSET").arg(keys::holds()).arg(scope.key()).arg(note).query_async(&mut self.conn()).await?;
+            redis::cmd("HSET").arg(self.keys.holds()).arg(scope.key()).arg(note).query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -62,22 +62,22 @@ impl Store {
     /// the parked runs' jobs again ([`parked_slice`](Self::parked_slice),
     /// [`unpark`](Self::unpark)).
     pub async fn release_hold(&self, scope: &HoldScope) -> Result<bool, StoreError> {
-        let n: i64 = redis::cmd("HDEL").arg(keys::holds()).arg(scope.key()).query_async(&mut self.conn()).await?;
+        let n: i64 = redis::cmd("HDEL").arg(self.keys.holds()).arg(scope.key()).query_async(&mut self.conn()).await?;
         Ok(n == 1)
     }
 
     /// Every hold standing, by scope key, with its note.
     pub async fn holds(&self) -> Result<Vec<(String, String)>, StoreError> {
         let h: std::collections::BTreeMap<String, String> =
-            redis::cmd("HGETALL").arg(keys::holds()).query_async(&mut self.conn()).await?;
+            redis::cmd("HGETALL").arg(self.keys.holds()).query_async(&mut self.conn()).await?;
         Ok(h.into_iter().collect())
     }
 
     /// Parks `rec` if one of its holds still stands; `false`: none does,
     /// and the run should go on.
     pub async fn park(&self, rec: &RunRecord, now_ms: u64) -> Result<bool, StoreError> {
-        let mut inv = PARK.key(keys::holds());
-        inv.key(keys::parked()).arg(rec.id.to_string()).arg(now_ms);
+        let mut inv = PARK.key(self.keys.holds());
+        inv.key(self.keys.parked()).arg(rec.id.to_string()).arg(now_ms);
         for scope in HoldScope::of(rec) {
             inv.arg(scope.key());
         }
@@ -87,8 +87,12 @@ impl Store {
 
     /// Up to `limit` parked runs, longest parked first.
     pub async fn parked_slice(&self, limit: usize) -> Result<Vec<RunId>, StoreError> {
-        let raw: Vec<String> =
-            redis::cmd("ZRANGE").arg(keys::parked()).arg(0).arg(limit.max(1) - 1).query_async(&mut self.conn()).await?;
+        let raw: Vec<String> = redis::cmd("ZRANGE")
+            .arg(self.keys.parked())
+            .arg(0)
+            .arg(limit.max(1) - 1)
+            .query_async(&mut self.conn())
+            .await?;
         Ok(raw.iter().filter_map(|r| r.parse().ok()).collect())
     }
 
@@ -100,12 +104,12 @@ impl Store {
             return Ok(());
         }
         let members: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        let _: i64 = redis::cmd("ZREM").arg(keys::parked()).arg(&members).query_async(&mut self.conn()).await?;
+        let _: i64 = redis::cmd("ZREM").arg(self.keys.parked()).arg(&members).query_async(&mut self.conn()).await?;
         Ok(())
     }
 
     /// Runs parked by holds now.
     pub async fn parked_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("ZCARD").arg(keys::parked()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("ZCARD").arg(self.keys.parked()).query_async(&mut self.conn()).await?)
     }
 }

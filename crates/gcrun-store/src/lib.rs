@@ -39,6 +39,7 @@ pub mod write;
 
 use std::time::Duration;
 
+use gcrun_model::Tenant;
 use thiserror::Error;
 
 pub use audit::AuditEntry;
@@ -106,11 +107,15 @@ pub enum StoreError {
 pub struct Store {
     conn: Conn,
     config: StoreConfig,
+    keys: keys::Keys,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("config", &self.config).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("tenant", self.keys.tenant())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -137,8 +142,28 @@ pub async fn connect_to(target: &RedisTarget) -> Result<Conn, StoreError> {
 }
 
 impl Store {
+    /// The default tenant's store (the single-org layout).
     pub fn new(conn: Conn, config: StoreConfig) -> Self {
-        Self { conn, config }
+        Self::for_tenant(conn, config, &Tenant::default())
+    }
+
+    /// `tenant`'s store: its keys under its own hash tag.
+    pub fn for_tenant(conn: Conn, config: StoreConfig, tenant: &Tenant) -> Self {
+        Self { conn, config, keys: keys::Keys::of(tenant) }
+    }
+
+    /// The same Redis, another tenant's keys.
+    pub fn of_tenant(&self, tenant: &Tenant) -> Self {
+        Self::for_tenant(self.conn.clone(), self.config.clone(), tenant)
+    }
+
+    pub fn tenant(&self) -> &Tenant {
+        self.keys.tenant()
+    }
+
+    /// This tenant's key names.
+    pub fn keys(&self) -> &keys::Keys {
+        &self.keys
     }
 
     pub async fn open(url: &str, config: StoreConfig) -> Result<Self, StoreError> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 /// Limits for one Genesys client (the reference's org limits by default).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,14 +114,14 @@ impl Store {
     /// (JSON), by name.
     pub async fn limiters(&self) -> Result<Vec<(String, serde_json::Value)>, StoreError> {
         let h: std::collections::BTreeMap<String, String> =
-            redis::cmd("HGETALL").arg(keys::limiters()).query_async(&mut self.conn()).await?;
+            redis::cmd("HGETALL").arg(self.keys.limiters()).query_async(&mut self.conn()).await?;
         Ok(h.into_iter().map(|(k, v)| (k, serde_json::from_str(&v).unwrap_or(serde_json::Value::Null))).collect())
     }
 
     pub fn limiter(&self, config: LimiterConfig) -> Limiter {
-        let keys = keys::limiter(&config.name);
-        let waiting = keys::limiter_waiting(&config.name);
-        let reserved = keys::limiter_reserved(&config.name);
+        let keys = self.keys.limiter(&config.name);
+        let waiting = self.keys.limiter_waiting(&config.name);
+        let reserved = self.keys.limiter_reserved(&config.name);
         Limiter { store: self.clone(), config, keys, waiting, reserved }
     }
 }
@@ -212,7 +212,7 @@ impl Limiter {
             "maxConcurrent": c.max_concurrent, "leaseTtlSecs": c.lease_ttl.as_secs(),
         });
         let _: i64 = redis::cmd("HSET")
-            .arg(keys::limiters())
+            .arg(self.store.keys.limiters())
             .arg(&c.name)
             .arg(doc.to_string())
             .query_async(&mut self.store.conn())

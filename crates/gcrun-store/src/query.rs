@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use gcrun_model::{Flavor, RunId, RunStatus};
 
 use crate::record::RunRecord;
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 /// Entries read per round trip while filling a page.
 const BATCH: usize = 200;
@@ -123,17 +123,17 @@ impl Store {
     /// Every run the store holds, by when it was accepted. Runs accepted
     /// before the index existed (an upgrade) are not in it.
     pub async fn runs_page(&self, filter: &RunFilter, page: &PageRequest<'_>) -> Result<Page, StoreError> {
-        self.index_page(&keys::runs(), filter, page).await
+        self.index_page(&self.keys.runs(), filter, page).await
     }
 
     /// Runs in the index.
     pub async fn runs_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("ZCARD").arg(keys::runs()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("ZCARD").arg(self.keys.runs()).query_async(&mut self.conn()).await?)
     }
 
     /// Dead-lettered runs, by when they got there.
     pub async fn dlq_page(&self, filter: &RunFilter, page: &PageRequest<'_>) -> Result<Page, StoreError> {
-        self.index_page(&keys::dlq(), filter, page).await
+        self.index_page(&self.keys.dlq(), filter, page).await
     }
 
     /// The records of `ids`, in one round trip: `None` where a record is
@@ -156,7 +156,7 @@ impl Store {
         }
         let mut pipe = redis::pipe();
         for id in ids {
-            pipe.cmd("HGETALL").arg(keys::run(id));
+            pipe.cmd("HGETALL").arg(self.keys.run(id));
         }
         let hashes: Vec<HashMap<String, String>> = pipe.query_async(&mut self.conn()).await?;
         Ok(ids

@@ -9,7 +9,7 @@ use redis::Script;
 
 use crate::record::{RunRecord, RunUpdate};
 use crate::write::{PreparedWrite, WriteKind, WriteOutcome};
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 // One script per operation; each `.lua` file names its KEYS and ARGV.
 static CREATE: LazyLock<Script> =
@@ -196,13 +196,13 @@ impl Store {
         let idem_key = request.idempotency_key();
         let transition = Transition { from: None, to: RunStatus::Accepted, at_ms: now_ms, cause: "accepted".into() };
         let keys = vec![
-            keys::run(&id),
-            keys::history(&id),
-            keys::audit(),
-            keys::counts(),
-            keys::idempotency_of(origin.client.as_deref(), idem_key.unwrap_or("-")),
-            keys::open(),
-            keys::runs(),
+            self.keys.run(&id),
+            self.keys.history(&id),
+            self.keys.audit(),
+            self.keys.counts(),
+            self.keys.idempotency_of(origin.client.as_deref(), idem_key.unwrap_or("-")),
+            self.keys.open(),
+            self.keys.runs(),
         ];
         let mut w = PreparedWrite::new(WriteKind::Create, id.to_string(), keys);
         w.arg(id)
@@ -257,7 +257,8 @@ impl Store {
 
     /// The run's record, or `None` when it does not exist (or expired).
     pub async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
-        let h: HashMap<String, String> = redis::cmd("HGETALL").arg(keys::run(id)).query_async(&mut self.conn()).await?;
+        let h: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(self.keys.run(id)).query_async(&mut self.conn()).await?;
         if h.is_empty() {
             return Ok(None);
         }
@@ -280,7 +281,7 @@ impl Store {
     /// (one list holds both: they expire and are purged with the record).
     pub async fn history_and_attempts(&self, id: &RunId) -> Result<(Vec<Transition>, Vec<Attempt>), StoreError> {
         let raw: Vec<String> =
-            redis::cmd("LRANGE").arg(keys::history(id)).arg(0).arg(-1).query_async(&mut self.conn()).await?;
+            redis::cmd("LRANGE").arg(self.keys.history(id)).arg(0).arg(-1).query_async(&mut self.conn()).await?;
         let corrupt =
             |e: serde_json::Error| StoreError::Corrupt { run: id.to_string(), detail: format!("history: {e}") };
         let (mut transitions, mut attempts) = (Vec::new(), Vec::new());
@@ -354,7 +355,7 @@ impl Store {
     /// will end again.
     pub async fn forget_dead_webhook(&self, id: &RunId) -> Result<(), StoreError> {
         let _: i64 =
-            redis::cmd("ZREM").arg(keys::webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
+            redis::cmd("ZREM").arg(self.keys.webhook_dlq()).arg(id.to_string()).query_async(&mut self.conn()).await?;
         Ok(())
     }
 
@@ -416,14 +417,14 @@ impl Store {
             ""
         };
         let keys = vec![
-            keys::run(id),
-            keys::history(id),
-            keys::audit(),
-            keys::counts(),
-            keys::dlq(),
-            keys::open(),
-            keys::expiring(),
-            keys::webhooks_owed(),
+            self.keys.run(id),
+            self.keys.history(id),
+            self.keys.audit(),
+            self.keys.counts(),
+            self.keys.dlq(),
+            self.keys.open(),
+            self.keys.expiring(),
+            self.keys.webhooks_owed(),
         ];
         let mut w = PreparedWrite::new(WriteKind::Transition, id.to_string(), keys);
         w.arg(id)
@@ -473,7 +474,7 @@ impl Store {
     /// operator): the worker's own ending releases its permit and owes its
     /// webhook as any end does.
     pub fn prepare_cancel_request(&self, id: &RunId, status: RunStatus, cause: &str) -> PreparedWrite {
-        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![keys::run(id)]);
+        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![self.keys.run(id)]);
         w.arg("status").arg(status.as_str()).arg("cancel_requested").arg(cause);
         w
     }
@@ -481,7 +482,7 @@ impl Store {
     pub fn prepare_update(&self, id: &RunId, update: &RunUpdate) -> PreparedWrite {
         let pairs = update.pairs();
         let kind = if pairs.is_empty() { WriteKind::Nothing } else { WriteKind::Update };
-        let mut w = PreparedWrite::new(kind, id.to_string(), vec![keys::run(id)]);
+        let mut w = PreparedWrite::new(kind, id.to_string(), vec![self.keys.run(id)]);
         w.arg("").arg("");
         for (k, v) in pairs {
             w.arg(k).arg(v);
@@ -493,7 +494,7 @@ impl Store {
     /// Redis's clock), under `token`.
     pub async fn claim_submit(&self, id: &RunId, hold: Duration, token: &str) -> Result<Claim, StoreError> {
         let (code, at): (i64, u64) =
-            CLAIM.key(keys::run(id)).arg(hold.as_millis() as u64).arg(token).invoke_async(&mut self.conn()).await?;
+            CLAIM.key(self.keys.run(id)).arg(hold.as_millis() as u64).arg(token).invoke_async(&mut self.conn()).await?;
         Ok(match code {
             1 => Claim::Claimed { token: token.to_string() },
             0 => Claim::Held { left: Duration::from_millis(at) },
@@ -507,7 +508,7 @@ impl Store {
     /// `Ok(false)`: the claim is no longer this copy's; it must not call.
     pub async fn mark_submit_sent(&self, id: &RunId, token: &str, hold: Duration) -> Result<bool, StoreError> {
         let n: i64 =
-            MARK.key(keys::run(id)).arg(token).arg(hold.as_millis() as u64).invoke_async(&mut self.conn()).await?;
+            MARK.key(self.keys.run(id)).arg(token).arg(hold.as_millis() as u64).invoke_async(&mut self.conn()).await?;
         Ok(n == 1)
     }
 
@@ -515,7 +516,7 @@ impl Store {
     /// denied permit), so another copy may submit at once: only if it is
     /// still this copy's (a stalled copy must not clear a newer one's).
     pub fn prepare_release_claim(&self, id: &RunId, token: &str) -> PreparedWrite {
-        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![keys::run(id)]);
+        let mut w = PreparedWrite::new(WriteKind::Update, id.to_string(), vec![self.keys.run(id)]);
         w.arg("submit_claim_by").arg(token);
         for (k, v) in RunUpdate::default().release_claim().pairs() {
             w.arg(k).arg(v);
@@ -548,7 +549,7 @@ impl Store {
         status: RunStatus,
         update: &RunUpdate,
     ) -> PreparedWrite {
-        let mut w = PreparedWrite::new(WriteKind::Advance, id.to_string(), vec![keys::run(id)]);
+        let mut w = PreparedWrite::new(WriteKind::Advance, id.to_string(), vec![self.keys.run(id)]);
         w.arg(counter.field()).arg(expected).arg(status.as_str());
         for (k, v) in update.pairs() {
             if k != counter.field() {
@@ -577,7 +578,7 @@ impl Store {
             let entry = serde_json::json!({
                 "kind": "attempt", "stage": stage, "error": error, "correlationId": update.correlation_id,
             });
-            w.keys.push(keys::history(id));
+            w.keys.push(self.keys.history(id));
             w.arg(entry);
         }
         w
@@ -587,7 +588,7 @@ impl Store {
     /// from now. `Ok(false)`: it is not this copy's any more.
     pub async fn renew_submit_claim(&self, id: &RunId, token: &str, hold: Duration) -> Result<bool, StoreError> {
         let n: i64 = RENEW_CLAIM
-            .key(keys::run(id))
+            .key(self.keys.run(id))
             .arg(token)
             .arg(hold.as_millis() as u64)
             .invoke_async(&mut self.conn())
@@ -617,14 +618,14 @@ impl Store {
     /// the runs behind them.
     pub async fn overdue(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
         let mut conn = self.conn();
-        let raw = self.oldest_up_to(&keys::open(), now_ms.saturating_sub(grace_ms), limit).await?;
+        let raw = self.oldest_up_to(&self.keys.open(), now_ms.saturating_sub(grace_ms), limit).await?;
         if raw.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in &raw {
             match id.parse::<RunId>() {
-                Ok(run) => pipe.cmd("EXISTS").arg(keys::run(&run)),
+                Ok(run) => pipe.cmd("EXISTS").arg(self.keys.run(&run)),
                 // Not a run id at all: nothing to end.
                 Err(_) => pipe.cmd("ECHO").arg(0),
             };
@@ -638,7 +639,7 @@ impl Store {
             }
         }
         if !gone.is_empty() {
-            let _: i64 = redis::cmd("ZREM").arg(keys::open()).arg(&gone).query_async(&mut conn).await?;
+            let _: i64 = redis::cmd("ZREM").arg(self.keys.open()).arg(&gone).query_async(&mut conn).await?;
             tracing::warn!(count = gone.len(), "dropped open-set entries whose run record is gone");
         }
         Ok(open)
@@ -651,7 +652,7 @@ impl Store {
     /// dead-letter indexes outlived their records.
     pub async fn reconcile_expired(&self, now_ms: u64, grace_ms: u64, limit: usize) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let due = self.oldest_up_to(&keys::expiring(), now_ms.saturating_sub(grace_ms), limit).await?;
+        let due = self.oldest_up_to(&self.keys.expiring(), now_ms.saturating_sub(grace_ms), limit).await?;
         if due.is_empty() {
             return Ok(0);
         }
@@ -660,19 +661,19 @@ impl Store {
             let (status, id) = member.split_once('|').unwrap_or(("", member.as_str()));
             let Ok(run) = id.parse::<RunId>() else {
                 // Not gcrun's: drop it from the index.
-                let _: i64 = redis::cmd("ZREM").arg(keys::expiring()).arg(member).query_async(&mut conn).await?;
+                let _: i64 = redis::cmd("ZREM").arg(self.keys.expiring()).arg(member).query_async(&mut conn).await?;
                 continue;
             };
             let known = if RunStatus::ALL.iter().any(|s| s.as_str() == status) { status } else { "" };
             let done: i64 = RECONCILE
-                .key(keys::run(&run))
-                .key(keys::expiring())
-                .key(keys::counts())
-                .key(keys::dlq())
-                .key(keys::webhook_dlq())
-                .key(keys::open())
-                .key(keys::runs())
-                .key(keys::trimmed())
+                .key(self.keys.run(&run))
+                .key(self.keys.expiring())
+                .key(self.keys.counts())
+                .key(self.keys.dlq())
+                .key(self.keys.webhook_dlq())
+                .key(self.keys.open())
+                .key(self.keys.runs())
+                .key(self.keys.trimmed())
                 .arg(member)
                 .arg(known)
                 .arg(id)
@@ -692,7 +693,7 @@ impl Store {
     /// even the status can be read.
     pub async fn quarantine(&self, id: &RunId, reason: &str, now_ms: u64) -> Result<bool, StoreError> {
         let (raw, webhook): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(keys::run(id))
+            .arg(self.keys.run(id))
             .arg("status")
             .arg("webhook_status")
             .query_async(&mut self.conn())
@@ -704,7 +705,7 @@ impl Store {
                 return Ok(false);
             }
             let attempts: Option<u32> =
-                redis::cmd("HGET").arg(keys::run(id)).arg("webhook_attempts").query_async(&mut self.conn()).await?;
+                redis::cmd("HGET").arg(self.keys.run(id)).arg("webhook_attempts").query_async(&mut self.conn()).await?;
             let dead = crate::WebhookAttempt::Dead { reason: cause };
             return self.webhook_attempt(id, attempts.unwrap_or(0), &dead, now_ms).await;
         }

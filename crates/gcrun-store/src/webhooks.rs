@@ -9,7 +9,7 @@ use gcrun_model::{RunId, WebhookStatus};
 use redis::Script;
 
 use crate::write::{PreparedWrite, WriteKind, WriteOutcome};
-use crate::{Store, StoreError, keys};
+use crate::{Store, StoreError};
 
 pub(crate) static STEP: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(include_str!("../lua/webhook_step.lua"), "return s_webhook_step(KEYS, ARGV)\n"))
@@ -81,7 +81,7 @@ impl Store {
             WebhookStatus::Delivered => "delivered",
             WebhookStatus::Dead => "dead",
         });
-        let keys = vec![keys::run(id), keys::webhook_dlq(), keys::webhooks_owed()];
+        let keys = vec![self.keys.run(id), self.keys.webhook_dlq(), self.keys.webhooks_owed()];
         let mut w = PreparedWrite::new(WriteKind::WebhookStep, id.to_string(), keys);
         w.arg(id).arg(expected).arg(status).arg(now_ms);
         match attempt {
@@ -95,13 +95,13 @@ impl Store {
 
     /// Runs whose webhook is dead.
     pub async fn webhook_dlq_len(&self) -> Result<u64, StoreError> {
-        Ok(redis::cmd("ZCARD").arg(keys::webhook_dlq()).query_async(&mut self.conn()).await?)
+        Ok(redis::cmd("ZCARD").arg(self.keys.webhook_dlq()).query_async(&mut self.conn()).await?)
     }
 
     /// Runs whose webhook is dead, oldest first.
     pub async fn webhook_dlq(&self) -> Result<Vec<RunId>, StoreError> {
         let ids: Vec<String> =
-            redis::cmd("ZRANGE").arg(keys::webhook_dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
+            redis::cmd("ZRANGE").arg(self.keys.webhook_dlq()).arg(0).arg(-1).query_async(&mut self.conn()).await?;
         Ok(ids.iter().filter_map(|i| i.parse().ok()).collect())
     }
 
@@ -113,7 +113,7 @@ impl Store {
     /// (Redis's clock), oldest first: the sweeper checks each still has its
     /// delivery job.
     pub async fn webhooks_owed_before(&self, before_ms: u64, limit: usize) -> Result<Vec<RunId>, StoreError> {
-        let raw = self.oldest_up_to(&keys::webhooks_owed(), before_ms, limit).await?;
+        let raw = self.oldest_up_to(&self.keys.webhooks_owed(), before_ms, limit).await?;
         Ok(raw.iter().filter_map(|s| s.parse().ok()).collect())
     }
 
@@ -124,14 +124,14 @@ impl Store {
         if owed {
             let now = self.redis_now_ms().await?;
             let _: i64 = redis::cmd("ZADD")
-                .arg(keys::webhooks_owed())
+                .arg(self.keys.webhooks_owed())
                 .arg(now)
                 .arg(id.to_string())
                 .query_async(&mut conn)
                 .await?;
         } else {
             let _: i64 =
-                redis::cmd("ZREM").arg(keys::webhooks_owed()).arg(id.to_string()).query_async(&mut conn).await?;
+                redis::cmd("ZREM").arg(self.keys.webhooks_owed()).arg(id.to_string()).query_async(&mut conn).await?;
         }
         Ok(())
     }
@@ -139,9 +139,9 @@ impl Store {
     pub async fn webhook_requeue(&self, id: &RunId) -> Result<WebhookRequeue, StoreError> {
         debug_assert!(WebhookStatus::Dead.can_become(WebhookStatus::Pending));
         let n: i64 = REQUEUE
-            .key(keys::run(id))
-            .key(keys::webhook_dlq())
-            .key(keys::webhooks_owed())
+            .key(self.keys.run(id))
+            .key(self.keys.webhook_dlq())
+            .key(self.keys.webhooks_owed())
             .arg(id.to_string())
             .invoke_async(&mut self.conn())
             .await?;

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use gcrun_model::{RequestLimits, RetrySchedule};
+use gcrun_model::{RequestLimits, RetrySchedule, Tenant};
 use url::Url;
 
 /// How the steps behave: their policy. `Debug` shows the default webhook
 /// URL without its query, which may carry a token.
 #[derive(Clone)]
 pub struct WorkerConfig {
+    /// The tenant this worker serves (its keys, its Genesys org); named
+    /// in its webhooks unless it is the default tenant.
+    pub tenant: Tenant,
     /// Request rules re-checked in the worker (a request that slipped past
     /// an older producer still ends with a clear reason).
     pub limits: RequestLimits,
@@ -65,6 +68,7 @@ impl WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
+            tenant: Tenant::default(),
             limits: RequestLimits::default(),
             poll_schedule: RetrySchedule {
                 base: Duration::from_secs(1),

@@ -88,8 +88,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// The default tenant's metrics: no tenant label, as single-org
+    /// releases had.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("gcrun");
+        Self::for_tenant(&gcrun_model::Tenant::default())
+    }
+
+    /// Metrics of a worker serving `tenant`: every series labelled with it
+    /// (unless it is the default tenant).
+    pub fn for_tenant(tenant: &gcrun_model::Tenant) -> Self {
+        let mut registry = if tenant.is_default() {
+            Registry::with_prefix("gcrun")
+        } else {
+            let label = (std::borrow::Cow::Borrowed("tenant"), std::borrow::Cow::Owned(tenant.to_string()));
+            Registry::with_prefix_and_labels("gcrun", std::iter::once(label))
+        };
         let runs = Family::<RunLabels, Counter>::default();
         registry.register("runs", "Runs that reached a terminal state, by flavor and outcome", runs.clone());
         let run_duration = Family::<FlavorLabels, Histogram>::new_with_constructor(|| {

@@ -14,6 +14,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use gcrun_genesys::{ClientConfig, Credentials, Environment, GenesysClient};
+use gcrun_model::Tenant;
 use gcrun_queue::backend::{BackendSettings, EngineBackend};
 use gcrun_queue::engine::Queue;
 use gcrun_queue::{PollJob, QueueSettings, Queues, SubmitJob, WebhookJob};
@@ -91,6 +92,10 @@ pub struct WorkerSettings {
     /// `redis://` or `rediss://` (credentials allowed; never logged), and
     /// the CA to trust for `rediss://`.
     pub redis: gcrun_store::RedisTarget,
+    /// The tenant served: its keys, queues and limiter (its Genesys org is
+    /// `genesys`). One tenant per worker process, so tenants scale and
+    /// fail apart.
+    pub tenant: Tenant,
     pub genesys: GenesysSettings,
     pub limiter: LimiterConfig,
     pub policy: WorkerConfig,
@@ -106,6 +111,7 @@ impl std::fmt::Debug for WorkerSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerSettings")
             .field("redis", &self.redis)
+            .field("tenant", &self.tenant)
             .field("genesys", &self.genesys)
             .field("limiter", &self.limiter)
             .field("policy", &self.policy)
@@ -171,9 +177,10 @@ impl Worker {
     /// the shared limiter and the steps' dependencies.
     pub async fn build(settings: WorkerSettings) -> Result<Self, BuildError> {
         let conn = gcrun_store::connect_to(&settings.redis).await?;
-        let store = Store::new(conn.clone(), settings.store.clone());
+        let tenant = settings.tenant.clone();
+        let store = Store::for_tenant(conn.clone(), settings.store.clone(), &tenant);
         store.ping().await?;
-        let queues = Queues::new(conn, &settings.queues);
+        let queues = Queues::for_tenant(conn, &settings.queues, &tenant);
         let old = queues.old_layout_jobs().await.map_err(StoreError::from)?;
         if !old.is_empty() {
             return Err(BuildError::OldQueues(old));
@@ -184,9 +191,9 @@ impl Worker {
             tracing::info!(marked, "queues brought to this release's layout (done ids marked)");
         }
         let g = settings.genesys;
-        let policy = settings.policy;
+        let policy = WorkerConfig { tenant: tenant.clone(), ..settings.policy };
         let genesys = GenesysClient::new(g.environment, g.credentials, &g.client)?;
-        let metrics = Metrics::new();
+        let metrics = Metrics::for_tenant(&tenant);
         let limiter = store.limiter(settings.limiter);
         // Operators' `gcrun stats` finds the limiters in use here.
         limiter.register().await?;
@@ -249,7 +256,7 @@ impl Worker {
             let _ = workers_tx.send(true);
         });
         self.readiness.set(true);
-        tracing::info!(instance = %self.run.instance, "workers started");
+        tracing::info!(instance = %self.run.instance, tenant = %self.deps.store().tenant(), "workers started");
         let engine = self.deps.queues().engine().clone();
         let q = self.deps.queues().settings.clone();
         let backend = |queue: Queue, concurrency: usize| {

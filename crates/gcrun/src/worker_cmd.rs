@@ -23,6 +23,11 @@ pub struct RedisArgs {
     /// trusted instead of the system's store (`rediss://` with a private CA).
     #[arg(long = "redis-ca-file", env = "GCRUN_REDIS_CA_FILE")]
     pub ca_file: Option<std::path::PathBuf>,
+    /// The tenant (one Genesys org's runs, queues and limiter, under a hash
+    /// tag of their own) this command works on. `default` is the
+    /// single-org layout of earlier releases.
+    #[arg(long, env = "GCRUN_TENANT", default_value = "default")]
+    pub tenant: gcrun_model::Tenant,
     /// How long a completed, failed or timed-out run's record is kept once
     /// it ends, in seconds; then it is gone, counts and indexes with it.
     #[arg(long, env = "GCRUN_RUN_RETENTION_SECS", default_value_t = 7 * 86_400)]
@@ -43,6 +48,7 @@ impl RedisArgs {
         Self {
             url,
             ca_file: None,
+            tenant: gcrun_model::Tenant::default(),
             run_retention_secs: defaults.terminal_retention.as_secs(),
             dead_run_retention_secs: defaults.dead_retention.as_secs(),
             audit_cap: defaults.audit_cap,
@@ -71,9 +77,9 @@ impl RedisArgs {
     /// The store and the three queues on one self-reconnecting connection.
     pub async fn open(&self) -> Result<(Store, Queues)> {
         let conn = gcrun_store::connect_to(&self.target()?).await.context("connecting to Redis (REDIS_URL)")?;
-        let store = Store::new(conn.clone(), self.store_config());
+        let store = Store::for_tenant(conn.clone(), self.store_config(), &self.tenant);
         store.ping().await.context("Redis does not answer PING (REDIS_URL)")?;
-        Ok((store, Queues::new(conn, &QueueSettings::default())))
+        Ok((store, Queues::for_tenant(conn, &QueueSettings::default(), &self.tenant)))
     }
 }
 
@@ -203,6 +209,7 @@ impl WorkerArgs {
         };
         Ok(WorkerSettings {
             redis: self.redis.target()?,
+            tenant: self.redis.tenant.clone(),
             genesys: GenesysSettings { environment, credentials, client: ClientConfig::default() },
             limiter: LimiterConfig {
                 name: self.client_id.clone(),

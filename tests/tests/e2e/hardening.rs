@@ -75,7 +75,7 @@ async fn a_submit_that_crashed_mid_call_is_dead_lettered_as_unknown_never_sent_a
         // by Redis's clock, as a dead worker's would.
         assert!(stack.store.mark_submit_sent(&id, &token, Duration::from_millis(1)).await.unwrap());
         let until: u64 = redis::cmd("HGET")
-            .arg(gcrun_store::keys::run(&id))
+            .arg(stack.store.keys().run(&id))
             .arg("submit_claim_until")
             .query_async(&mut stack.store.connection())
             .await

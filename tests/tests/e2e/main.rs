@@ -25,6 +25,7 @@ mod secrets;
 mod secure;
 mod soak;
 mod storm;
+mod tenants;
 mod topology;
 mod unknown;
 mod upgrade;

@@ -49,7 +49,7 @@ async fn a_record_whose_request_no_longer_parses_is_dead_lettered_with_the_reaso
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
     // Foreign data (or a bug) overwrites the stored request.
     let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let key = gcrun_store::keys::run(&id);
+    let key = stack.store.keys().run(&id);
     let _: () =
         redis::cmd("HSET").arg(&key).arg("request").arg(r#"{"flavor":"nope"}"#).query_async(&mut conn).await.unwrap();
     assert!(stack.store.get_run(&id).await.is_err(), "the record is corrupt");

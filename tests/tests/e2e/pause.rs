@@ -44,7 +44,7 @@ async fn a_long_pause_with_thousands_waiting_costs_no_busy_loop_and_ends_at_once
     // The first run's call is answered 429 with the long Retry-After: the
     // client's shared limiter is paused for every worker.
     let first = stack.producer.enqueue_value(&doc(0)).await.unwrap().run_id;
-    let pause_key = gcrun_store::keys::limiter(CLIENT_ID)[2].clone();
+    let pause_key = stack.store.keys().limiter(CLIENT_ID)[2].clone();
     let pause_end: u64 = wait_until("the client to be paused", Duration::from_secs(10), || async {
         redis::cmd("GET").arg(&pause_key).query_async::<Option<u64>>(&mut stack.store.connection()).await.unwrap()
     })

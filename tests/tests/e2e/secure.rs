@@ -22,7 +22,7 @@ const BAD_NOTE: &str = "s3cure-bad-9q4e";
 
 async fn raw_field(stack: &Stack, id: &RunId, field: &str) -> Option<String> {
     redis::cmd("HGET")
-        .arg(gcrun_store::keys::run(id))
+        .arg(stack.store.keys().run(id))
         .arg(field)
         .query_async(&mut stack.store.connection())
         .await

@@ -13,7 +13,6 @@ use std::time::{Duration, Instant};
 use gcrun_emulator::{EmulatorConfig, Timings};
 use gcrun_harness::{free_port, wait_until};
 use gcrun_model::RunId;
-use gcrun_store::keys;
 use gcrun_tests::{CALLBACK, LOOKUP, Logged, ORDER_FLOW, Stack, scaled};
 use serde_json::json;
 
@@ -153,7 +152,12 @@ async fn a_long_stream_leaves_flat_worker_memory_and_redis_back_at_its_baseline(
             done += stack.queues.depth(q).await.unwrap().done;
         }
         let mut indexed = 0;
-        for key in [keys::open(), keys::expiring(), keys::dlq(), keys::webhook_dlq()] {
+        for key in [
+            stack.store.keys().open(),
+            stack.store.keys().expiring(),
+            stack.store.keys().dlq(),
+            stack.store.keys().webhook_dlq(),
+        ] {
             indexed += zcard(&stack, key).await;
         }
         let records = run_keys(&stack).await;

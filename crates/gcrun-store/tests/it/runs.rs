@@ -139,7 +139,7 @@ async fn a_submit_claim_is_marked_before_the_call_and_a_lapsed_marked_claim_is_a
         let store = store.clone();
         async move {
             let until: u64 = redis::cmd("HGET")
-                .arg(gcrun_store::keys::run(&id))
+                .arg(gcrun_store::keys::Keys::default().run(&id))
                 .arg("submit_claim_until")
                 .query_async(&mut store.connection())
                 .await

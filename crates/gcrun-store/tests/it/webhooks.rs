@@ -121,7 +121,7 @@ async fn an_ended_run_with_an_unreadable_record_gets_a_dead_webhook() {
     let id = ended(&store).await;
     let mut conn = crate::raw(&redis).await;
     let _: () = redis::cmd("HSET")
-        .arg(gcrun_store::keys::run(&id))
+        .arg(gcrun_store::keys::Keys::default().run(&id))
         .arg("request")
         .arg("[]")
         .query_async(&mut conn)

@@ -60,7 +60,10 @@ fn loaded(rec: &RunRecord, attempt: u32, policy: &WorkerConfig, now: u64) -> Dec
             return dead(attempt, reason).into();
         }
     }
-    let body = crate::webhook::body(rec, now);
+    let mut body = crate::webhook::body(rec, now);
+    if !policy.tenant.is_default() {
+        body["tenant"] = serde_json::Value::String(policy.tenant.to_string());
+    }
     Decision::Need(Need::Deliver(Box::new(Outgoing { url, event_id: crate::webhook::event_id(rec), body })))
 }
 
