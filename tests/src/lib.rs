@@ -56,6 +56,18 @@ impl Redis {
         }
     }
 
+    /// What a suite runs on: one server, or with `GCRUN_TEST_REDIS=cluster`
+    /// a three-primary Cluster for every suite that needs nothing of one
+    /// server (no kill and restart, no AOF, password or TLS).
+    pub fn for_suites(options: gcrun_harness::RedisOptions) -> Self {
+        let plain = !options.appendonly && !options.tls && options.password.is_none();
+        if plain && std::env::var("GCRUN_TEST_REDIS").is_ok_and(|v| v == "cluster") {
+            Self::Cluster(RedisCluster::start(3))
+        } else {
+            Self::Single(RedisServer::start_with(options))
+        }
+    }
+
     /// SIGKILLs the one server.
     pub fn kill(&mut self) {
         self.single().kill();
@@ -69,6 +81,26 @@ impl Redis {
     pub fn port(&mut self) -> u16 {
         self.single().port()
     }
+}
+
+/// `INFO <section>` of every server behind the stack's connection: one
+/// text for one server, one per node for a Cluster (which answers by node).
+pub async fn info(stack: &Stack, section: &str) -> Vec<String> {
+    let v: redis::Value = redis::cmd("INFO").arg(section).query_async(&mut stack.store.connection()).await.unwrap();
+    match v {
+        redis::Value::Map(per_node) => per_node.into_iter().map(|(_, v)| redis::from_redis_value(v).unwrap()).collect(),
+        one => vec![redis::from_redis_value(one).unwrap()],
+    }
+}
+
+/// A numeric `INFO` field summed over every server.
+pub async fn info_sum(stack: &Stack, section: &str, field: &str) -> u64 {
+    let prefix = format!("{field}:");
+    info(stack, section)
+        .await
+        .iter()
+        .filter_map(|text| text.lines().find_map(|l| l.strip_prefix(prefix.as_str()))?.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// A whole gcrun stack.
@@ -151,7 +183,7 @@ impl Stack {
         deadline: Duration,
         redis_options: gcrun_harness::RedisOptions,
     ) -> Self {
-        Self::start_on(emulator, deadline, Redis::Single(RedisServer::start_with(redis_options))).await
+        Self::start_on(emulator, deadline, Redis::for_suites(redis_options)).await
     }
 
     /// A stack on `redis`, whatever its topology.

@@ -47,6 +47,10 @@ pub struct DashboardConfig {
     /// Upstream clients' tokens: refused here, and none may equal an
     /// operator's.
     pub client_tokens: Vec<SecretString>,
+    /// The tenants operators look at and act on, the first shown at
+    /// sign-in (pages name theirs in `?tenant=`, forms in a field, so a
+    /// form always acts on the tenant of the page it came from).
+    pub tenants: Vec<gcrun_model::Tenant>,
 }
 
 impl Default for DashboardConfig {
@@ -57,6 +61,7 @@ impl Default for DashboardConfig {
             session_ttl: Duration::from_secs(8 * 3600),
             secure_cookie: false,
             client_tokens: Vec::new(),
+            tenants: vec![gcrun_model::Tenant::default()],
         }
     }
 }
@@ -83,6 +88,9 @@ pub(crate) struct App {
 /// merge. Refuses a configuration with no operator, or an operator token
 /// that is also an upstream client's (one token must not be both).
 pub fn router(operator: Operator, config: DashboardConfig) -> Result<Router, ConfigError> {
+    if config.tenants.is_empty() {
+        return Err(ConfigError("the dashboard needs at least one tenant".into()));
+    }
     if config.operators.is_empty() {
         return Err(ConfigError("the dashboard needs at least one operator token".into()));
     }

@@ -14,9 +14,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use gcrun_model::Tenant;
 use gcrun_model::timestamp::{parse_moment, rfc3339_ms};
 use gcrun_model::{Flavor, RunId, RunStatus};
-use gcrun_producer::operator::{Actor, Selection};
+use gcrun_producer::operator::{Actor, Operator, Selection};
 use gcrun_store::{PageRequest, RunFilter, RunRecord, RunView};
 
 use crate::App;
@@ -85,6 +86,39 @@ fn unavailable(e: impl std::fmt::Display) -> Response {
 
 fn redirect(to: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, to.to_string())]).into_response()
+}
+
+/// The tenant a page or form is about, and the operator acting on it.
+/// Pages name it in `?tenant=`, forms in a `tenant` field, so a form acts
+/// on the tenant of the page it was filled in on, whatever another tab
+/// shows meanwhile.
+pub(crate) struct Scope {
+    operator: Operator,
+    tenant: String,
+    /// Every tenant the dashboard serves (a selector when more than one).
+    tenants: Vec<String>,
+    /// `?tenant=<name>` for links, empty for the first tenant (so a
+    /// one-tenant dashboard's addresses are as they were).
+    tq: String,
+}
+
+fn scope(app: &App, named: Option<&str>) -> Result<Scope, Response> {
+    let tenants = &app.config.tenants;
+    let first = tenants.first().cloned().unwrap_or_default();
+    let tenant = match named.map(str::trim).filter(|n| !n.is_empty()) {
+        None => first.clone(),
+        Some(n) => match Tenant::parse(n) {
+            Ok(t) if tenants.contains(&t) => t,
+            _ => return Err((StatusCode::NOT_FOUND, "this dashboard serves no such tenant").into_response()),
+        },
+    };
+    let tq = if tenant == first { String::new() } else { format!("?tenant={tenant}") };
+    Ok(Scope {
+        operator: app.operator.for_tenant(&tenant),
+        tenant: tenant.to_string(),
+        tenants: tenants.iter().map(Tenant::to_string).collect(),
+        tq,
+    })
 }
 
 /// The session, or the answer for a request without one: a browser goes
@@ -182,6 +216,7 @@ struct LimiterRow {
 #[derive(Template)]
 #[template(path = "overview.html")]
 struct Overview {
+    scope: Scope,
     section: &'static str,
     operator: String,
     csrf: String,
@@ -215,8 +250,12 @@ async fn overview(State(app): State<App>, headers: HeaderMap, Query(q): Query<Ha
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, q.get("tenant").map(String::as_str)) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let now = now_ms();
-    let s = match app.operator.stats(now, Duration::from_secs(3600), SAMPLE).await {
+    let s = match sc.operator.stats(now, Duration::from_secs(3600), SAMPLE).await {
         Ok(s) => s,
         Err(e) => return unavailable(e),
     };
@@ -288,6 +327,7 @@ async fn overview(State(app): State<App>, headers: HeaderMap, Query(q): Query<Ha
         ),
     ];
     let page = Overview {
+        scope: sc,
         section: "overview",
         operator: session.operator,
         csrf: session.csrf,
@@ -458,6 +498,7 @@ impl Row {
 #[derive(Template)]
 #[template(path = "list.html")]
 struct ListPage {
+    scope: Scope,
     section: &'static str,
     operator: String,
     csrf: String,
@@ -489,8 +530,12 @@ async fn list(app: App, headers: HeaderMap, q: HashMap<String, String>, dlq: boo
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, q.get("tenant").map(String::as_str)) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let form = FilterForm::from_pairs(q.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let store = app.operator.store();
+    let store = sc.operator.store().clone();
     let (path, title) = if dlq { ("/ops/dlq", "Dead letters") } else { ("/ops/runs", "Runs") };
     let mut error = None;
     let (mut rows, mut examined, mut next) = (Vec::new(), 0, None);
@@ -522,7 +567,13 @@ async fn list(app: App, headers: HeaderMap, q: HashMap<String, String>, dlq: boo
                     examined = p.examined;
                     let mut form = form.clone();
                     form.newest = req.newest_first;
-                    next = p.next.map(|c| format!("{path}?{}", form.query(&[("after", &c)])));
+                    next = p.next.map(|c| {
+                        let mut extra = vec![("after", c.as_str())];
+                        if !sc.tq.is_empty() {
+                            extra.push(("tenant", sc.tenant.as_str()));
+                        }
+                        format!("{path}?{}", form.query(&extra))
+                    });
                 }
             }
         }
@@ -538,6 +589,7 @@ async fn list(app: App, headers: HeaderMap, q: HashMap<String, String>, dlq: boo
     }
     let filter_fields = form.pairs();
     render(&ListPage {
+        scope: sc,
         section: if dlq { "dlq" } else { "runs" },
         operator: session.operator,
         csrf: session.csrf,
@@ -569,6 +621,7 @@ struct TransitionRow {
 #[derive(Template)]
 #[template(path = "run.html")]
 struct RunPage {
+    scope: Scope,
     section: &'static str,
     operator: String,
     csrf: String,
@@ -596,8 +649,12 @@ async fn run(
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, q.get("tenant").map(String::as_str)) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let Ok(id) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
-    let record = match app.operator.store().get_run_with_history(&id).await {
+    let record = match sc.operator.store().get_run_with_history(&id).await {
         Ok(Some(r)) => r,
         Ok(None) => return (StatusCode::NOT_FOUND, "no such run (it may have expired)").into_response(),
         Err(e) => return unavailable(e),
@@ -639,6 +696,7 @@ async fn run(
     push("secure action", record.secure.then(|| "yes: its data is erased when it ends".to_string()));
     let pretty = |j: &serde_json::Value| serde_json::to_string_pretty(j).unwrap_or_default();
     render(&RunPage {
+        scope: sc,
         section: "runs",
         operator: session.operator,
         csrf: session.csrf,
@@ -696,10 +754,18 @@ fn back_with(fields: &[(String, String)], notice: &str) -> Response {
         .unwrap_or("/ops/dlq");
     let form = FilterForm::from_pairs(fields.iter().filter_map(|(k, v)| k.strip_prefix("f_").map(|k| (k, v.as_str()))));
     let sep = if back.contains('?') { '&' } else { '?' };
+    let mut extra = vec![("notice", notice)];
+    if let Some(t) = field(fields, "tenant").filter(|t| !t.is_empty()) {
+        extra.push(("tenant", t));
+    }
     let query = if back == "/ops/dlq" {
-        form.query(&[("notice", notice)])
+        form.query(&extra)
     } else {
-        url::form_urlencoded::Serializer::new(String::new()).append_pair("notice", notice).finish()
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in &extra {
+            q.append_pair(k, v);
+        }
+        q.finish()
     };
     redirect(&format!("{back}{sep}{query}"))
 }
@@ -718,12 +784,16 @@ async fn requeue(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Res
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, field(&fields, "tenant")) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let selection = match selection(&fields) {
         Ok(s) => s,
         Err(e) => return back_with(&fields, &e),
     };
     let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
-    match app.operator.requeue_runs_by(&selection, now_ms(), &by).await {
+    match sc.operator.requeue_runs_by(&selection, now_ms(), &by).await {
         Ok(done) => {
             tracing::info!(operator = %session.operator, requeued = done.len(), "requeued from the dashboard");
             back_with(&fields, &format!("{} run(s) requeued", done.len()))
@@ -738,10 +808,14 @@ async fn cancel(State(app): State<App>, headers: HeaderMap, Path(id): Path<Strin
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, field(&fields, "tenant")) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let Ok(run) = id.parse::<RunId>() else { return (StatusCode::NOT_FOUND, "no such run").into_response() };
     let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
-    let back = vec![("back".to_string(), format!("/ops/runs/{run}"))];
-    match app.operator.cancel(&run, &by).await {
+    let back = vec![("back".to_string(), format!("/ops/runs/{run}")), ("tenant".to_string(), sc.tenant.clone())];
+    match sc.operator.cancel(&run, &by).await {
         Ok(gcrun_producer::operator::Cancel::Requested) => {
             tracing::info!(operator = %session.operator, run = %run, "cancel asked from the dashboard");
             back_with(&back, "cancel asked: the run's next step ends it")
@@ -761,7 +835,11 @@ async fn pause(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Ok(s) => s,
         Err(r) => return r,
     };
-    let back = vec![("back".to_string(), "/ops".to_string())];
+    let sc = match scope(&app, field(&fields, "tenant")) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
+    let back = vec![("back".to_string(), "/ops".to_string()), ("tenant".to_string(), sc.tenant.clone())];
     let what = match gcrun_producer::operator::Pause::parse(
         field(&fields, "kind").unwrap_or_default(),
         field(&fields, "value").unwrap_or_default().trim(),
@@ -770,7 +848,7 @@ async fn pause(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Err(e) => return back_with(&back, &e),
     };
     let by = Actor { by: session.operator.clone(), reason: field(&fields, "reason_text").unwrap_or_default().into() };
-    match app.operator.pause(&what, &by, now_ms()).await {
+    match sc.operator.pause(&what, &by, now_ms()).await {
         Ok(()) => back_with(&back, &format!("paused {what}")),
         Err(e) => back_with(&back, &format!("pause failed: {e}")),
     }
@@ -781,7 +859,11 @@ async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
     if let Err(r) = checked(&app, &headers, &fields) {
         return r;
     }
-    let back = vec![("back".to_string(), "/ops".to_string())];
+    let sc = match scope(&app, field(&fields, "tenant")) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
+    let back = vec![("back".to_string(), "/ops".to_string()), ("tenant".to_string(), sc.tenant.clone())];
     let name = field(&fields, "what").unwrap_or_default();
     let what = match name.split_once(':') {
         Some(("target", id)) => gcrun_producer::operator::Pause::parse("action", id),
@@ -792,7 +874,7 @@ async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
         Ok(w) => w,
         Err(e) => return back_with(&back, &e),
     };
-    match app.operator.resume(&what).await {
+    match sc.operator.resume(&what).await {
         Ok(r) => back_with(&back, &format!("resumed {what}; {} parked run(s) sent on", r.unparked)),
         Err(e) => back_with(&back, &format!("resume failed: {e}")),
     }
@@ -801,6 +883,7 @@ async fn resume(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Resp
 #[derive(Template)]
 #[template(path = "confirm.html")]
 struct ConfirmPage {
+    scope: Scope,
     section: &'static str,
     operator: String,
     csrf: String,
@@ -816,13 +899,17 @@ async fn purge(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         Ok(s) => s,
         Err(r) => return r,
     };
+    let sc = match scope(&app, field(&fields, "tenant")) {
+        Ok(sc) => sc,
+        Err(r) => return r,
+    };
     let selection = match selection(&fields) {
         Ok(s) => s,
         Err(e) => return back_with(&fields, &e),
     };
     if field(&fields, "confirm") == Some("yes") {
         let Selection::Runs(ids) = selection else { return back_with(&fields, "confirm a purge by its runs") };
-        return match app.operator.purge_ids(&ids).await {
+        return match sc.operator.purge_ids(&ids).await {
             Ok(n) => {
                 tracing::info!(operator = %session.operator, purged = n, "purged from the dashboard");
                 back_with(&fields, &format!("{n} run(s) purged"))
@@ -831,12 +918,13 @@ async fn purge(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Respo
         };
     }
     // First, say exactly what would go: the confirmation names each run.
-    let listed = match app.operator.preview(&selection).await {
+    let listed = match sc.operator.preview(&selection).await {
         Ok(l) => l,
         Err(e) => return unavailable(e),
     };
     let ids: Vec<String> = listed.iter().filter(|r| r.status.is_dead_lettered()).map(|r| r.id.to_string()).collect();
     render(&ConfirmPage {
+        scope: sc,
         section: "dlq",
         operator: session.operator,
         csrf: session.csrf,

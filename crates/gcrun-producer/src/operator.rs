@@ -132,6 +132,11 @@ impl Operator {
         &self.store
     }
 
+    /// The same Redis, acting on `tenant`'s runs and queues.
+    pub fn for_tenant(&self, tenant: &gcrun_model::Tenant) -> Self {
+        Self { store: self.store.of_tenant(tenant), queues: self.queues.of_tenant(tenant) }
+    }
+
     async fn select(&self, selection: &Selection) -> Result<Vec<RunId>, StoreError> {
         Ok(match selection {
             Selection::Runs(ids) => ids.clone(),

@@ -240,6 +240,10 @@ pub struct IngestArgs {
     /// Mark the dashboard's cookie `Secure` (users reach ingest over HTTPS).
     #[arg(long, env = "GCRUN_DASHBOARD_SECURE_COOKIE", default_value_t = false, action = clap::ArgAction::Set)]
     dashboard_secure_cookie: bool,
+    /// The tenants the dashboard shows, comma-separated, the first at
+    /// sign-in. Unset: every tenant an ingest client is bound to.
+    #[arg(long, env = "GCRUN_DASHBOARD_TENANTS", value_delimiter = ',')]
+    dashboard_tenants: Vec<gcrun_model::Tenant>,
 }
 
 pub async fn ingest(args: IngestArgs) -> Result<()> {
@@ -274,6 +278,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     };
     let request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
     let client_tokens = clients.iter().map(|c| c.token.clone()).collect();
+    let clients_tenants: Vec<gcrun_model::Tenant> = clients.iter().flat_map(|c| c.tenants.clone()).collect();
     let operator = gcrun_producer::operator::Operator::new(producer.store().clone(), producer.queues().clone());
     let mut app = gcrun_producer::ingest::router(
         producer,
@@ -286,6 +291,14 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
         },
     );
     let dashboard = !operators.is_empty();
+    let mut tenants = args.dashboard_tenants.clone();
+    if tenants.is_empty() {
+        for t in clients_tenants {
+            if !tenants.contains(&t) {
+                tenants.push(t);
+            }
+        }
+    }
     if dashboard {
         let config = gcrun_dashboard::DashboardConfig {
             operators,
@@ -293,6 +306,7 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
             session_ttl: std::time::Duration::from_secs(args.dashboard_session_hours.max(1) * 3600),
             secure_cookie: args.dashboard_secure_cookie,
             client_tokens,
+            tenants,
         };
         app = app.merge(gcrun_dashboard::router(operator, config).context("GCRUN_OPERATOR_TOKENS")?);
     }

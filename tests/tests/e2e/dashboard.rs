@@ -259,3 +259,77 @@ async fn an_upstream_clients_token_is_refused_and_forms_need_their_session() {
     let refused = gcrun_dashboard::router(Operator::new(stack.store.clone(), stack.queues.clone()), same);
     assert!(refused.unwrap_err().0.contains("also an ingest client's token"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_switches_tenants_and_acts_on_the_tenant_the_page_shows() {
+    use gcrun_model::Tenant;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let acme = Tenant::parse("acme").unwrap();
+    // Runs the contract rejects: two in the default tenant, one in acme,
+    // each rejected by a worker of its own tenant.
+    let bad = json!({"flavor": "runs", "actionId": gcrun_tests::LOOKUP, "inputs": {"customerId": 42}});
+    let mut ids = Vec::new();
+    for (tenant, n) in [(Tenant::default(), 2), (acme.clone(), 1)] {
+        let producer = stack.producer.for_tenant(&tenant);
+        for _ in 0..n {
+            ids.push((tenant.clone(), producer.enqueue_value(&bad).await.unwrap().run_id));
+        }
+        let mut settings = stack.impatient();
+        settings.tenant = tenant.clone();
+        let worker = stack.start_worker_from(settings).await;
+        let store = stack.store.of_tenant(&tenant);
+        wait_until("the tenant's runs to be rejected", Duration::from_secs(30), || async {
+            (store.dlq_len().await.ok()? == n).then_some(())
+        })
+        .await;
+        worker.stop().await;
+    }
+    let acme_run = ids.iter().find(|(t, _)| *t == acme).unwrap().1;
+
+    let client = IngestClient::parse(CLIENT, 1).unwrap();
+    let config = DashboardConfig {
+        operators: vec![OperatorToken::parse(OPERATOR).unwrap()],
+        client_tokens: vec![client.token.clone()],
+        tenants: vec![Tenant::default(), acme.clone()],
+        ..DashboardConfig::default()
+    };
+    let operator = Operator::new(stack.store.clone(), stack.queues.clone());
+    let app = gcrun_producer::ingest::router(
+        stack.producer.clone(),
+        IngestConfig { clients: vec![client], ..IngestConfig::default() },
+    )
+    .merge(gcrun_dashboard::router(operator, config).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(gcrun_producer::ingest::serve_app(listener, app, Duration::from_secs(30), std::future::pending()));
+
+    let b = Browser::start().await;
+    sign_in(&b, &base, OPERATOR.split_once('=').unwrap().1).await;
+    b.wait_text("#tenant", "default").await;
+    assert_eq!(b.text("#card-dead-letters").await, "2");
+    b.client.find(Locator::Css("a[data-tenant='acme']")).await.unwrap().click().await.unwrap();
+    b.wait_text("#tenant", "acme").await;
+    assert_eq!(b.text("#card-dead-letters").await, "1");
+    // The navigation keeps to the tenant; its dead letters are its own.
+    b.client.find(Locator::Css("header nav a[href^='/ops/dlq']")).await.unwrap().click().await.unwrap();
+    b.wait_text("#total", "1 in all").await;
+    b.client.find(Locator::Css(&format!("tr[data-run='{acme_run}'] input.pick"))).await.unwrap().click().await.unwrap();
+    b.client.find(Locator::Id("requeue-selected")).await.unwrap().click().await.unwrap();
+    b.wait_text("#notice", "1 run(s) requeued").await;
+    assert!(b.client.current_url().await.unwrap().query().unwrap_or("").contains("tenant=acme"));
+    b.wait_text("#tenant", "acme").await;
+    let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("dashboard-tenants.png");
+    std::fs::write(&shot, b.client.screenshot().await.unwrap()).unwrap();
+    b.stop().await;
+
+    // The requeue acted on acme alone.
+    assert_eq!(stack.store.of_tenant(&acme).dlq_len().await.unwrap(), 0);
+    assert_eq!(stack.store.dlq_len().await.unwrap(), 2, "the default tenant's dead letters are untouched");
+    let history = stack.store.of_tenant(&acme).get_run_with_history(&acme_run).await.unwrap().unwrap();
+    assert!(history.transitions.iter().any(|t| t.cause.contains("requeued by alice")), "{:?}", history.transitions);
+    // A tenant the dashboard does not serve is no page at all.
+    let http = reqwest::Client::new();
+    let token = OPERATOR.split_once('=').unwrap().1;
+    let r = http.get(format!("{base}/ops/dlq?tenant=nope")).bearer_auth(token).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+}

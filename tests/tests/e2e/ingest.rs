@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn dbsize(stack: &Stack) -> i64 {
-    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = stack.store.connection();
     redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap()
 }
 
@@ -110,9 +110,10 @@ async fn ingest_refuses_bad_tokens_and_bodies_before_redis() {
 
 /// Script calls so far (`EVALSHA` and `EVAL`), from `INFO commandstats`.
 async fn script_calls(stack: &Stack) -> u64 {
-    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
-    let info: String = redis::cmd("INFO").arg("commandstats").query_async(&mut conn).await.unwrap();
-    info.lines()
+    let per_node = gcrun_tests::info(stack, "commandstats").await;
+    per_node
+        .iter()
+        .flat_map(|info| info.lines())
         .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
         .filter_map(|l| l.split(',').next()?.split("calls=").nth(1)?.parse::<u64>().ok())
         .sum()

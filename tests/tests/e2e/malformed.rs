@@ -48,7 +48,7 @@ async fn a_record_whose_request_no_longer_parses_is_dead_lettered_with_the_reaso
     let doc = serde_json::json!({"flavor": "execute", "actionId": gcrun_tests::LOOKUP, "inputs": {"customerId": "x", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
     // Foreign data (or a bug) overwrites the stored request.
-    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = stack.store.connection();
     let key = stack.store.keys().run(&id);
     let _: () =
         redis::cmd("HSET").arg(&key).arg("request").arg(r#"{"flavor":"nope"}"#).query_async(&mut conn).await.unwrap();

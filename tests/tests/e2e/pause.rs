@@ -18,8 +18,7 @@ use gcrun_worker::RunSettings;
 use serde_json::json;
 
 async fn commands_processed(stack: &Stack) -> u64 {
-    let info: String = redis::cmd("INFO").arg("stats").query_async(&mut stack.store.connection()).await.unwrap();
-    info.lines().find_map(|l| l.strip_prefix("total_commands_processed:")).unwrap().trim().parse().unwrap()
+    gcrun_tests::info_sum(stack, "stats", "total_commands_processed").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,8 +26,7 @@ fn rss_kb(pid: u32) -> u64 {
 }
 
 async fn used_memory(stack: &Stack) -> u64 {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut stack.store.connection()).await.unwrap();
-    info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
+    gcrun_tests::info_sum(stack, "memory", "used_memory").await
 }
 
 async fn run_keys(stack: &Stack) -> u64 {

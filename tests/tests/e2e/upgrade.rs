@@ -9,7 +9,7 @@ use gcrun_worker::{BuildError, RunSettings, Worker};
 #[tokio::test]
 async fn a_worker_refuses_to_start_on_jobs_in_the_old_queue_layout() {
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
-    let mut conn = redis::Client::open(stack.redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let mut conn = stack.store.connection();
     // What apalis-redis left: a scheduled poll job and its payload.
     let _: () =
         redis::cmd("ZADD").arg("{gcrun:poll}:scheduled").arg(1).arg("01JOLD").query_async(&mut conn).await.unwrap();
