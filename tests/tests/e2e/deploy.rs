@@ -223,6 +223,26 @@ fn the_kubernetes_manifests_validate_against_the_schemas_and_a_broken_one_does_n
         let image =
             find(&docs, "Deployment", "gcrun-worker")["spec"]["template"]["spec"]["containers"][0]["image"].clone();
         assert_eq!(image, "registry.example/platform/gcrun:0.1.0");
+
+        // A second org's workers: their own namespace and tenant, scaled on
+        // their own series, and no second ingest.
+        let out = Command::new(tool("GCRUN_KUBECTL", "kubectl").unwrap())
+            .args(["kustomize"])
+            .arg(k8s().join("overlays/tenant-acme"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let rendered = dir.path().join("tenant.yaml");
+        std::fs::write(&rendered, &out.stdout).unwrap();
+        let (ok, text) = kubernetes_validate(std::slice::from_ref(&rendered));
+        assert!(ok, "{text}");
+        let docs = yaml_docs(&rendered);
+        assert!(docs.iter().all(|d| d["kind"] == "Namespace" || d["metadata"]["namespace"] == "gcrun-acme"));
+        assert!(!docs.iter().any(|d| d["metadata"]["name"].as_str().is_some_and(|n| n.contains("ingest"))));
+        assert_eq!(find(&docs, "ConfigMap", "gcrun-config")["data"]["GCRUN_TENANT"], "acme");
+        for t in find(&docs, "ScaledObject", "gcrun-worker")["spec"]["triggers"].as_array().unwrap() {
+            assert!(t["metadata"]["query"].as_str().unwrap().contains("tenant=\"acme\""), "{t}");
+        }
     } else {
         eprintln!("kubectl not found: the overlay was not rendered (the base was validated)");
     }
@@ -268,6 +288,11 @@ fn the_worker_deployment_keeps_the_rules_a_worker_needs() {
     let docs = base_docs();
     let config = find(&docs, "ConfigMap", "gcrun-config");
     let shutdown: u64 = config["data"]["GCRUN_SHUTDOWN_TIMEOUT_SECS"].as_str().unwrap().parse().unwrap();
+    // The default tenant's workers scale on the default tenant's series
+    // (no tenant label), not every tenant's.
+    for t in find(&docs, "ScaledObject", "gcrun-worker")["spec"]["triggers"].as_array().unwrap() {
+        assert!(t["metadata"]["query"].as_str().unwrap().contains("tenant=\"\""), "{t}");
+    }
     let worker = find(&docs, "Deployment", "gcrun-worker");
     let pod = &worker["spec"]["template"]["spec"];
     assert!(pod["terminationGracePeriodSeconds"].as_u64().unwrap() > shutdown, "grace outlasts the shutdown timeout");
