@@ -12,10 +12,11 @@
 -- A fragment: defines `s_advance(KEYS, ARGV)`; the store runs it alone, the
 -- worker's step script beside the engine's ack (see ARCHITECTURE.md).
 local function s_advance(KEYS, ARGV)
-  if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-  local cur = redis.call('HGET', KEYS[1], ARGV[1]) or '0'
-  if cur ~= ARGV[2] then return 0 end
-  if redis.call('HGET', KEYS[1], 'status') ~= ARGV[3] then return 0 end
+  -- Every record has a status: none means no record.
+  local f = redis.call('HMGET', KEYS[1], 'status', ARGV[1])
+  if not f[1] then return -1 end
+  if (f[2] or '0') ~= ARGV[2] then return 0 end
+  if f[1] ~= ARGV[3] then return 0 end
   redis.call('HSET', KEYS[1], ARGV[1], tostring(tonumber(ARGV[2]) + 1))
   local last = #ARGV
   if KEYS[2] then

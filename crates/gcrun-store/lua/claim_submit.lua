@@ -10,12 +10,14 @@
 -- KEYS[1] run hash; ARGV[1] hold_ms, ARGV[2] token
 -- Returns {1, hold_ms} claimed, {0, ms_left} held, {-1, 0} not
 -- validated, {-2, sent_ms} sent without an answer.
-if redis.call('HGET', KEYS[1], 'status') ~= 'validated' then return {-1, 0} end
+-- One read of the three fields (HMGET), not three.
+local f = redis.call('HMGET', KEYS[1], 'status', 'submit_claim_until', 'submit_sent_ms')
+if f[1] ~= 'validated' then return {-1, 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local held = tonumber(redis.call('HGET', KEYS[1], 'submit_claim_until') or '0')
+local held = tonumber(f[2] or '0')
 if held > now then return {0, held - now} end
-local sent = tonumber(redis.call('HGET', KEYS[1], 'submit_sent_ms') or '0')
+local sent = tonumber(f[3] or '0')
 if sent > 0 then return {-2, sent} end
 redis.call('HSET', KEYS[1], 'submit_claim_until', now + tonumber(ARGV[1]), 'submit_claim_by', ARGV[2])
 return {1, tonumber(ARGV[1])}

@@ -7,8 +7,11 @@
 -- A fragment: defines `s_update(KEYS, ARGV)`; the store runs it alone, the
 -- worker's step script beside the engine's ack (see ARCHITECTURE.md).
 local function s_update(KEYS, ARGV)
-  if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-  if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 2 end
+  -- Every record has a status: none means no record. One HMGET reads it
+  -- and the guard.
+  local f = redis.call('HMGET', KEYS[1], 'status', ARGV[1] ~= '' and ARGV[1] or 'status')
+  if not f[1] then return 0 end
+  if ARGV[1] ~= '' and f[2] ~= ARGV[2] then return 2 end
   local fields = {}
   for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end
   redis.call('HSET', KEYS[1], unpack(fields))

@@ -12,20 +12,21 @@
 -- A fragment: defines `s_webhook_step(KEYS, ARGV)`; the store runs it alone, the
 -- worker's step script beside the engine's ack (see ARCHITECTURE.md).
 local function s_webhook_step(KEYS, ARGV)
-  local status = redis.call('HGET', KEYS[1], 'status')
-  if not status then return -1 end
-  local ended = {completed = true, failed = true, timed_out = true, rejected = true, dead = true}
-  if not ended[status] then return 0 end
-  if redis.call('HGET', KEYS[1], 'webhook_status') ~= 'pending' then return 0 end
-  local cur = redis.call('HGET', KEYS[1], 'webhook_attempts') or '0'
-  if cur ~= ARGV[2] then return 0 end
-  redis.call('HSET', KEYS[1], 'webhook_attempts', tostring(tonumber(ARGV[2]) + 1))
-  if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'webhook_status', ARGV[3]) end
-  if #ARGV > 4 then
-    local fields = {}
-    for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
-    redis.call('HSET', KEYS[1], unpack(fields))
+  local f = redis.call('HMGET', KEYS[1], 'status', 'webhook_status', 'webhook_attempts')
+  if not f[1] then return -1 end
+  -- Every ended status (RunStatus::is_terminal; the store's tests check
+  -- that each one's webhook step applies).
+  local ended = {completed = true, failed = true, timed_out = true, rejected = true, dead = true, cancelled = true}
+  if not ended[f[1]] then return 0 end
+  if f[2] ~= 'pending' then return 0 end
+  if (f[3] or '0') ~= ARGV[2] then return 0 end
+  local fields = {'webhook_attempts', tostring(tonumber(ARGV[2]) + 1)}
+  if ARGV[3] ~= '' then
+    fields[#fields + 1] = 'webhook_status'
+    fields[#fields + 1] = ARGV[3]
   end
+  for i = 5, #ARGV do fields[#fields + 1] = ARGV[i] end
+  redis.call('HSET', KEYS[1], unpack(fields))
   if ARGV[3] == 'dead' then redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1]) end
   if ARGV[3] ~= '' then redis.call('ZREM', KEYS[3], ARGV[1]) end
   return 1

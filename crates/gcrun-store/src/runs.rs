@@ -402,12 +402,16 @@ impl Store {
         update: &RunUpdate,
     ) -> PreparedWrite {
         let transition = Transition { from: Some(from), to, at_ms: now_ms, cause: cause.to_string() };
-        let expire_ms = if to.is_dead_lettered() {
-            self.config.dead_retention.as_millis() as u64
+        // The record's fate (see transition.lua): expiry once it ends,
+        // `reopen` when an ended run is taken back, else nothing to do.
+        let fate = if to.is_dead_lettered() {
+            (self.config.dead_retention.as_millis() as u64).max(1).to_string()
         } else if to.is_terminal() {
-            self.config.terminal_retention.as_millis() as u64
+            (self.config.terminal_retention.as_millis() as u64).max(1).to_string()
+        } else if from.is_terminal() {
+            "reopen".to_string()
         } else {
-            0
+            "0".to_string()
         };
         let dlq = if to.is_dead_lettered() {
             "add"
@@ -434,7 +438,7 @@ impl Store {
             .arg(serde_json::to_string(&transition).unwrap_or_default())
             .arg(cause)
             .arg(self.config.audit_cap)
-            .arg(expire_ms)
+            .arg(fate)
             .arg(dlq)
             .arg(guard.map_or("", |(c, _)| c.field()))
             .arg(guard.map_or(0, |(_, n)| n));

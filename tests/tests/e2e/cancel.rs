@@ -96,6 +96,14 @@ async fn a_client_cancels_its_running_run_polling_stops_the_slot_is_freed_and_th
     .await;
     assert_eq!(hook["status"], "cancelled");
     assert_eq!(hook["success"], false);
+    // The delivery is recorded, so nothing owes it again (the webhook step
+    // once knew every ended status but `cancelled`, and the sweeper would
+    // have sent it again every minute).
+    wait_until("the cancelled run's webhook recorded delivered", Duration::from_secs(20), || async {
+        let r = stack.store.get_run(&id).await.unwrap().unwrap();
+        (r.webhook.status == Some(gcrun_model::WebhookStatus::Delivered)).then_some(())
+    })
+    .await;
     assert!(hook["error"]["message"].as_str().unwrap().contains("customer hung up"), "{hook}");
     assert_eq!(polls(&stack), polled);
 
