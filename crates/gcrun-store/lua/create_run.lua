@@ -14,17 +14,20 @@ local function s_create_run(KEYS, ARGV)
     if existing then return {0, existing} end
   end
   if redis.call('EXISTS', KEYS[1]) == 1 then return {0, ARGV[1]} end
-  local fields = {}
+  -- The record's fields, and the two this script needs again, read from
+  -- the arguments rather than back from Redis.
+  local fields, given = {}, {}
   for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
+  for i = 7, #ARGV - 1, 2 do given[ARGV[i]] = ARGV[i + 1] end
   redis.call('HSET', KEYS[1], unpack(fields))
   redis.call('RPUSH', KEYS[2], ARGV[5])
   local entry = {'run', ARGV[1], 'from', '', 'to', 'accepted', 'at', ARGV[2], 'cause', ARGV[6]}
-  local corr = redis.call('HGET', KEYS[1], 'upstream_correlation')
+  local corr = given['upstream_correlation']
   if corr then entry[#entry + 1] = 'correlation'; entry[#entry + 1] = corr end
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(entry))
   redis.call('HINCRBY', KEYS[4], 'accepted', 1)
   redis.call('HINCRBY', KEYS[4], 'total', 1)
-  redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'deadline_ms'), ARGV[1])
+  redis.call('ZADD', KEYS[6], given['deadline_ms'] or '0', ARGV[1])
   redis.call('ZADD', KEYS[7], ARGV[2], ARGV[1])
   if ARGV[4] ~= '0' then redis.call('SET', KEYS[5], ARGV[1], 'PX', ARGV[4]) end
   return {1, ARGV[1]}
