@@ -380,3 +380,91 @@ fn gcrun_probe_is_a_health_check_that_can_fail() {
     assert!(!missing.status.success(), "a 404 is not healthy");
     assert!(!closed.status.success(), "nothing listening is not healthy");
 }
+
+/// Runs `cmd`, returning whether it succeeded and what it printed.
+fn output(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    (out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+#[test]
+fn the_image_builds_from_scratch_without_a_registry_and_its_filesystem_runs_gcrun() {
+    let Some(buildah) = tool("GCRUN_BUILDAH", "buildah") else {
+        panic!("buildah not found: install Debian's buildah package (scripts/test does)");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let tag = "localhost/gcrun:test";
+    let archive = dir.path().join("gcrun.oci.tar");
+    let (ok, text) = output(
+        Command::new(deploy().join("build-image-offline"))
+            .arg(gcrun_tests::gcrun_binary())
+            .arg(tag)
+            .arg(&archive)
+            .env("BUILDAH_ROOT", dir.path())
+            .env(
+                "PATH",
+                format!("{}:{}", Path::new(&buildah).parent().unwrap().display(), std::env::var("PATH").unwrap()),
+            ),
+    );
+    assert!(ok, "{text}");
+    assert!(std::fs::metadata(&archive).unwrap().len() > 1_000_000, "an OCI archive with the binary in it");
+    let b = |args: &[&str]| {
+        let mut c = Command::new(&buildah);
+        c.args(["--storage-driver", "vfs", "--root"]).arg(dir.path().join("root"));
+        c.arg("--runroot").arg(dir.path().join("run")).args(args);
+        c
+    };
+    let (ok, text) = output(&mut b(&["inspect", "--type", "image", tag]));
+    assert!(ok, "{text}");
+    let image: serde_json::Value = serde_json::from_str(&text[text.find('{').unwrap()..]).unwrap();
+    let config = &image["Docker"]["config"];
+    // What deploy/Dockerfile's runtime says, so both images run alike.
+    let dockerfile = std::fs::read_to_string(deploy().join("Dockerfile")).unwrap();
+    assert_eq!(config["User"], "65532:65532");
+    assert!(dockerfile.contains("USER 65532:65532"));
+    assert_eq!(config["Entrypoint"], serde_json::json!(["/usr/local/bin/gcrun"]));
+    assert_eq!(config["Cmd"], serde_json::json!(["worker"]));
+    assert_eq!(
+        config["Healthcheck"]["Test"],
+        serde_json::json!(["CMD", "/usr/local/bin/gcrun", "probe", "http://127.0.0.1:9464/healthz"])
+    );
+    assert!(dockerfile.contains(r#"CMD ["/usr/local/bin/gcrun", "probe", "http://127.0.0.1:9464/healthz"]"#));
+    assert_eq!(config["Labels"]["org.opencontainers.image.title"], "gcrun");
+    assert_eq!(config["Labels"]["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
+
+    // No container runs here, but the image's own filesystem must run gcrun
+    // as its user: every library is in it (chroot needs root).
+    let is_root = output(Command::new("id").arg("-u")).1.trim() == "0";
+    if !is_root {
+        eprintln!("not root: the image's filesystem was not run with chroot");
+        return;
+    }
+    let (ok, ctr) = output(&mut b(&["from", "--quiet", tag]));
+    assert!(ok, "{ctr}");
+    let ctr = ctr.trim().lines().last().unwrap().to_string();
+    let (ok, mount) = output(&mut b(&["mount", &ctr]));
+    assert!(ok, "{mount}");
+    let root = mount.trim().lines().last().unwrap().to_string();
+    let chrooted = |args: &[&str]| {
+        output(Command::new("chroot").args(["--userspec=65532:65532", &root, "/usr/local/bin/gcrun"]).args(args))
+    };
+    let (ok, text) = chrooted(&["--version"]);
+    assert!(ok && text.contains(env!("CARGO_PKG_VERSION")), "{text}");
+    // Its health check, run from the image, tells a live server from a dead one.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = [0u8; 1024];
+        let _ = s.read(&mut buf);
+        let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok");
+    });
+    let (ok, text) = chrooted(&["probe", &format!("http://127.0.0.1:{port}/healthz")]);
+    assert!(ok, "{text}");
+    server.join().unwrap();
+    let (ok, _) = chrooted(&["probe", &format!("http://127.0.0.1:{}/healthz", gcrun_harness::free_port())]);
+    assert!(!ok, "a probe of nothing fails");
+    let _ = output(&mut b(&["umount", &ctr]));
+    let _ = output(&mut b(&["rm", &ctr]));
+}
