@@ -68,6 +68,10 @@ pub struct RunRecord {
     /// An operator's hold that covers this run now (its scope and note),
     /// as the port that loaded the record found the holds; never stored.
     pub held: Option<String>,
+    /// How long runs of this action usually take (ms), as the port that
+    /// loaded the record has seen them end; never stored. The first poll
+    /// is aimed just past it.
+    pub expected_ms: Option<u64>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -114,6 +118,7 @@ impl RunRecord {
             upstream_correlation: None,
             cancel_requested: None,
             held: None,
+            expected_ms: None,
             secure: false,
             transitions: Vec::new(),
             attempts: Vec::new(),
@@ -247,6 +252,7 @@ impl RunRecord {
             upstream_correlation: get("upstream_correlation"),
             cancel_requested: get("cancel_requested"),
             held: None,
+            expected_ms: None,
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
             attempts: Vec::new(),

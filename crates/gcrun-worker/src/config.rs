@@ -29,6 +29,10 @@ pub struct WorkerConfig {
     pub max_webhook_attempts: u32,
     /// How long a cached action definition is trusted.
     pub definition_ttl: Duration,
+    /// Aim a run's first poll just past the time its action's runs have
+    /// been seen to take (see [`crate::durations`]), instead of at the
+    /// schedule's first delay.
+    pub learn_poll_timing: bool,
     /// Where webhooks go when a run names none (`None`: no webhook).
     pub default_webhook_url: Option<Url>,
     /// When set, webhooks may only go to these hosts.
@@ -85,6 +89,7 @@ impl Default for WorkerConfig {
             max_poll_attempts: 1_000,
             max_webhook_attempts: 12,
             definition_ttl: Duration::from_secs(60),
+            learn_poll_timing: true,
             default_webhook_url: None,
             webhook_allowed_hosts: None,
             webhook_egress: crate::egress::Egress::PublicOnly,
@@ -108,6 +113,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_poll_attempts", &self.max_poll_attempts)
             .field("max_webhook_attempts", &self.max_webhook_attempts)
             .field("definition_ttl", &self.definition_ttl)
+            .field("learn_poll_timing", &self.learn_poll_timing)
             .field("default_webhook_url", &self.default_webhook_url.as_ref().map(crate::webhook::shown_url))
             .field("webhook_allowed_hosts", &self.webhook_allowed_hosts)
             .field("webhook_egress", &self.webhook_egress)

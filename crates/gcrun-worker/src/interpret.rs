@@ -16,7 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use gcrun_genesys::{GenesysClient, SubmitRequest};
-use gcrun_model::{Jitter, RunId};
+use gcrun_model::{Jitter, RunId, RunStatus};
 use gcrun_queue::{Job, JobHandle, PushError, Queues};
 use gcrun_store::{Claim, Denied, Limiter, PreparedWrite, RunRecord, Store, StoreError, WriteOutcome};
 
@@ -384,6 +384,8 @@ pub struct Deps {
     http: crate::webhook::WebhookClient,
     webhook_secret: Option<crate::webhook::WebhookKeys>,
     definitions: Definitions,
+    /// What runs of each action take, as this process saw them end.
+    durations: crate::durations::Durations,
     jitter: Mutex<Jitter>,
     /// Operators' holds as last read, and when: read at most once a second
     /// (a run decided on with a stale view is checked again when parked).
@@ -422,6 +424,7 @@ impl Deps {
         let http = crate::webhook::client(parts.policy.webhook_timeout, parts.policy.webhook_egress)?;
         Ok(Self {
             definitions: Definitions::new(parts.policy.definition_ttl),
+            durations: crate::durations::Durations::new(),
             jitter: Mutex::new(parts.seed.map_or_else(Jitter::from_entropy, Jitter::seeded)),
             holds: Mutex::new(None),
             store: parts.store,
@@ -530,6 +533,9 @@ impl Port for Deps {
         let rec =
             if with_history { self.store.get_run_with_history(id).await? } else { self.store.get_run(id).await? };
         let Some(mut rec) = rec else { return Ok(None) };
+        if !rec.status.is_terminal() && self.policy.learn_poll_timing {
+            rec.expected_ms = self.durations.aim(&rec.target);
+        }
         if !rec.status.is_terminal() && rec.submitted_ms.is_none() {
             let holds = self.current_holds().await?;
             rec.held = gcrun_store::HoldScope::of(&rec).iter().find_map(|scope| {
@@ -630,11 +636,43 @@ impl Port for Deps {
         for note in &act.notes {
             tell(&self.metrics, rec, note, now);
         }
+        self.learn_from_first_poll(rec, act, now);
         if job.is_none() && !act.jobs.is_empty() {
             // One script per queue for all of an act's jobs, not one each.
             self.queues.push_all(&act.jobs).await?;
         }
         Ok(true)
+    }
+}
+
+impl Deps {
+    /// What a run's first poll found, for the aim of later first polls
+    /// (see [`crate::durations`]): the run ended, or its poll counter moved
+    /// past 0 with the run going on.
+    fn learn_from_first_poll(&self, rec: &RunRecord, act: &Act, now: u64) {
+        let (Some(submitted), Some(_)) = (rec.submitted_ms, rec.remote_id.as_ref()) else { return };
+        if !self.policy.learn_poll_timing {
+            return;
+        }
+        // A first poll teaches; so does the first end seen of an action,
+        // whichever poll saw it, to start from.
+        let first = rec.poll_attempts == 0;
+        let ended = act.notes.iter().any(|n| {
+            matches!(n, Note::RunEnded { status, .. } if matches!(status, RunStatus::Completed | RunStatus::Failed))
+        });
+        let going_on = matches!(
+            &act.write,
+            Write::Advance { counter: gcrun_store::Counter::Poll, expected: 0, .. }
+                | Write::Transition { guard: Some((gcrun_store::Counter::Poll, 0)), .. }
+        );
+        let found = if ended && (first || self.durations.aim(&rec.target).is_none()) {
+            crate::durations::FirstPoll::Ended { after_ms: now.saturating_sub(submitted) }
+        } else if going_on && first {
+            crate::durations::FirstPoll::GoingOn { after_ms: now.saturating_sub(submitted) }
+        } else {
+            return;
+        };
+        self.durations.first_poll(&rec.target, found);
     }
 }
 

@@ -20,6 +20,7 @@
 
 pub mod config;
 pub mod definitions;
+pub mod durations;
 pub mod egress;
 pub mod finish;
 pub mod interpret;

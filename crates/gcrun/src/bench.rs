@@ -15,7 +15,13 @@
 //!   50,000 jobs;
 //! - `drain`: N runs (default 100,000) enqueued while no worker runs, then
 //!   two workers start: the time until every run has ended and every
-//!   webhook is delivered, runs/s, commands per run.
+//!   webhook is delivered, runs/s, commands per run (the enqueue's own
+//!   commands counted apart);
+//! - `slots` (not in the default set): runs of 1.5 s through a limit of
+//!   40 at once, with the fixed poll schedule and with first polls aimed
+//!   at what the action's runs take: how long each run holds its slot
+//!   against its length (the slot-hold ratio), and runs/s against the
+//!   limit's ideal (40 / 1.5 s).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -66,6 +72,14 @@ pub struct QueueBench {
     /// Redis connections, in this process).
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Runs of 1.5 s pushed through the concurrency limit, in the slots
+    /// scenario.
+    #[arg(long, default_value_t = 400)]
+    slot_runs: usize,
+    /// The concurrency limit (gcrun's and the emulator's), in the slots
+    /// scenario.
+    #[arg(long, default_value_t = 40)]
+    slots: u32,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -80,7 +94,8 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             "commands" => commands(&args).await?,
             "memory" => memory(&args).await?,
             "drain" => drain(&args).await?,
-            other => bail!("no scenario `{other}` (idle, lateness, commands, memory, drain)"),
+            "slots" => slots(&args).await?,
+            other => bail!("no scenario `{other}` (idle, lateness, commands, memory, drain, slots)"),
         };
         println!("{line}");
     }
@@ -377,6 +392,45 @@ async fn memory(args: &QueueBench) -> Result<serde_json::Value> {
     }))
 }
 
+/// A worker as `gcrun worker` would be configured for the benchmarks: no
+/// limits of its own, 64 jobs at once per queue, fast polls.
+fn bench_worker(redis_url: &str, region: &str, secret_text: &str, hook: &str, seed: u64) -> Result<WorkerArgs> {
+    use gcrun_emulator::fixtures::demo::{CLIENT_ID, CLIENT_SECRET};
+    Ok(WorkerArgs {
+        redis: RedisArgs::local(redis_url.to_string()),
+        region: region.to_string(),
+        client_id: CLIENT_ID.into(),
+        client_secret: Some(CLIENT_SECRET.into()),
+        client_secret_file: None,
+        admin_listen: "127.0.0.1:0".into(),
+        submit_concurrency: 64,
+        poll_concurrency: 64,
+        webhook_concurrency: 64,
+        rate_per_minute: 10_000_000,
+        rate_burst: 100_000,
+        max_concurrent: 100_000,
+        webhook_secret: Some(secret_text.to_string()),
+        webhook_secret_file: None,
+        default_webhook_url: Some(hook.parse()?),
+        webhook_allowed_hosts: None,
+        at_least_once: None,
+        // The receiver listens on loopback.
+        webhook_private_networks: true,
+        slot_wait_ms: 30_000,
+        max_webhook_attempts: 12,
+        max_submit_attempts: 20,
+        poll_base_ms: 50,
+        poll_cap_ms: 1_000,
+        learn_poll_timing: true,
+        fetch_interval_ms: 5_000,
+        lease_secs: 30,
+        shutdown_timeout_secs: 10,
+        done_retention_secs: 3_600,
+        dead_job_retention_secs: 86_400,
+        jitter_seed: Some(seed),
+    })
+}
+
 async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let redis = redis()?;
     let emulator = gcrun_emulator::Emulator::new(EmulatorConfig::zero_latency());
@@ -393,39 +447,7 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let sink = WebhookSink::start(verify, rules).await?;
 
     let worker_args = |seed: u64| -> Result<WorkerArgs> {
-        use gcrun_emulator::fixtures::demo::{CLIENT_ID, CLIENT_SECRET};
-        Ok(WorkerArgs {
-            redis: RedisArgs::local(redis.url()),
-            region: format!("http://{emu_addr}"),
-            client_id: CLIENT_ID.into(),
-            client_secret: Some(CLIENT_SECRET.into()),
-            client_secret_file: None,
-            admin_listen: "127.0.0.1:0".into(),
-            submit_concurrency: 64,
-            poll_concurrency: 64,
-            webhook_concurrency: 64,
-            rate_per_minute: 10_000_000,
-            rate_burst: 100_000,
-            max_concurrent: 100_000,
-            webhook_secret: Some(secret_text.clone()),
-            webhook_secret_file: None,
-            default_webhook_url: Some(sink.url.parse()?),
-            webhook_allowed_hosts: None,
-            at_least_once: None,
-            // The receiver listens on loopback.
-            webhook_private_networks: true,
-            slot_wait_ms: 30_000,
-            max_webhook_attempts: 12,
-            max_submit_attempts: 20,
-            poll_base_ms: 50,
-            poll_cap_ms: 1_000,
-            fetch_interval_ms: 5_000,
-            lease_secs: 30,
-            shutdown_timeout_secs: 10,
-            done_retention_secs: 3_600,
-            dead_job_retention_secs: 86_400,
-            jitter_seed: Some(seed),
-        })
+        bench_worker(&redis.url(), &format!("http://{emu_addr}"), &secret_text, &sink.url, seed)
     };
 
     // Enqueue everything while no worker runs.
@@ -437,6 +459,8 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
         ProducerConfig { run_deadline: Duration::from_secs(3_600), ..ProducerConfig::default() },
     );
     let n = args.drain_runs;
+    let mut conn = raw(&redis).await?;
+    let before_enqueue = commandstats(&mut conn).await?;
     let t_enqueue = Instant::now();
     let mut enqueued = 0usize;
     for start in (0..n).step_by(1_000) {
@@ -452,9 +476,9 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     if enqueued != n {
         bail!("only {enqueued} of {n} runs were accepted");
     }
+    let (enqueue_commands, _) = spent(&before_enqueue, &commandstats(&mut conn).await?);
     let backlog = queues.depth(&queues.names.submit).await?;
 
-    let mut conn = raw(&redis).await?;
     let before = commandstats(&mut conn).await?;
     let t0 = Instant::now();
     let mut workers = vec![first];
@@ -491,7 +515,7 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
         let _ = t.await;
     }
     let top: serde_json::Map<String, serde_json::Value> =
-        by.iter().take(12).map(|(k, v)| (k.clone(), json!(round2(*v as f64 / n as f64)))).collect();
+        by.iter().take(16).map(|(k, v)| (k.clone(), json!(round2(*v as f64 / n as f64)))).collect();
     Ok(json!({
         "scenario": "queue/drain",
         "runs": n,
@@ -503,7 +527,127 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
         "completed": completed,
         "webhooks_delivered": delivered,
         "redis_commands_per_run": round2(total as f64 / n as f64),
+        "enqueue_redis_commands_per_run": round2(enqueue_commands as f64 / n as f64),
         "per_run_by_command": top,
         "note": "runs flavor, emulator with zero latency and no limits, one webhook each; workers in this process (each its own Monitor and connections); commands include this benchmark's progress checks",
+    }))
+}
+
+/// One pass of the slots scenario: `n` runs of `run_for` through `slots`
+/// at once, first polls learnt or not.
+async fn slot_pass(n: usize, slots: u32, run_for: Duration, learn: bool) -> Result<serde_json::Value> {
+    let redis = redis()?;
+    let config = EmulatorConfig {
+        timings: gcrun_emulator::Timings {
+            queued_for: Duration::from_millis(100),
+            running_for: run_for.saturating_sub(Duration::from_millis(100)),
+            execute_for: Duration::ZERO,
+        },
+        limits: gcrun_emulator::Limits { max_concurrent: Some(slots), ..EmulatorConfig::zero_latency().limits },
+        ..EmulatorConfig::default()
+    };
+    let emulator = gcrun_emulator::Emulator::new(config);
+    let emu_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let emu_addr = emu_listener.local_addr()?;
+    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let mut emu_stop = stop_rx.clone();
+    tokio::spawn(gcrun_emulator::serve(emu_listener, emulator, async move {
+        let _ = emu_stop.wait_for(|s| *s).await;
+    }));
+    let (secret, secret_text) = WebhookSecret::generate();
+    let verify = Arc::new(move |id: &str, ts: u64, body: &[u8], sig: &str| secret.verify(id, ts, body, sig));
+    let sink =
+        WebhookSink::start(verify, SinkRules { refuse_during: Duration::ZERO, refuse_first_attempt_one_in: 0 }).await?;
+    // What a user gets: the default poll schedule (1 s, doubling, 30 s cap).
+    let worker_args = WorkerArgs {
+        max_concurrent: slots,
+        poll_base_ms: 1_000,
+        poll_cap_ms: 30_000,
+        learn_poll_timing: learn,
+        ..bench_worker(&redis.url(), &format!("http://{emu_addr}"), &secret_text, &sink.url, 1)?
+    };
+    let worker = Worker::build(worker_args.settings()?).await?;
+    let store = worker.deps().store().clone();
+    let producer = Producer::new(
+        store.clone(),
+        worker.deps().queues().clone(),
+        ProducerConfig { run_deadline: Duration::from_secs(3_600), ..ProducerConfig::default() },
+    );
+    let task = tokio::spawn(worker.run(None, async move {
+        let _ = stop_rx.wait_for(|s| *s).await;
+    }));
+    let docs: Vec<serde_json::Value> = (0..n)
+        .map(|i| {
+            json!({"flavor": "runs", "actionId": gcrun_emulator::fixtures::demo::LOOKUP,
+                   "inputs": {"customerId": format!("s-{i}"), "channel": "chat"}})
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for chunk in docs.chunks(1_000) {
+        for r in producer.enqueue_batch(chunk).await? {
+            ids.push(r.map_err(|v| anyhow!("a run was refused: {v:?}"))?.run_id);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let counts = store.counts().await?;
+        let ended: i64 = RunStatus::ALL
+            .iter()
+            .filter(|s| s.is_terminal())
+            .map(|s| counts.get(s.as_str()).copied().unwrap_or(0))
+            .sum();
+        if ended >= n as i64 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the runs did not end within 10 minutes ({ended} of {n})");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop_tx.send(true);
+    let _ = task.await;
+    let mut ratios = Vec::new();
+    let (mut first, mut last, mut completed, mut polls) = (u64::MAX, 0u64, 0usize, 0u64);
+    for id in &ids {
+        let Some(r) = store.get_run(id).await? else { continue };
+        if r.status != RunStatus::Completed {
+            continue;
+        }
+        let (Some(sub), Some(end)) = (r.submitted_ms, r.completed_ms) else { continue };
+        completed += 1;
+        // The counter moves on with each poll that finds the run going on;
+        // the one that sees its end is one more.
+        polls += u64::from(r.poll_attempts) + 1;
+        first = first.min(sub);
+        last = last.max(end);
+        ratios.push(end.saturating_sub(sub) as f64 / run_for.as_millis() as f64);
+    }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let span = last.saturating_sub(first).max(1) as f64 / 1000.0;
+    let ideal = f64::from(slots) / run_for.as_secs_f64();
+    Ok(json!({
+        "first_poll": if learn { "learnt" } else { "fixed schedule" },
+        "completed": completed,
+        "slot_hold_p50": round2(percentile(&ratios, 0.50)),
+        "slot_hold_p99": round2(percentile(&ratios, 0.99)),
+        "slot_hold_max": round2(ratios.last().copied().unwrap_or(0.0)),
+        "runs_per_s": round2(completed as f64 / span),
+        "share_of_ideal": round2(completed as f64 / span / ideal),
+        "polls_per_run": round2(polls as f64 / completed.max(1) as f64),
+    }))
+}
+
+async fn slots(args: &QueueBench) -> Result<serde_json::Value> {
+    let run_for = Duration::from_millis(1_500);
+    let fixed = slot_pass(args.slot_runs, args.slots, run_for, false).await?;
+    let learnt = slot_pass(args.slot_runs, args.slots, run_for, true).await?;
+    Ok(json!({
+        "scenario": "queue/slots",
+        "runs": args.slot_runs,
+        "slots": args.slots,
+        "run_ms": run_for.as_millis() as u64,
+        "ideal_runs_per_s": round2(f64::from(args.slots) / run_for.as_secs_f64()),
+        "passes": [fixed, learnt],
+        "note": "runs flavor on the emulator (queued 100 ms, then running), gcrun's and the emulator's limit of `slots` at once, the default poll schedule; the slot-hold ratio is (end seen - submitted) / run length, from the records; the learnt pass starts cold, so its first runs use the schedule",
     }))
 }

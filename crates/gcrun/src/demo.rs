@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Ctrl-C, to look around with the commands it prints.
     #[arg(long)]
     keep: bool,
+    /// Aim first polls at what each action's runs take (`false`: the fixed
+    /// schedule, to compare).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    learn_poll_timing: bool,
 }
 
 use gcrun_emulator::fixtures::demo::{
@@ -171,6 +175,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         max_submit_attempts: 20,
         poll_base_ms: 500,
         poll_cap_ms: 4_000,
+        learn_poll_timing: args.learn_poll_timing,
         fetch_interval_ms: 25,
         lease_secs: 10,
         shutdown_timeout_secs: 10,

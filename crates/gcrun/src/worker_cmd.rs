@@ -152,6 +152,11 @@ pub struct WorkerArgs {
     /// Longest poll delay, in milliseconds.
     #[arg(long, env = "GCRUN_POLL_CAP_MS", default_value_t = 30_000)]
     pub poll_cap_ms: u64,
+    /// Aim each run's first poll just past the time its action's runs have
+    /// been seen to take (learnt by this process), not at the first delay:
+    /// a run's slot is held until a poll sees its end.
+    #[arg(long, env = "GCRUN_LEARN_POLL_TIMING", default_value_t = true, action = clap::ArgAction::Set)]
+    pub learn_poll_timing: bool,
     /// Longest an idle worker waits before it looks again, in milliseconds:
     /// the pickup latency of a job pushed by another process.
     #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 5_000)]
@@ -226,6 +231,7 @@ impl WorkerArgs {
                 },
                 max_submit_attempts: self.max_submit_attempts,
                 max_webhook_attempts: self.max_webhook_attempts,
+                learn_poll_timing: self.learn_poll_timing,
                 default_webhook_url: self.default_webhook_url.clone(),
                 webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
                 at_least_once: self.at_least_once.clone().unwrap_or_default(),

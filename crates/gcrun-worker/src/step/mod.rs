@@ -307,7 +307,11 @@ pub(crate) fn spread(d: Duration, jitter: &mut Jitter) -> Duration {
 }
 
 /// When to poll next: the schedule (the server's Retry-After wins when
-/// larger), never much past the deadline.
+/// larger), never much past the deadline. The first poll of a run whose
+/// action's runs have been seen to take a while ([`RunRecord::expected_ms`],
+/// see [`crate::durations`]) is aimed there (spread by up to 5 % and at
+/// most 250 ms, at most the schedule's cap): a run holds its concurrency
+/// slot until a poll sees its end.
 pub(crate) fn next_poll(
     rec: &RunRecord,
     attempt: u32,
@@ -316,11 +320,29 @@ pub(crate) fn next_poll(
     now: u64,
     jitter: &mut Jitter,
 ) -> Duration {
-    let d = policy.poll_schedule.delay_after(attempt, retry_after, jitter);
+    let mut d = policy.poll_schedule.delay_after(attempt, retry_after, jitter);
+    if let (0, None, Some(expected)) = (attempt, retry_after, rec.expected_ms) {
+        let since = rec.submitted_ms.map_or(0, |s| now.saturating_sub(s));
+        let late = Duration::from_millis((expected / 20).min(250));
+        let spread = RetrySchedule { base: late, cap: late, floor: Duration::ZERO }.delay(0, jitter);
+        let aim = Duration::from_millis(expected.saturating_sub(since)) + spread;
+        d = aim.min(policy.poll_schedule.cap);
+    }
     let to_deadline = Duration::from_millis(rec.deadline_ms.saturating_sub(now)) + Duration::from_millis(100);
-    // Never below a second: apalis schedules in whole seconds, and a burst of
-    // sub-second polls just before the deadline would only cost API calls.
-    d.min(to_deadline).max(Duration::from_secs(1))
+    // Never below a second: Genesys allows each token 300 requests a
+    // minute, and polls of many runs at once spend it first. Except right
+    // after an aimed first poll found the run still going: it is about to
+    // end, so the second poll comes a tenth of the aim later (at least
+    // 250 ms). Aimed first polls find most runs ended, so runs cost fewer
+    // polls than the schedule's, not more.
+    let floor = match (attempt, retry_after, rec.expected_ms) {
+        (1, None, Some(expected)) => Duration::from_millis((expected / 10).clamp(250, 1_000)),
+        _ => Duration::from_secs(1),
+    };
+    if floor < Duration::from_secs(1) {
+        d = d.min(floor);
+    }
+    d.min(to_deadline).max(floor)
 }
 
 /// A 429 tells every worker of this client to wait, not just this one:

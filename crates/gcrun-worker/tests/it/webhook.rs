@@ -58,6 +58,7 @@ fn record(status: RunStatus) -> RunRecord {
         upstream_correlation: None,
         cancel_requested: None,
         held: None,
+        expected_ms: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },

@@ -193,3 +193,22 @@ fn the_next_poll_is_never_much_past_the_deadline_nor_under_a_second() {
     let a = act(run(&rec, 0, remote(RemotePhase::Running, "running")));
     assert_eq!(next_poll(&a).1, Duration::from_secs(1));
 }
+
+#[test]
+fn an_aimed_first_poll_that_finds_the_run_going_on_looks_again_soon() {
+    // Runs of this action take about 3 s: the first poll was aimed there,
+    // so the run is about to end; the second poll comes a tenth of that
+    // later, not the schedule's second or more.
+    let rec = RunRecord { expected_ms: Some(3_000), ..record(Flavor::Runs, RunStatus::Running) };
+    let a = act(run(&rec, 0, remote(RemotePhase::Running, "running")));
+    assert_eq!(next_poll(&a), (1, Duration::from_millis(300)));
+    // Never under 250 ms, and only the second poll: later ones keep the
+    // schedule's floor of a second (Genesys's request budget per token).
+    let quick = RunRecord { expected_ms: Some(1_000), ..record(Flavor::Runs, RunStatus::Running) };
+    assert_eq!(next_poll(&act(run(&quick, 0, remote(RemotePhase::Running, "running")))).1, Duration::from_millis(250));
+    let later = RunRecord { poll_attempts: 1, ..quick.clone() };
+    assert!(next_poll(&act(run(&later, 1, remote(RemotePhase::Running, "running")))).1 >= Duration::from_secs(1));
+    // Nothing learnt: the schedule, never under a second.
+    let cold = record(Flavor::Runs, RunStatus::Running);
+    assert!(next_poll(&act(run(&cold, 0, remote(RemotePhase::Running, "running")))).1 >= Duration::from_secs(1));
+}

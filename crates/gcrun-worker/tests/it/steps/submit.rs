@@ -2,7 +2,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gcrun_genesys::{RemotePhase, RemoteRun};
-use gcrun_model::{Flavor, InputSchema, RunStatus, WebhookStatus};
+use gcrun_model::{Flavor, InputSchema, Jitter, RunStatus, WebhookStatus};
 use gcrun_queue::Job;
 use gcrun_store::{Claim, Counter, Denied};
 use gcrun_worker::step::submit::{Contract, Need, Observation, decide};
@@ -229,6 +229,27 @@ fn an_async_submit_records_the_remote_run_and_schedules_the_first_poll() {
     assert_eq!(generation, rec.deadline_ms);
     assert!(after >= Duration::from_secs(1));
     assert_eq!(a.permit, PermitOp::Keep, "the remote run holds its slot");
+}
+
+#[test]
+fn the_first_poll_is_aimed_just_past_what_the_actions_runs_take() {
+    let remote = || RemoteRun { remote_id: Some("r-1".into()), phase: RemotePhase::Queued, remote_status: "q".into() };
+    let first_poll = |expected_ms: Option<u64>, seed: u64| {
+        let rec = RunRecord { expected_ms, ..record(Flavor::Runs, RunStatus::Validated) };
+        let a = act(decide(&rec, Observation::Answer(Ok(remote())), &policy(), NOW, &mut Jitter::seeded(seed)));
+        let [Job::Poll { attempt: 0, after, .. }] = a.jobs[..] else { panic!("{a:?}") };
+        after
+    };
+    for seed in 0..50 {
+        // Runs of 2.4 s: at the aim, spread by at most 120 ms.
+        let after = first_poll(Some(2_400), seed);
+        assert!((2_400..=2_520).contains(&(after.as_millis() as u64)), "{after:?}");
+        // Long runs: at most the schedule's cap (30 s).
+        assert_eq!(first_poll(Some(600_000), seed), Duration::from_secs(30));
+        // Short runs, or none seen yet: the schedule, never under a second.
+        assert_eq!(first_poll(Some(300), seed), Duration::from_secs(1));
+        assert_eq!(first_poll(None, seed), Duration::from_secs(1));
+    }
 }
 
 #[test]
