@@ -40,7 +40,8 @@ use crate::{Producer, ProducerError, Upstream};
 pub struct IngestClient {
     pub name: String,
     pub token: SecretString,
-    /// The tenants it may use, the first when a request names none.
+    /// The tenants it may use, the first when a request names none; none
+    /// listed: the ingest's own tenant (its store's, `GCRUN_TENANT`).
     pub tenants: Vec<Tenant>,
 }
 
@@ -56,7 +57,7 @@ impl std::fmt::Debug for IngestClient {
 
 impl IngestClient {
     /// `name=token`, or `name@tenant+tenant=token` for a client bound to
-    /// those tenants (else to the default tenant); a bare token is client
+    /// those tenants (else to the ingest's own tenant); a bare token is client
     /// `client<n>` (`n` its position, from 1). Names are letters, digits,
     /// `_` and `-`, so they can name key spaces.
     pub fn parse(entry: &str, n: usize) -> Result<Self, String> {
@@ -73,7 +74,7 @@ impl IngestClient {
                     .collect::<Result<Vec<_>, _>>()?;
                 (name.trim().to_string(), tenants)
             }
-            None => (name, vec![Tenant::default()]),
+            None => (name, Vec::new()),
         };
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
             return Err(format!("ingest client {n}: the name must be letters, digits, '_' or '-'"));
@@ -350,7 +351,9 @@ async fn authenticate(State(state): State<AppState>, mut req: Request, next: Nex
     if let Some(g) = given {
         for c in clients {
             if constant_time_eq(c.token.expose_secret().as_bytes(), g.as_bytes()) {
-                caller = Some((c.name.clone(), c.tenants.clone()));
+                let tenants =
+                    if c.tenants.is_empty() { vec![state.producer.tenant().clone()] } else { c.tenants.clone() };
+                caller = Some((c.name.clone(), tenants));
             }
         }
     }

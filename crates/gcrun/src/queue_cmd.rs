@@ -278,7 +278,10 @@ pub async fn ingest(args: IngestArgs) -> Result<()> {
     };
     let request_timeout = std::time::Duration::from_secs(args.request_timeout_secs.max(1));
     let client_tokens = clients.iter().map(|c| c.token.clone()).collect();
-    let clients_tenants: Vec<gcrun_model::Tenant> = clients.iter().flat_map(|c| c.tenants.clone()).collect();
+    // A client bound to no tenant uses this ingest's own.
+    let own = args.redis.tenant.clone();
+    let clients_tenants: Vec<gcrun_model::Tenant> =
+        clients.iter().flat_map(|c| if c.tenants.is_empty() { vec![own.clone()] } else { c.tenants.clone() }).collect();
     let operator = gcrun_producer::operator::Operator::new(producer.store().clone(), producer.queues().clone());
     let mut app = gcrun_producer::ingest::router(
         producer,

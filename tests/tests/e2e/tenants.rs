@@ -176,4 +176,21 @@ async fn ingest_clients_reach_only_the_tenants_they_are_bound_to() {
     assert_eq!(r.status(), 404, "named the wrong tenant: no such run there");
     let r = http.post(format!("{base}/v1/runs/{b_run}/cancel")).bearer_auth("tok-b").send().await.unwrap();
     assert_eq!(r.status(), 202);
+
+    // An ingest of its own tenant (GCRUN_TENANT=acme): its unbound clients
+    // write there, not to the default tenant.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let own = format!("http://{}", listener.local_addr().unwrap());
+    let config = IngestConfig {
+        clients: gcrun_producer::ingest::parse_clients("solo=tok-s").unwrap(),
+        ..IngestConfig::default()
+    };
+    let producer = stack.producer.for_tenant(&Tenant::parse("acme").unwrap());
+    tokio::spawn(gcrun_producer::ingest::serve(listener, producer, config, std::future::pending()));
+    let r = http.post(format!("{own}/v1/runs")).bearer_auth("tok-s").json(doc).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let s_run: RunId = r.json::<Value>().await.unwrap()["runId"].as_str().unwrap().parse().unwrap();
+    assert!(acme.get_run(&s_run).await.unwrap().is_some(), "in the ingest's own tenant");
+    let r = http.get(format!("{own}/v1/runs/{s_run}")).bearer_auth("tok-s").send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
