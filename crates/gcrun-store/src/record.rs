@@ -72,6 +72,10 @@ pub struct RunRecord {
     /// loaded the record has seen them end; never stored. The first poll
     /// is aimed just past it.
     pub expected_ms: Option<u64>,
+    /// What the run's first poll was aimed at (ms after its submission),
+    /// when it was aimed: what that poll then finds teaches the aim once
+    /// per aim, however many runs were polled at it.
+    pub first_poll_aim_ms: Option<u64>,
     /// The action is secure (its definition says so): its inputs and
     /// outputs are erased when the run ends unless the request asked to
     /// keep them, and never logged or sent unasked.
@@ -119,6 +123,7 @@ impl RunRecord {
             cancel_requested: None,
             held: None,
             expected_ms: None,
+            first_poll_aim_ms: None,
             secure: false,
             transitions: Vec::new(),
             attempts: Vec::new(),
@@ -200,6 +205,7 @@ impl RunRecord {
             webhook_status => self.webhook.status,
             webhook_last_error => self.webhook.last_error,
             webhook_delivered_ms => self.webhook.delivered_ms,
+            first_poll_aim_ms => self.first_poll_aim_ms,
         );
     }
 
@@ -253,6 +259,7 @@ impl RunRecord {
             cancel_requested: get("cancel_requested"),
             held: None,
             expected_ms: None,
+            first_poll_aim_ms: num("first_poll_aim_ms")?,
             secure: get("secure").is_some_and(|v| v == "1"),
             transitions: Vec::new(),
             attempts: Vec::new(),
@@ -285,6 +292,8 @@ pub struct RunUpdate {
     /// When the Genesys call was about to be made (0: not sent, or known
     /// not to have run).
     pub submit_sent_ms: Option<u64>,
+    /// What the first poll is aimed at (see [`RunRecord::first_poll_aim_ms`]).
+    pub first_poll_aim_ms: Option<u64>,
     /// Forget the webhook's state (an operator's requeue: the run will
     /// end again and owe a new webhook).
     pub clear_webhook: bool,
@@ -426,6 +435,7 @@ impl RunUpdate {
         put("deadline_ms", self.deadline_ms.map(|v| v.to_string()));
         put("submit_claim_until", self.submit_claim_until.map(|v| v.to_string()));
         put("submit_sent_ms", self.submit_sent_ms.map(|v| v.to_string()));
+        put("first_poll_aim_ms", self.first_poll_aim_ms.map(|v| v.to_string()));
         put("secure", self.secure.map(|v| if v { "1".into() } else { "0".into() }));
         put("request", self.request.as_ref().map(|r| r.to_value().to_string()));
         if self.clear_outputs {

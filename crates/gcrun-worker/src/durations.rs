@@ -7,15 +7,17 @@
 //!
 //! What a poll sees is only a bound: a run seen ended ended some time
 //! before. Averaging the times the ends were seen would aim each first
-//! poll later than the last (each one is late by the aim's own slack). So
-//! the aim is tracked as a quantile instead. A first poll made near the
-//! aim that finds the run ended lowers the aim a little; one that finds it
-//! still going at `t` after its submission (so it takes longer than `t`)
-//! raises the aim to rather more than `t`. The aim saws between a run's length and a little above it, and
-//! about [`HIT_RATE`] of first polls find the end (a stochastic
-//! approximation of that quantile of the runs' lengths). Each step is taken
-//! from the time the poll was made, not from the aim as it is now: forty
-//! runs in flight that all missed one aim raise it once, not forty times.
+//! poll later than the last (each one is late by the aim's own slack: tried,
+//! and the aim ran away). So each first poll tells only whether its aim was
+//! late enough, and the aim moves from the aim that poll was given (stored
+//! with the run when it was submitted), not from the aim as it is now: a
+//! first poll that finds the run ended lowers the aim to 2 % under its
+//! own, one that finds it going on raises the aim to 10 % over its own.
+//! Forty runs in flight polled at one aim move it once, not forty times;
+//! the aim saws between a run's length and a tenth above it. A miss costs
+//! little (the second poll comes a tenth of the aim later), so the first
+//! aim, from the first end the schedule saw (late by up to a poll
+//! interval), starts at three quarters of it.
 //!
 //! Per process and in memory: a restarted worker starts from the schedule
 //! again and learns within a few dozen runs. Bounded: at most
@@ -27,10 +29,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Actions remembered at most.
 pub const MAX_TARGETS: usize = 1_000;
-/// The share of first polls meant to find the run ended.
-pub const HIT_RATE: f64 = 0.95;
-/// How far one first poll moves the aim.
-const STEP: f64 = 0.1;
+/// An aim that was late enough comes down this much under it.
+const DOWN: f64 = 0.02;
+/// An aim that was too early goes up this much over it.
+const UP: f64 = 0.10;
 /// The aim never goes below this (ms): the schedule's floor binds anyway.
 const LEAST_MS: f64 = 100.0;
 
@@ -38,11 +40,11 @@ const LEAST_MS: f64 = 100.0;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FirstPoll {
     /// The run had ended, this long after it was submitted (an upper bound
-    /// of its length).
-    Ended { after_ms: u64 },
+    /// of its length); `aimed`: the aim the poll was given, if any.
+    Ended { after_ms: u64, aimed: Option<u64> },
     /// The run was still going this long after it was submitted (a lower
     /// bound of its length).
-    GoingOn { after_ms: u64 },
+    GoingOn { after_ms: u64, aimed: Option<u64> },
 }
 
 #[derive(Debug, Default)]
@@ -61,27 +63,25 @@ impl Durations {
         let tick = self.tick.fetch_add(1, Ordering::Relaxed);
         let mut aims = self.aims.lock().unwrap_or_else(|p| p.into_inner());
         match (aims.get_mut(target), found) {
-            (Some((aim, seen)), FirstPoll::Ended { after_ms }) => {
-                // A poll made near the aim (it comes a little after: the
-                // spread, the fetch) says the aim was late enough; one made
-                // much later (aimed before the aim rose) says nothing of it.
-                if after_ms as f64 <= *aim * 1.25 {
-                    *aim = (*aim * (1.0 - STEP * (1.0 - HIT_RATE))).max(LEAST_MS);
-                }
+            (Some((aim, seen)), FirstPoll::Ended { after_ms, aimed }) => {
+                // Aimed: that aim was late enough. Not aimed (the schedule's
+                // poll): the run took at most `after_ms`.
+                let bound = aimed.map_or(after_ms as f64, |a| a as f64 * (1.0 - DOWN));
+                *aim = aim.min(bound).max(LEAST_MS);
                 *seen = tick;
             }
-            (Some((aim, seen)), FirstPoll::GoingOn { after_ms }) => {
-                *aim = aim.max(after_ms as f64 * (1.0 + STEP * HIT_RATE));
+            (Some((aim, seen)), FirstPoll::GoingOn { after_ms, aimed }) => {
+                *aim = aim.max(aimed.unwrap_or(after_ms) as f64 * (1.0 + UP));
                 *seen = tick;
             }
             // The first end seen starts the aim: too late, so it comes down.
-            (None, FirstPoll::Ended { after_ms }) => {
+            (None, FirstPoll::Ended { after_ms, .. }) => {
                 if aims.len() >= MAX_TARGETS
                     && let Some(oldest) = aims.iter().min_by_key(|(_, (_, t))| *t).map(|(k, _)| k.clone())
                 {
                     aims.remove(&oldest);
                 }
-                aims.insert(target.to_string(), ((after_ms as f64).max(LEAST_MS), tick));
+                aims.insert(target.to_string(), ((after_ms as f64 * 0.75).max(LEAST_MS), tick));
             }
             (None, FirstPoll::GoingOn { .. }) => {}
         }
@@ -100,45 +100,59 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    #[test]
-    fn the_aim_settles_just_past_runs_of_one_length_from_a_late_start() {
-        let d = Durations::new();
-        assert_eq!(d.aim("a"), None);
-        d.first_poll("a", FirstPoll::GoingOn { after_ms: 1_000 });
-        assert_eq!(d.aim("a"), None, "nothing to start from");
-        // Runs of 1,500 ms; the first end was seen at 2,300 ms.
-        d.first_poll("a", FirstPoll::Ended { after_ms: 2_300 });
+    /// Polls runs of `len` ms at the aim, `batch` at a time (each batch
+    /// given the aim as it was when it started); the hits.
+    fn settle(d: &Durations, len: u64, rounds: usize, batch: usize) -> usize {
         let mut hits = 0;
-        for _ in 0..300 {
-            let aim = d.aim("a").unwrap();
-            let found =
-                if aim >= 1_500 { FirstPoll::Ended { after_ms: aim } } else { FirstPoll::GoingOn { after_ms: aim } };
-            hits += usize::from(matches!(found, FirstPoll::Ended { .. }));
-            d.first_poll("a", found);
+        for _ in 0..rounds {
+            let aimed = d.aim("a").unwrap();
+            for _ in 0..batch {
+                let found = if aimed >= len {
+                    hits += 1;
+                    FirstPoll::Ended { after_ms: aimed + 20, aimed: Some(aimed) }
+                } else {
+                    FirstPoll::GoingOn { after_ms: aimed + 20, aimed: Some(aimed) }
+                };
+                d.first_poll("a", found);
+            }
         }
-        let aim = d.aim("a").unwrap();
-        assert!((1_450..=1_800).contains(&aim), "{aim}");
-        assert!(hits > 240, "most first polls find the end: {hits} of 300");
+        hits
     }
 
     #[test]
-    fn many_misses_of_one_aim_raise_it_once() {
+    fn the_aim_settles_just_past_runs_of_one_length_from_a_late_start() {
         let d = Durations::new();
-        d.first_poll("a", FirstPoll::Ended { after_ms: 1_000 });
+        d.first_poll("a", FirstPoll::GoingOn { after_ms: 1_000, aimed: None });
+        assert_eq!(d.aim("a"), None, "nothing to start from");
+        // Runs of 1,500 ms; the schedule saw the first end at 2,600 ms.
+        d.first_poll("a", FirstPoll::Ended { after_ms: 2_600, aimed: None });
+        assert_eq!(d.aim("a"), Some(1_950));
+        let hits = settle(&d, 1_500, 60, 1);
         let aim = d.aim("a").unwrap();
-        for _ in 0..40 {
-            d.first_poll("a", FirstPoll::GoingOn { after_ms: aim });
+        assert!((1_500..=1_700).contains(&aim), "{aim}");
+        assert!(hits > 40, "most first polls find the end: {hits} of 60");
+    }
+
+    #[test]
+    fn forty_polls_at_one_aim_move_it_once() {
+        let (one, forty) = (Durations::new(), Durations::new());
+        for d in [&one, &forty] {
+            d.first_poll("a", FirstPoll::Ended { after_ms: 2_000, aimed: None });
         }
-        let raised = d.aim("a").unwrap();
-        assert!(raised > aim && raised < aim * 2, "{aim} -> {raised}");
+        settle(&one, 1_000, 3, 1);
+        settle(&forty, 1_000, 3, 40);
+        assert_eq!(one.aim("a"), forty.aim("a"), "hits");
+        settle(&one, 5_000, 2, 1);
+        settle(&forty, 5_000, 2, 40);
+        assert_eq!(one.aim("a"), forty.aim("a"), "misses");
     }
 
     #[test]
     fn the_memory_is_bounded() {
         let d = Durations::new();
-        d.first_poll("a", FirstPoll::Ended { after_ms: 1_000 });
+        d.first_poll("a", FirstPoll::Ended { after_ms: 1_000, aimed: None });
         for i in 0..MAX_TARGETS + 5 {
-            d.first_poll(&format!("t{i}"), FirstPoll::Ended { after_ms: 10 });
+            d.first_poll(&format!("t{i}"), FirstPoll::Ended { after_ms: 10, aimed: None });
         }
         assert_eq!(d.aims.lock().unwrap().len(), MAX_TARGETS);
         assert_eq!(d.aim("a"), None, "the least recently seen went first");

@@ -665,10 +665,11 @@ impl Deps {
             Write::Advance { counter: gcrun_store::Counter::Poll, expected: 0, .. }
                 | Write::Transition { guard: Some((gcrun_store::Counter::Poll, 0)), .. }
         );
+        let (after_ms, aimed) = (now.saturating_sub(submitted), rec.first_poll_aim_ms.filter(|a| *a > 0));
         let found = if ended && (first || self.durations.aim(&rec.target).is_none()) {
-            crate::durations::FirstPoll::Ended { after_ms: now.saturating_sub(submitted) }
+            crate::durations::FirstPoll::Ended { after_ms, aimed: aimed.filter(|_| first) }
         } else if going_on && first {
-            crate::durations::FirstPoll::GoingOn { after_ms: now.saturating_sub(submitted) }
+            crate::durations::FirstPoll::GoingOn { after_ms, aimed }
         } else {
             return;
         };

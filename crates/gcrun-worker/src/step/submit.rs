@@ -370,6 +370,12 @@ fn submitted(
         Some(rid) => format!("submitted as {rid}"),
         None => "executed".to_string(),
     };
+    // The first poll, and what it was aimed at (0: not aimed, the
+    // schedule's), which its answer then teaches (see crate::durations).
+    let first_poll = next_poll(rec, 0, None, policy, now, jitter);
+    if remote.remote_id.is_some() {
+        update.first_poll_aim_ms = Some(rec.expected_ms.map_or(0, |_| first_poll.as_millis() as u64));
+    }
     let act = Act::new(Write::Transition {
         from: RunStatus::Validated,
         to: RunStatus::Submitted,
@@ -382,7 +388,7 @@ fn submitted(
         return act.and_continue().into();
     }
     let first = RunRecord { remote_id: remote.remote_id, ..rec.clone() };
-    act.then_push(poll_job(&first, 0, next_poll(rec, 0, None, policy, now, jitter))).into()
+    act.then_push(poll_job(&first, 0, first_poll)).into()
 }
 
 /// Ends a synchronous run from the answer stored with its `submitted`

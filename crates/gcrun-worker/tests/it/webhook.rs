@@ -59,6 +59,7 @@ fn record(status: RunStatus) -> RunRecord {
         cancel_requested: None,
         held: None,
         expected_ms: None,
+        first_poll_aim_ms: None,
         secure: false,
         transitions: vec![
             Transition { from: None, to: RunStatus::Accepted, at_ms: 1_000, cause: "accepted".into() },
