@@ -392,6 +392,12 @@ async fn memory(args: &QueueBench) -> Result<serde_json::Value> {
     }))
 }
 
+/// Runs that have ended, from the store's counts.
+async fn ended(store: &gcrun_store::Store) -> Result<i64> {
+    let counts = store.counts().await?;
+    Ok(RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| counts.get(s.as_str()).copied().unwrap_or(0)).sum())
+}
+
 /// A worker as `gcrun worker` would be configured for the benchmarks: no
 /// limits of its own, 64 jobs at once per queue, fast polls.
 fn bench_worker(redis_url: &str, region: &str, secret_text: &str, hook: &str, seed: u64) -> Result<WorkerArgs> {
@@ -488,12 +494,7 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w.run(None, stopper(stop_rx.clone())))).collect();
     let deadline = Instant::now() + Duration::from_secs(3_600);
     loop {
-        let counts = store.counts().await?;
-        let terminal: i64 = RunStatus::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| counts.get(s.as_str()).copied().unwrap_or(0))
-            .sum();
+        let terminal = ended(&store).await?;
         let mut pending = 0;
         for q in queues.names.all() {
             pending += queues.depth(q).await?.pending();
@@ -590,12 +591,7 @@ async fn slot_pass(n: usize, slots: u32, run_for: Duration, learn: bool) -> Resu
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let counts = store.counts().await?;
-        let ended: i64 = RunStatus::ALL
-            .iter()
-            .filter(|s| s.is_terminal())
-            .map(|s| counts.get(s.as_str()).copied().unwrap_or(0))
-            .sum();
+        let ended = ended(&store).await?;
         if ended >= n as i64 {
             break;
         }

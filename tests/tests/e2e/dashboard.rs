@@ -97,10 +97,16 @@ impl Browser {
 
 /// Ingest with the dashboard, in this process, on a free port.
 async fn serve(stack: &Stack) -> String {
+    serve_tenants(stack, vec![gcrun_model::Tenant::default()]).await
+}
+
+/// [`serve`], the dashboard showing `tenants`.
+async fn serve_tenants(stack: &Stack, tenants: Vec<gcrun_model::Tenant>) -> String {
     let client = IngestClient::parse(CLIENT, 1).unwrap();
     let config = DashboardConfig {
         operators: vec![OperatorToken::parse(OPERATOR).unwrap()],
         client_tokens: vec![client.token.clone()],
+        tenants,
         ..DashboardConfig::default()
     };
     let operator = Operator::new(stack.store.clone(), stack.queues.clone());
@@ -286,22 +292,7 @@ async fn an_operator_switches_tenants_and_acts_on_the_tenant_the_page_shows() {
     }
     let acme_run = ids.iter().find(|(t, _)| *t == acme).unwrap().1;
 
-    let client = IngestClient::parse(CLIENT, 1).unwrap();
-    let config = DashboardConfig {
-        operators: vec![OperatorToken::parse(OPERATOR).unwrap()],
-        client_tokens: vec![client.token.clone()],
-        tenants: vec![Tenant::default(), acme.clone()],
-        ..DashboardConfig::default()
-    };
-    let operator = Operator::new(stack.store.clone(), stack.queues.clone());
-    let app = gcrun_producer::ingest::router(
-        stack.producer.clone(),
-        IngestConfig { clients: vec![client], ..IngestConfig::default() },
-    )
-    .merge(gcrun_dashboard::router(operator, config).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(gcrun_producer::ingest::serve_app(listener, app, Duration::from_secs(30), std::future::pending()));
+    let base = serve_tenants(&stack, vec![Tenant::default(), acme.clone()]).await;
 
     let b = Browser::start().await;
     sign_in(&b, &base, OPERATOR.split_once('=').unwrap().1).await;

@@ -204,15 +204,20 @@ fn the_kubernetes_manifests_validate_against_the_schemas_and_a_broken_one_does_n
     let (ok, text) = kubernetes_validate(&[broken]);
     assert!(!ok, "a broken manifest passed:\n{text}");
 
-    // The overlay renders with kustomize and validates too.
+    // The overlays render with kustomize and validate too.
     if let Some(kubectl) = tool("GCRUN_KUBECTL", "kubectl") {
-        let out = Command::new(kubectl).args(["kustomize"]).arg(k8s().join("overlays/example")).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let rendered = dir.path().join("rendered.yaml");
-        std::fs::write(&rendered, &out.stdout).unwrap();
-        let (ok, text) = kubernetes_validate(std::slice::from_ref(&rendered));
-        assert!(ok, "{text}");
-        let docs = yaml_docs(&rendered);
+        // `overlay` rendered, checked against the schemas, as documents.
+        let rendered = |overlay: &str| {
+            let out = Command::new(&kubectl).args(["kustomize"]).arg(k8s().join("overlays").join(overlay)).output();
+            let out = out.unwrap();
+            assert!(out.status.success(), "{overlay}: {}", String::from_utf8_lossy(&out.stderr));
+            let file = dir.path().join(format!("{overlay}.yaml"));
+            std::fs::write(&file, &out.stdout).unwrap();
+            let (ok, text) = kubernetes_validate(std::slice::from_ref(&file));
+            assert!(ok, "{overlay}: {text}");
+            yaml_docs(&file)
+        };
+        let docs = rendered("example");
         for d in &docs {
             if d["kind"] != "Namespace" {
                 assert_eq!(d["metadata"]["namespace"], "gcrun", "{}", d["metadata"]["name"]);
@@ -226,17 +231,7 @@ fn the_kubernetes_manifests_validate_against_the_schemas_and_a_broken_one_does_n
 
         // A second org's workers: their own namespace and tenant, scaled on
         // their own series, and no second ingest.
-        let out = Command::new(tool("GCRUN_KUBECTL", "kubectl").unwrap())
-            .args(["kustomize"])
-            .arg(k8s().join("overlays/tenant-acme"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let rendered = dir.path().join("tenant.yaml");
-        std::fs::write(&rendered, &out.stdout).unwrap();
-        let (ok, text) = kubernetes_validate(std::slice::from_ref(&rendered));
-        assert!(ok, "{text}");
-        let docs = yaml_docs(&rendered);
+        let docs = rendered("tenant-acme");
         assert!(docs.iter().all(|d| d["kind"] == "Namespace" || d["metadata"]["namespace"] == "gcrun-acme"));
         assert!(!docs.iter().any(|d| d["metadata"]["name"].as_str().is_some_and(|n| n.contains("ingest"))));
         assert_eq!(find(&docs, "ConfigMap", "gcrun-config")["data"]["GCRUN_TENANT"], "acme");

@@ -372,9 +372,9 @@ fn submitted(
     };
     // The first poll, and what it was aimed at (0: not aimed, the
     // schedule's), which its answer then teaches (see crate::durations).
-    let first_poll = next_poll(rec, 0, None, policy, now, jitter);
-    if remote.remote_id.is_some() {
-        update.first_poll_aim_ms = Some(rec.expected_ms.map_or(0, |_| first_poll.as_millis() as u64));
+    let first_poll = remote.remote_id.is_some().then(|| next_poll(rec, 0, None, policy, now, jitter));
+    if let Some(after) = first_poll {
+        update.first_poll_aim_ms = Some(rec.expected_ms.map_or(0, |_| after.as_millis() as u64));
     }
     let act = Act::new(Write::Transition {
         from: RunStatus::Validated,
@@ -388,7 +388,7 @@ fn submitted(
         return act.and_continue().into();
     }
     let first = RunRecord { remote_id: remote.remote_id, ..rec.clone() };
-    act.then_push(poll_job(&first, 0, first_poll)).into()
+    act.then_push(poll_job(&first, 0, first_poll.unwrap_or_default())).into()
 }
 
 /// Ends a synchronous run from the answer stored with its `submitted`
