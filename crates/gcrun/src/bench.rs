@@ -80,6 +80,8 @@ pub struct QueueBench {
     /// scenario.
     #[arg(long, default_value_t = 40)]
     slots: u32,
+    #[command(flatten)]
+    procs: crate::bench_procs::ProcArgs,
 }
 
 pub async fn run(cmd: BenchCommand) -> Result<()> {
@@ -95,7 +97,12 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             "memory" => memory(&args).await?,
             "drain" => drain(&args).await?,
             "slots" => slots(&args).await?,
-            other => bail!("no scenario `{other}` (idle, lateness, commands, memory, drain, slots)"),
+            "burst" => crate::bench_procs::burst(&args.procs).await?,
+            "latency" => crate::bench_procs::latency(&args.procs).await?,
+            "rate" => crate::bench_procs::rate(&args.procs).await?,
+            other => {
+                bail!("no scenario `{other}` (idle, lateness, commands, memory, drain, slots, burst, latency, rate)")
+            }
         };
         println!("{line}");
     }
@@ -116,7 +123,7 @@ async fn raw(redis: &RedisServer) -> Result<redis::aio::MultiplexedConnection> {
 }
 
 /// Commands run so far, by name (`INFO commandstats`).
-async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> Result<HashMap<String, u64>> {
+pub(crate) async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> Result<HashMap<String, u64>> {
     let info: String = redis::cmd("INFO").arg("commandstats").query_async(conn).await?;
     Ok(info
         .lines()
@@ -129,7 +136,7 @@ async fn commandstats(conn: &mut redis::aio::MultiplexedConnection) -> Result<Ha
 }
 
 /// What ran between two snapshots (the INFO calls themselves left out).
-fn spent(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> (u64, Vec<(String, u64)>) {
+pub(crate) fn spent(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> (u64, Vec<(String, u64)>) {
     let mut by: Vec<(String, u64)> = after
         .iter()
         .filter(|(k, _)| k.as_str() != "info")
@@ -148,14 +155,14 @@ async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> Result<u64
         .ok_or_else(|| anyhow!("no used_memory in INFO memory"))
 }
 
-fn percentile(sorted: &[f64], q: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[f64], q: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
-fn round2(v: f64) -> f64 {
+pub(crate) fn round2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
 
@@ -393,7 +400,7 @@ async fn memory(args: &QueueBench) -> Result<serde_json::Value> {
 }
 
 /// Runs that have ended, from the store's counts.
-async fn ended(store: &gcrun_store::Store) -> Result<i64> {
+pub(crate) async fn ended(store: &gcrun_store::Store) -> Result<i64> {
     let counts = store.counts().await?;
     Ok(RunStatus::ALL.iter().filter(|s| s.is_terminal()).map(|s| counts.get(s.as_str()).copied().unwrap_or(0)).sum())
 }

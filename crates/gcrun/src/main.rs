@@ -9,6 +9,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod bench;
 mod bench_ops;
+mod bench_procs;
 mod config_file;
 mod demo;
 mod genesys_cmd;

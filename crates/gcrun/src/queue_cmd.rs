@@ -128,55 +128,85 @@ pub async fn enqueue(args: EnqueueArgs) -> Result<()> {
     Ok(())
 }
 
-/// JSON Lines from stdin, enqueued in batches of 200, with a progress bar.
+/// Lines of standard input, numbered from 1: a JSON document, or why not.
+type Lines = Vec<(usize, Result<Value, String>)>;
+
+/// Runs a batch holds (the producer's most per call).
+const LINES_PER_BATCH: usize = 1_000;
+/// Batches in flight to Redis at once: reading and parsing the next ones
+/// overlaps Redis running the scripts of the last ones.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// JSON Lines from stdin, enqueued in batches of 1,000, several batches in
+/// flight at once, each one pipeline; results are reported in line order,
+/// with a progress bar on stderr.
 async fn enqueue_lines(producer: &Producer, json_out: bool) -> Result<()> {
+    use futures_util::StreamExt;
+    use std::io::Write;
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {pos} lines read, {msg} [{elapsed}]")
+        indicatif::ProgressStyle::with_template("{spinner} {pos} lines enqueued, {msg} [{elapsed}]")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    let (mut accepted, mut rejected) = (0usize, 0usize);
-    let mut batch: Vec<(usize, Value)> = Vec::new();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines().enumerate();
-    loop {
-        let next = lines.next();
-        let done = next.is_none();
-        if let Some((n, line)) = next {
-            let line = line.context("reading standard input")?;
-            bar.inc(1);
+    // Reading and parsing happen on their own thread, ahead of Redis.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Lines>>(BATCHES_IN_FLIGHT);
+    std::thread::spawn(move || {
+        let mut batch = Vec::with_capacity(LINES_PER_BATCH);
+        for (n, line) in std::io::stdin().lock().lines().enumerate() {
+            let line = match line {
+                Ok(line) => line,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            match serde_json::from_str::<Value>(&line) {
-                Ok(doc) => batch.push((n + 1, doc)),
-                Err(e) => {
-                    rejected += 1;
-                    report(json_out, n + 1, Err(format!("not JSON: {e}")));
-                }
+            batch.push((n + 1, serde_json::from_str::<Value>(&line).map_err(|e| format!("not JSON: {e}"))));
+            if batch.len() == LINES_PER_BATCH && tx.blocking_send(Ok(std::mem::take(&mut batch))).is_err() {
+                return;
             }
         }
-        if batch.len() >= 200 || (done && !batch.is_empty()) {
-            let docs: Vec<Value> = batch.iter().map(|(_, d)| d.clone()).collect();
-            let results = producer.enqueue_batch(&docs).await?;
-            for ((line, _), r) in batch.drain(..).zip(results) {
-                match r {
-                    Ok(e) => {
-                        accepted += 1;
-                        report(json_out, line, Ok(e.run_id));
-                    }
-                    Err(v) => {
-                        rejected += 1;
-                        report(json_out, line, Err(v.to_string()));
-                    }
-                }
-            }
-            bar.set_message(format!("{accepted} accepted, {rejected} rejected"));
+        if !batch.is_empty() {
+            let _ = tx.blocking_send(Ok(batch));
         }
-        if done {
-            break;
+    });
+    let enqueue = |lines: Lines| async move {
+        let docs: Vec<Value> = lines.iter().filter_map(|(_, d)| d.as_ref().ok().cloned()).collect();
+        let results = producer.enqueue_batch(&docs).await;
+        (lines, results)
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    let (mut accepted, mut rejected) = (0usize, 0usize);
+    let mut in_flight = futures_util::stream::FuturesOrdered::new();
+    let mut input_open = true;
+    while input_open || !in_flight.is_empty() {
+        tokio::select! {
+            next = rx.recv(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => match next {
+                Some(lines) => in_flight.push_back(enqueue(lines.context("reading standard input")?)),
+                None => input_open = false,
+            },
+            Some((lines, results)) = in_flight.next() => {
+                let mut results = results?.into_iter();
+                for (line, doc) in lines {
+                    let r = match doc {
+                        Err(why) => Err(why),
+                        Ok(_) => match results.next() {
+                            Some(Ok(e)) => Ok(e.run_id),
+                            Some(Err(v)) => Err(v.to_string()),
+                            None => Err("no result from the producer".to_string()),
+                        },
+                    };
+                    if r.is_ok() { accepted += 1 } else { rejected += 1 }
+                    report(&mut out, json_out, line, r)?;
+                    bar.inc(1);
+                }
+                bar.set_message(format!("{accepted} accepted, {rejected} rejected"));
+            }
         }
     }
+    out.flush()?;
     bar.finish_and_clear();
     eprintln!("{accepted} accepted, {rejected} rejected");
     if rejected > 0 {
@@ -185,13 +215,14 @@ async fn enqueue_lines(producer: &Producer, json_out: bool) -> Result<()> {
     Ok(())
 }
 
-fn report(json_out: bool, line: usize, r: Result<RunId, String>) {
+fn report(out: &mut impl std::io::Write, json_out: bool, line: usize, r: Result<RunId, String>) -> Result<()> {
     match (json_out, r) {
-        (true, Ok(id)) => println!("{}", json!({"line": line, "runId": id})),
-        (true, Err(e)) => println!("{}", json!({"line": line, "error": e})),
-        (false, Ok(id)) => println!("{id}"),
+        (true, Ok(id)) => writeln!(out, "{}", json!({"line": line, "runId": id}))?,
+        (true, Err(e)) => writeln!(out, "{}", json!({"line": line, "error": e}))?,
+        (false, Ok(id)) => writeln!(out, "{id}")?,
         (false, Err(e)) => eprintln!("line {line}: {e}"),
     }
+    Ok(())
 }
 
 #[derive(Args, Debug)]

@@ -225,3 +225,62 @@ async fn runs_list_tail_stats_audit_export_and_check() {
     assert!(good.starts_with("valid"), "{good}");
     assert_eq!(stack.emu.emulator.stats().submissions, submissions, "check runs nothing");
 }
+
+/// `gcrun enqueue --stdin` with more lines than one batch holds, several
+/// batches in flight at once: every line is answered, in line order, with
+/// its own result (a run whose inputs are that line's, or that line's own
+/// error); blank lines are skipped; one bad line loses no other.
+#[tokio::test]
+async fn enqueue_stdin_answers_every_line_in_order_across_batches() {
+    use std::io::Write;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let (lines, not_json, invalid, blank) = (2_600usize, 5usize, 1_500usize, 10usize);
+    let mut input = String::new();
+    for line in 1..=lines {
+        let doc = match line {
+            l if l == not_json => "{not json".to_string(),
+            l if l == invalid => json!({"flavor": "runs", "inputs": {"customerId": "x"}}).to_string(),
+            l if l == blank => String::new(),
+            l => json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": format!("c-{l}"), "channel": "chat"}})
+                .to_string(),
+        };
+        input.push_str(&doc);
+        input.push('\n');
+    }
+    let mut child = Command::new(gcrun_binary())
+        .args(["enqueue", "--stdin", "--json"])
+        .env("REDIS_URL", stack.redis.url())
+        .env("GCRUN_LOG", "warn")
+        .env_remove("GCRUN_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(input.as_bytes()));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert_eq!(out.status.code(), Some(2), "some lines were rejected: {}", stderr(&out));
+    assert!(stderr(&out).contains(&format!("{} accepted, 2 rejected", lines - 3)), "{}", stderr(&out));
+
+    let answers = json_lines(&String::from_utf8_lossy(&out.stdout));
+    let numbers: Vec<u64> = answers.iter().map(|a| a["line"].as_u64().unwrap()).collect();
+    let expected: Vec<u64> = (1..=lines as u64).filter(|l| *l != blank as u64).collect();
+    assert_eq!(numbers, expected, "one answer per non-blank line, in line order");
+    for answer in &answers {
+        let line = answer["line"].as_u64().unwrap() as usize;
+        if line == not_json {
+            assert!(answer["error"].as_str().unwrap().starts_with("not JSON"), "{answer}");
+        } else if line == invalid {
+            assert!(answer["error"].as_str().unwrap().contains("actionId"), "{answer}");
+        } else {
+            let id: RunId = answer["runId"].as_str().unwrap().parse().unwrap();
+            let rec = stack.store.get_run(&id).await.unwrap().expect("the answered run exists");
+            assert_eq!(rec.status, RunStatus::Accepted);
+            assert_eq!(rec.request.inputs()["customerId"], json!(format!("c-{line}")), "the run of line {line}");
+        }
+    }
+    let depth = stack.queues.depth(&stack.queues.names.submit).await.unwrap();
+    assert_eq!(depth.ready as usize, lines - 3, "every accepted run has its submit job");
+}
