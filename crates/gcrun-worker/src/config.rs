@@ -33,6 +33,13 @@ pub struct WorkerConfig {
     /// been seen to take (see [`crate::durations`]), instead of at the
     /// schedule's first delay.
     pub learn_poll_timing: bool,
+    /// Make a run's first webhook attempt in the job of the step that saw
+    /// the run end, once the end is stored, rather than in a webhook job of
+    /// its own: a job fewer per run (its push, fetch, lease and ack). Only
+    /// an attempt that fails pushes a webhook job, for the retries. The
+    /// attempt holds that step's job (and its concurrency) for as long as
+    /// the receiver takes, up to `webhook_timeout`.
+    pub webhook_inline: bool,
     /// Where webhooks go when a run names none (`None`: no webhook).
     pub default_webhook_url: Option<Url>,
     /// When set, webhooks may only go to these hosts.
@@ -90,6 +97,7 @@ impl Default for WorkerConfig {
             max_webhook_attempts: 12,
             definition_ttl: Duration::from_secs(60),
             learn_poll_timing: true,
+            webhook_inline: true,
             default_webhook_url: None,
             webhook_allowed_hosts: None,
             webhook_egress: crate::egress::Egress::PublicOnly,
@@ -114,6 +122,7 @@ impl std::fmt::Debug for WorkerConfig {
             .field("max_webhook_attempts", &self.max_webhook_attempts)
             .field("definition_ttl", &self.definition_ttl)
             .field("learn_poll_timing", &self.learn_poll_timing)
+            .field("webhook_inline", &self.webhook_inline)
             .field("default_webhook_url", &self.default_webhook_url.as_ref().map(crate::webhook::shown_url))
             .field("webhook_allowed_hosts", &self.webhook_allowed_hosts)
             .field("webhook_egress", &self.webhook_egress)

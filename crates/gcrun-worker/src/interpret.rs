@@ -120,8 +120,30 @@ async fn load<P: Port>(port: &P, id: &RunId, with_history: bool) -> Result<Resul
     }
 }
 
-/// Performs an act the step decided and tells what follows: `Some` ends
-/// the job; `None` goes on with the record as written.
+/// What performing an act leaves the step to do.
+enum Settled {
+    /// The job is over.
+    Ended(Outcome),
+    /// Decide again on the record as written.
+    Continue,
+    /// The run's end is stored and its webhook owed: the job goes on with
+    /// the webhook's first attempt ([`WorkerConfig::webhook_inline`]); these
+    /// jobs were pushed so far.
+    Webhook(Vec<Job>),
+}
+
+/// The first-attempt webhook job among an act's jobs: the one an end
+/// pushes.
+fn first_webhook(job: &Job) -> bool {
+    matches!(job, Job::Webhook { attempt: 0, .. })
+}
+
+/// Performs an act the step decided and tells what follows. With `inline`
+/// (the step may deliver the webhook itself), an end that owes a webhook is
+/// written without its webhook job and without the job's ack: the webhook
+/// step then goes on in this job, and its last write acks it. A crash in
+/// between redelivers this job, which finds the run ended and pushes the
+/// webhook job after all ([`step::resume_webhook`]).
 async fn settle<P: Port>(
     port: &P,
     rec: &mut RunRecord,
@@ -129,17 +151,27 @@ async fn settle<P: Port>(
     now: u64,
     pushed: &mut Vec<Job>,
     job: Option<&JobHandle>,
-) -> Result<Option<Outcome>, StepError> {
+    inline: bool,
+) -> Result<Settled, StepError> {
+    if inline && job.is_some() && act.then == Then::Stop && act.jobs.iter().any(first_webhook) {
+        let jobs: Vec<Job> = act.jobs.iter().copied().filter(|j| !first_webhook(j)).collect();
+        let act = Act { jobs, ..act };
+        if !port.apply(rec, &act, now, None).await? {
+            return Ok(Settled::Ended(Outcome::Done(std::mem::take(pushed))));
+        }
+        pushed.extend(act.jobs.iter().copied());
+        return Ok(Settled::Webhook(std::mem::take(pushed)));
+    }
     let last = (act.then == Then::Stop).then_some(job).flatten();
     if !port.apply(rec, &act, now, last).await? {
-        return Ok(Some(Outcome::Done(std::mem::take(pushed))));
+        return Ok(Settled::Ended(Outcome::Done(std::mem::take(pushed))));
     }
     pushed.extend(act.jobs.iter().copied());
     if act.then == Then::Stop {
-        return Ok(Some(Outcome::Done(std::mem::take(pushed))));
+        return Ok(Settled::Ended(Outcome::Done(std::mem::take(pushed))));
     }
     step::mirror(rec, &act.write, now);
-    Ok(None)
+    Ok(Settled::Continue)
 }
 
 /// Runs `call` while renewing the submit claim `token` names every third of
@@ -175,6 +207,9 @@ trait StepKind: Sync {
     const NAME: &'static str;
     /// The webhook body carries the transitions.
     const WITH_HISTORY: bool = false;
+    /// A run's end this step writes may be followed, in the same job, by
+    /// the webhook's first attempt.
+    const ENDS_RUNS: bool = true;
     fn loaded() -> Self::Observation;
     fn decide(
         &self,
@@ -285,6 +320,7 @@ impl StepKind for WebhookStep {
     type Observation = webhook::Observation;
     const NAME: &'static str = "webhook";
     const WITH_HISTORY: bool = true;
+    const ENDS_RUNS: bool = false;
 
     fn loaded() -> webhook::Observation {
         webhook::Observation::Loaded
@@ -313,34 +349,70 @@ impl StepKind for WebhookStep {
     }
 }
 
+/// How a step's loop ended.
+enum Driven {
+    Ended(Outcome),
+    /// The run ended and its webhook's first attempt is this job's to make.
+    Webhook(Vec<Job>),
+}
+
 /// The one loop every step runs: load the record, decide, then either act
 /// (and go on if the act says so) or find out what the decision needs and
 /// decide again.
-async fn drive<P: Port, S: StepKind>(
+async fn drive_step<P: Port, S: StepKind>(
     port: &P,
     id: RunId,
     step: S,
     job: Option<&JobHandle>,
-) -> Result<Outcome, StepError> {
+) -> Result<Driven, StepError> {
     let mut rec = match load(port, &id, S::WITH_HISTORY).await? {
         Ok(rec) => rec,
-        Err(outcome) => return Ok(outcome),
+        Err(outcome) => return Ok(Driven::Ended(outcome)),
     };
+    let inline = S::ENDS_RUNS && port.policy().webhook_inline;
     let mut observation = S::loaded();
     let mut pushed = Vec::new();
     for _ in 0..MAX_ROUNDS {
         let now = now_ms();
         let decision = port.with_jitter(|j| step.decide(&rec, observation, port.policy(), now, j));
         observation = match decision {
-            Decision::Abort(reason) => return Ok(Outcome::Abort(reason)),
-            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed, job).await? {
-                Some(outcome) => return Ok(outcome),
-                None => S::loaded(),
+            Decision::Abort(reason) => return Ok(Driven::Ended(Outcome::Abort(reason))),
+            Decision::Act(act) => match settle(port, &mut rec, act, now, &mut pushed, job, inline).await? {
+                Settled::Ended(outcome) => return Ok(Driven::Ended(outcome)),
+                Settled::Webhook(pushed) => return Ok(Driven::Webhook(pushed)),
+                Settled::Continue => S::loaded(),
             },
             Decision::Need(need) => step.observe(port, &rec, need, now).await?,
         };
     }
-    Ok(Outcome::Abort(format!("run {id}: the {} step did not settle in {MAX_ROUNDS} rounds (a bug)", S::NAME)))
+    let reason = format!("run {id}: the {} step did not settle in {MAX_ROUNDS} rounds (a bug)", S::NAME);
+    Ok(Driven::Ended(Outcome::Abort(reason)))
+}
+
+/// A step's loop, then, when it ended the run with its webhook owed, the
+/// webhook step's first attempt in the same job (which its last write
+/// acks).
+async fn drive<P: Port, S: StepKind>(
+    port: &P,
+    id: RunId,
+    step: S,
+    job: Option<&JobHandle>,
+) -> Result<Outcome, StepError> {
+    match drive_step(port, id, step, job).await? {
+        Driven::Ended(outcome) => Ok(outcome),
+        Driven::Webhook(mut pushed) => match drive_step(port, id, WebhookStep(0), job).await? {
+            Driven::Ended(Outcome::Done(more)) => {
+                pushed.extend(more);
+                Ok(Outcome::Done(pushed))
+            }
+            Driven::Ended(abort) => Ok(abort),
+            // The webhook step never ends a run.
+            Driven::Webhook(more) => {
+                pushed.extend(more);
+                Ok(Outcome::Done(pushed))
+            }
+        },
+    }
 }
 
 /// Drives a submit job for `id` to its end (`job`: the queue's job, when

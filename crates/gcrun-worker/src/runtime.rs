@@ -460,6 +460,16 @@ async fn sweep_owed_webhooks(deps: &Deps, grace: Duration) {
             Ok(true) => {
                 let _ = store.webhook_owed_seen(&id, true).await;
             }
+            // A first attempt made inline has no job: its step's job died
+            // before making it (and was not redelivered within the grace).
+            // Push the job it would have resumed; an id the queue still
+            // holds (dead after failing again and again) adds nothing.
+            Ok(false)
+                if rec.webhook.attempts == 0 && deps.queues().engine().push(&[job]).await.is_ok_and(|n| n == 1) =>
+            {
+                tracing::warn!(run = %id, "webhook owed with no delivery job: its first attempt is pushed");
+                let _ = store.webhook_owed_seen(&id, true).await;
+            }
             Ok(false) => {
                 let reason = "its delivery job was lost (dead in the queue, or lost with Redis data); requeue it \
                               with `gcrun dlq webhooks --requeue`";

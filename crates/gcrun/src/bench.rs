@@ -100,8 +100,11 @@ pub async fn run(cmd: BenchCommand) -> Result<()> {
             "burst" => crate::bench_procs::burst(&args.procs).await?,
             "latency" => crate::bench_procs::latency(&args.procs).await?,
             "rate" => crate::bench_procs::rate(&args.procs).await?,
+            "backlog" => backlog(&args).await?,
             other => {
-                bail!("no scenario `{other}` (idle, lateness, commands, memory, drain, slots, burst, latency, rate)")
+                bail!(
+                    "no scenario `{other}` (idle, lateness, commands, memory, drain, slots, burst, latency, rate, backlog)"
+                )
             }
         };
         println!("{line}");
@@ -435,6 +438,7 @@ fn bench_worker(redis_url: &str, region: &str, secret_text: &str, hook: &str, se
         poll_base_ms: 50,
         poll_cap_ms: 1_000,
         learn_poll_timing: true,
+        webhook_inline: true,
         fetch_interval_ms: 5_000,
         lease_secs: 30,
         shutdown_timeout_secs: 10,
@@ -445,6 +449,25 @@ fn bench_worker(redis_url: &str, region: &str, secret_text: &str, hook: &str, se
 }
 
 async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
+    drain_pass(args.drain_runs, args.workers).await
+}
+
+/// `backlog`: the drain with 1,000 runs queued, then with 100,000: does a
+/// deep queue slow the engine down?
+async fn backlog(args: &QueueBench) -> Result<serde_json::Value> {
+    let small = drain_pass(1_000, args.workers).await?;
+    let large = drain_pass(100_000, args.workers).await?;
+    let rate = |v: &serde_json::Value| v["runs_per_s_10_to_90"].as_f64().unwrap_or(f64::NAN);
+    Ok(json!({
+        "scenario": "queue/backlog",
+        "queued_1000": small,
+        "queued_100000": large,
+        "ratio_10_to_90": round2(rate(&large) / rate(&small)),
+        "note": "the drain scenario at two backlog sizes; runs/s compared between 10 % and 90 % of the runs ended (the start and the tail left out)",
+    }))
+}
+
+async fn drain_pass(n: usize, worker_count: usize) -> Result<serde_json::Value> {
     let redis = redis()?;
     let emulator = gcrun_emulator::Emulator::new(EmulatorConfig::zero_latency());
     let emu_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -471,7 +494,6 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
         queues.clone(),
         ProducerConfig { run_deadline: Duration::from_secs(3_600), ..ProducerConfig::default() },
     );
-    let n = args.drain_runs;
     let mut conn = raw(&redis).await?;
     let before_enqueue = commandstats(&mut conn).await?;
     let t_enqueue = Instant::now();
@@ -495,26 +517,41 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     let before = commandstats(&mut conn).await?;
     let t0 = Instant::now();
     let mut workers = vec![first];
-    for seed in 2..=args.workers.max(1) as u64 {
+    for seed in 2..=worker_count.max(1) as u64 {
         workers.push(Worker::build(worker_args(seed)?.settings()?).await?);
     }
     let tasks: Vec<_> = workers.into_iter().map(|w| tokio::spawn(w.run(None, stopper(stop_rx.clone())))).collect();
     let deadline = Instant::now() + Duration::from_secs(3_600);
+    // When 10 % and 90 % of the runs had ended.
+    let (mut at_10, mut at_90) = (None, None);
     loop {
         let terminal = ended(&store).await?;
-        let mut pending = 0;
-        for q in queues.names.all() {
-            pending += queues.depth(q).await?.pending();
+        if at_10.is_none() && terminal * 10 >= n as i64 {
+            at_10 = Some((Instant::now(), terminal));
         }
-        if terminal >= n as i64 && pending == 0 {
-            break;
+        if at_90.is_none() && terminal * 10 >= 9 * n as i64 {
+            at_90 = Some((Instant::now(), terminal));
+        }
+        if terminal >= n as i64 {
+            // Every run ended: done once no job is left either.
+            let mut pending = 0;
+            for q in queues.names.all() {
+                pending += queues.depth(q).await?.pending();
+            }
+            if pending == 0 {
+                break;
+            }
         }
         if Instant::now() > deadline {
             bail!("the backlog did not drain within an hour ({terminal} of {n} ended)");
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let drain_s = t0.elapsed().as_secs_f64();
+    let mid_rate = match (at_10, at_90) {
+        (Some((t1, e1)), Some((t2, e2))) if t2 > t1 => (e2 - e1) as f64 / t2.duration_since(t1).as_secs_f64(),
+        _ => f64::NAN,
+    };
     let (total, by) = spent(&before, &commandstats(&mut conn).await?);
     let completed = store.counts().await?.get(RunStatus::Completed.as_str()).copied().unwrap_or(0);
     let delivered = sink.with_log(|log| log.unique_events());
@@ -527,11 +564,12 @@ async fn drain(args: &QueueBench) -> Result<serde_json::Value> {
     Ok(json!({
         "scenario": "queue/drain",
         "runs": n,
-        "workers": args.workers.max(1),
+        "workers": worker_count.max(1),
         "enqueue_s": round2(enqueue_s),
         "backlog_ready_at_start": backlog.ready,
         "drain_s": round2(drain_s),
         "runs_per_s": round2(n as f64 / drain_s),
+        "runs_per_s_10_to_90": round2(mid_rate),
         "completed": completed,
         "webhooks_delivered": delivered,
         "redis_commands_per_run": round2(total as f64 / n as f64),

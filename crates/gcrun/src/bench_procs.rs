@@ -342,7 +342,7 @@ async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
     let all = worker_total + emu_ms + own_ms + redis_ms;
     let share = |ms: f64| round2(ms / all);
     let top: serde_json::Map<String, Value> =
-        by.iter().take(12).map(|(k, v)| (k.clone(), json!(round2(*v as f64 / n as f64)))).collect();
+        by.iter().map(|(k, v)| (k.clone(), json!(round2(*v as f64 / n as f64)))).collect();
     Ok(json!({
         "workers": workers,
         "runs_per_s": round2(n as f64 / elapsed),

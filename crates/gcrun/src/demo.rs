@@ -176,6 +176,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         poll_base_ms: 500,
         poll_cap_ms: 4_000,
         learn_poll_timing: args.learn_poll_timing,
+        webhook_inline: true,
         fetch_interval_ms: 25,
         lease_secs: 10,
         shutdown_timeout_secs: 10,

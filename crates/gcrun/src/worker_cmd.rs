@@ -157,6 +157,12 @@ pub struct WorkerArgs {
     /// a run's slot is held until a poll sees its end.
     #[arg(long, env = "GCRUN_LEARN_POLL_TIMING", default_value_t = true, action = clap::ArgAction::Set)]
     pub learn_poll_timing: bool,
+    /// Make each run's first webhook attempt in the job that saw the run
+    /// end (a job fewer per run); `false` sends every attempt from a
+    /// webhook job of its own, so a slow receiver holds only webhook
+    /// concurrency, never submit or poll concurrency.
+    #[arg(long, env = "GCRUN_WEBHOOK_INLINE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub webhook_inline: bool,
     /// Longest an idle worker waits before it looks again, in milliseconds:
     /// the pickup latency of a job pushed by another process.
     #[arg(long, env = "GCRUN_FETCH_INTERVAL_MS", default_value_t = 5_000)]
@@ -232,6 +238,7 @@ impl WorkerArgs {
                 max_submit_attempts: self.max_submit_attempts,
                 max_webhook_attempts: self.max_webhook_attempts,
                 learn_poll_timing: self.learn_poll_timing,
+                webhook_inline: self.webhook_inline,
                 default_webhook_url: self.default_webhook_url.clone(),
                 webhook_allowed_hosts: self.webhook_allowed_hosts.clone(),
                 at_least_once: self.at_least_once.clone().unwrap_or_default(),

@@ -127,3 +127,66 @@ async fn an_idle_worker_wakes_when_another_process_pushes() {
     worker.stop().await;
     assert!(took < Duration::from_secs(5), "picked up by the push's announcement, not the 30 s look: {took:?}");
 }
+
+/// A run's first webhook attempt goes out from the job that stored its
+/// end: no webhook job is made for a run whose first attempt is taken,
+/// only for one whose first attempt is refused (its retries). With
+/// `webhook_inline` off, every run's webhook has a job of its own again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_webhook_attempt_is_made_by_the_job_that_ended_the_run() {
+    for inline in [true, false] {
+        let emulator = EmulatorConfig {
+            timings: Timings {
+                queued_for: Duration::from_millis(50),
+                running_for: Duration::from_millis(100),
+                execute_for: Duration::from_millis(5),
+            },
+            limits: Limits { executions_per_window: None, max_concurrent: None, ..Limits::default() },
+            ..EmulatorConfig::default()
+        };
+        let stack = Stack::start(emulator, Duration::from_secs(60)).await;
+        let refused = 4;
+        stack.sink.lock().unwrap().refuse_first = refused;
+        let mut settings = stack.worker_settings(
+            limiter(60_000, 100, 100),
+            gcrun_worker::RunSettings { poll_interval: Duration::from_millis(20), ..Default::default() },
+        );
+        settings.policy.webhook_inline = inline;
+        let worker = gcrun_worker::Worker::build(settings).await.unwrap();
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(worker.run(None, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+
+        // Both kinds of end: a polled run's (the poll job) and a synchronous
+        // one's (the submit job).
+        let docs: Vec<Value> = (0..20)
+            .map(|i| match i % 2 {
+                0 => json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": format!("c{i}"), "channel": "chat"}}),
+                _ => json!({"flavor": "execute", "actionId": CALLBACK, "inputs": {"phoneNumber": format!("+1 {i}")}}),
+            })
+            .collect();
+        let ids: Vec<RunId> =
+            stack.producer.enqueue_batch(&docs).await.unwrap().into_iter().map(|r| r.unwrap().run_id).collect();
+        gcrun_harness::wait_until("every webhook delivered", Duration::from_secs(60), || async {
+            let records = stack.records(&ids).await;
+            (records.len() == ids.len() && records.values().all(|r| r.webhook.status == Some(WebhookStatus::Delivered)))
+                .then_some(())
+        })
+        .await;
+        let _ = stop.send(true);
+        let _ = task.await;
+
+        let records = stack.records(&ids).await;
+        assert!(records.values().all(|r| r.status == RunStatus::Completed), "inline {inline}");
+        let attempts: u32 = records.values().map(|r| r.webhook.attempts).sum();
+        assert_eq!(attempts as u64, ids.len() as u64 + refused, "each refusal cost one more attempt (inline {inline})");
+        let webhook_jobs = stack.queues.depth(&stack.queues.names.webhook).await.unwrap();
+        let expected = if inline { refused } else { ids.len() as u64 + refused };
+        assert_eq!(
+            webhook_jobs.done, expected,
+            "webhook jobs made (inline {inline}): only the retries when the first attempt is inline"
+        );
+        assert_eq!(stack.sink.lock().unwrap().duplicates(), 0);
+    }
+}

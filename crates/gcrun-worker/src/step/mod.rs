@@ -273,16 +273,27 @@ pub(crate) fn cancelled(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Opt
     Some(finish(rec, RunStatus::Cancelled, cause.clone(), update, policy, now))
 }
 
+/// How long after the first attempt should have been made inline a
+/// resumed webhook job for it waits, beyond the delivery timeout.
+const INLINE_GRACE: Duration = Duration::from_secs(5);
+
 /// A terminal run whose webhook is still pending: make sure its next
-/// delivery job exists (the process may have stopped between the
-/// transition and the push). Deterministic job ids make this a no-op when
-/// the job is already there.
-pub(crate) fn resume_webhook(rec: &RunRecord) -> Act {
-    if rec.webhook.status == Some(WebhookStatus::Pending) {
-        Act::push(webhook_job(rec, rec.webhook.attempts, Duration::ZERO))
-    } else {
-        Act::nothing()
+/// delivery job exists. Deterministic job ids make this a no-op when the
+/// job is already there. The first attempt has no job while the job that
+/// ended the run makes it inline ([`WorkerConfig::webhook_inline`]): this
+/// copy (a stale or redelivered step job) may be looking at a run whose
+/// attempt is in flight right now, or whose job died with its process. So
+/// that job waits out the longest an inline attempt can take: by then the
+/// attempt is recorded (and the job finds nothing to do), or it never will
+/// be (and the job makes it). Never two deliveries at once.
+pub(crate) fn resume_webhook(rec: &RunRecord, policy: &WorkerConfig) -> Act {
+    if rec.webhook.status != Some(WebhookStatus::Pending) {
+        return Act::nothing();
     }
+    let attempt = rec.webhook.attempts;
+    let after =
+        if policy.webhook_inline && attempt == 0 { policy.webhook_timeout + INLINE_GRACE } else { Duration::ZERO };
+    Act::push(webhook_job(rec, attempt, after))
 }
 
 pub(crate) fn poll_job(rec: &RunRecord, attempt: u32, after: Duration) -> Job {

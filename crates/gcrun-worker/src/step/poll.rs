@@ -45,7 +45,7 @@ fn loaded(rec: &RunRecord, attempt: u32, policy: &WorkerConfig, now: u64, jitter
         return act.into();
     }
     if rec.status.is_terminal() {
-        return resume_webhook(rec).into();
+        return resume_webhook(rec, policy).into();
     }
     if !matches!(rec.status, RunStatus::Submitted | RunStatus::Queued | RunStatus::Running) {
         return Act::nothing().into(); // from before a requeue

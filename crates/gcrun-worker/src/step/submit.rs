@@ -192,7 +192,7 @@ fn loaded(rec: &RunRecord, policy: &WorkerConfig, now: u64) -> Decision<Need> {
         return act.into();
     }
     match rec.status {
-        s if s.is_terminal() => resume_webhook(rec).into(),
+        s if s.is_terminal() => resume_webhook(rec, policy).into(),
         // A synchronous run whose answer was stored with `submitted` but
         // whose end was not (the process stopped in between, or the step
         // goes on right after storing it).

@@ -35,8 +35,18 @@ fn a_running_run_asks_for_its_remote_state() {
 fn an_ended_run_makes_sure_its_webhook_is_on_its_way() {
     let mut rec = record(Flavor::Runs, RunStatus::Completed);
     rec.webhook.status = Some(WebhookStatus::Pending);
+    // The first attempt may be in flight in the job that ended the run
+    // (made inline): its job waits out the longest that attempt can take.
     let a = act(run(&rec, 0, Observation::Loaded));
-    assert!(matches!(a.jobs[..], [Job::Webhook { attempt: 0, .. }]), "{a:?}");
+    let longest = policy().webhook_timeout + Duration::from_secs(5);
+    assert!(matches!(a.jobs[..], [Job::Webhook { attempt: 0, after, .. }] if after == longest), "{a:?}");
+    // Without inline first attempts, or past the first, it is due now.
+    let not_inline = gcrun_worker::WorkerConfig { webhook_inline: false, ..policy() };
+    let a = act(decide(&rec, 0, Observation::Loaded, &not_inline, NOW, &mut jitter()));
+    assert!(matches!(a.jobs[..], [Job::Webhook { attempt: 0, after: Duration::ZERO, .. }]), "{a:?}");
+    rec.webhook.attempts = 2;
+    let a = act(run(&rec, 0, Observation::Loaded));
+    assert!(matches!(a.jobs[..], [Job::Webhook { attempt: 2, after: Duration::ZERO, .. }]), "{a:?}");
 }
 
 #[test]
