@@ -153,7 +153,11 @@ async fn settle<P: Port>(
     job: Option<&JobHandle>,
     inline: bool,
 ) -> Result<Settled, StepError> {
-    if inline && job.is_some() && act.then == Then::Stop && act.jobs.iter().any(first_webhook) {
+    // Only an act that ends the run: a stale copy that finds the run ended
+    // pushes the webhook job too (`step::resume_webhook`), and must not
+    // make a second attempt beside the one in flight.
+    let ends = act.moves_to().is_some_and(|to| to.is_terminal());
+    if inline && ends && job.is_some() && act.then == Then::Stop && act.jobs.iter().any(first_webhook) {
         let jobs: Vec<Job> = act.jobs.iter().copied().filter(|j| !first_webhook(j)).collect();
         let act = Act { jobs, ..act };
         if !port.apply(rec, &act, now, None).await? {

@@ -147,8 +147,10 @@ async fn the_first_webhook_attempt_is_made_by_the_job_that_ended_the_run() {
         let stack = Stack::start(emulator, Duration::from_secs(60)).await;
         let refused = 4;
         stack.sink.lock().unwrap().refuse_first = refused;
+        // Three slots for twenty runs: waits, wake-ups and safety-net
+        // submit jobs that find their run ended (and its webhook owed).
         let mut settings = stack.worker_settings(
-            limiter(60_000, 100, 100),
+            limiter(60_000, 100, 3),
             gcrun_worker::RunSettings { poll_interval: Duration::from_millis(20), ..Default::default() },
         );
         settings.policy.webhook_inline = inline;
@@ -189,4 +191,45 @@ async fn the_first_webhook_attempt_is_made_by_the_job_that_ended_the_run() {
         );
         assert_eq!(stack.sink.lock().unwrap().duplicates(), 0);
     }
+}
+
+/// A stale step job (here a submit job, a safety net left from a wait)
+/// that finds its run ended with the webhook still owed must not make a
+/// webhook attempt of its own: the attempt is the ending job's, maybe in
+/// flight right now. It only makes sure a webhook job exists, due once
+/// that attempt would have been recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_step_job_that_finds_its_run_ended_makes_no_webhook_attempt() {
+    use gcrun_queue::engine::Queue;
+    use gcrun_store::RunUpdate;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let deps = stack.deps(limiter(60_000, 100, 10)).await;
+    let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "c1", "channel": "chat"}});
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    // Its end stored, the webhook owed: what the ending job leaves before
+    // its inline attempt is recorded.
+    let now = gcrun_worker::interpret::now_ms();
+    let store = &stack.store;
+    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "test", &RunUpdate::default()).await.unwrap();
+    let submitted = RunUpdate::submitted(Some("remote-1".into()), "Queued".into(), now);
+    store.transition(&id, RunStatus::Validated, RunStatus::Submitted, now, "test", &submitted).await.unwrap();
+    let ended = RunUpdate::default().completed_at(now).webhook_owed();
+    store.transition(&id, RunStatus::Submitted, RunStatus::Completed, now, "test", &ended).await.unwrap();
+
+    // The run's submit job, as a worker leases it.
+    let engine = stack.queues.engine();
+    let fetched = engine.fetch(Queue::Submit, 1, Duration::from_secs(30)).await.unwrap();
+    let handle = gcrun_queue::JobHandle::new(fetched.jobs.into_iter().next().expect("the submit job").lease);
+    let outcome = deps.submit(id, Some(&handle)).await.unwrap();
+
+    assert_eq!(stack.sink.lock().unwrap().accepted.len(), 0, "no delivery from the stale copy");
+    let rec = store.get_run(&id).await.unwrap().unwrap();
+    assert_eq!((rec.webhook.status, rec.webhook.attempts), (Some(WebhookStatus::Pending), 0));
+    let gcrun_worker::interpret::Outcome::Done(jobs) = outcome else { panic!("{outcome:?}") };
+    assert!(
+        matches!(jobs[..], [gcrun_queue::Job::Webhook { attempt: 0, after, .. }] if after > Duration::from_secs(10)),
+        "a webhook job, due after the longest inline attempt: {jobs:?}"
+    );
+    let webhook = stack.queues.depth(&stack.queues.names.webhook).await.unwrap();
+    assert_eq!((webhook.ready, webhook.scheduled), (0, 1), "scheduled, not due now");
 }
