@@ -170,6 +170,7 @@ pub fn limiter(rate: u32, burst: u32, max: u32) -> LimiterConfig {
         burst,
         max_concurrent: max,
         lease_ttl: Duration::from_secs(60),
+        window: Duration::from_secs(60),
     }
 }
 

@@ -119,6 +119,12 @@ impl Keys {
 
     /// Zset: runs of one client told to wait for the rate, by the moment the
     /// token reserved for each is due.
+    /// Sorted set: the permits granted in the last rate window (by grant
+    /// ms), the limit's hard cap.
+    pub fn limiter_granted(&self, name: &str) -> String {
+        format!("{tag}:limiter:{name}:granted", tag = self.tag)
+    }
+
     pub fn limiter_reserved(&self, name: &str) -> String {
         format!("{tag}:limiter:{name}:reserved", tag = self.tag)
     }

@@ -1,10 +1,17 @@
 //! The limiter every worker process shares, per Genesys org/client.
 //!
 //! Three parts, one Lua script each way, so all pods see one truth:
-//! - **rate**: GCRA (a token bucket kept as one "theoretical arrival time")
-//!   of `rate_per_minute` with a `burst`; a run told to wait gets the
-//!   token it will use reserved, so each waiter is told a moment of its own
-//!   and asks once more, not once per token that comes free;
+//! - **rate**: GCRA (a token bucket kept as one "theoretical arrival time",
+//!   in microseconds) of `rate_per_minute` with a `burst`; a run told to
+//!   wait gets the token it will use reserved, so each waiter is told a
+//!   moment of its own and asks once more, not once per token that comes
+//!   free. GCRA alone lets `burst` more than the rate through in a window
+//!   that holds a burst, and Genesys counts executions over the window:
+//!   so the permits granted in the last window are also logged, and never
+//!   more than `rate_per_minute` of them are granted in any window (a
+//!   sliding-window cap). The window is a minute plus [`margin`], so
+//!   permits that reach Genesys a little late or early still fit its
+//!   minute;
 //! - **concurrency**: a sorted set of leases scored by expiry; a crashed
 //!   worker's leases lapse on their own after `lease_ttl`;
 //! - **pause**: a time before which nobody submits, set from any 429's
@@ -34,6 +41,19 @@ pub struct LimiterConfig {
     pub max_concurrent: u32,
     /// How long a lease lives without renewal.
     pub lease_ttl: Duration,
+    /// The rate's window: a minute, as Genesys counts; `rate_per_minute`
+    /// permits per window. Shorter only against the emulator's scaled
+    /// minutes (tests, benchmarks).
+    pub window: Duration,
+}
+
+/// What the rate's window is widened by: a 120th of it (half a second a
+/// minute). A permit is granted by Redis's clock and reaches Genesys a few
+/// milliseconds later, more or less; the margin keeps two permits a window
+/// apart by gcrun's clock a window apart at Genesys too. It costs under
+/// 1 % of the rate.
+pub fn margin(window: Duration) -> Duration {
+    window / 120
 }
 
 impl Default for LimiterConfig {
@@ -44,6 +64,7 @@ impl Default for LimiterConfig {
             burst: 50,
             max_concurrent: 50,
             lease_ttl: Duration::from_secs(180),
+            window: Duration::from_secs(60),
         }
     }
 }
@@ -107,6 +128,7 @@ pub struct Limiter {
     keys: [String; 3],
     waiting: String,
     reserved: String,
+    granted: String,
 }
 
 impl Store {
@@ -122,7 +144,8 @@ impl Store {
         let keys = self.keys.limiter(&config.name);
         let waiting = self.keys.limiter_waiting(&config.name);
         let reserved = self.keys.limiter_reserved(&config.name);
-        Limiter { store: self.clone(), config, keys, waiting, reserved }
+        let granted = self.keys.limiter_granted(&config.name);
+        Limiter { store: self.clone(), config, keys, waiting, reserved, granted }
     }
 }
 
@@ -137,18 +160,26 @@ impl Limiter {
     /// and which limit said no; `woken` lists the runs to wake. Every time
     /// here is Redis's own clock.
     pub async fn acquire(&self, lease: &str) -> Result<Acquired, StoreError> {
-        let interval_ms = (60_000 / u64::from(self.config.rate_per_minute.max(1))).max(1);
+        let rate = self.config.rate_per_minute.max(1);
+        let window = self.config.window + margin(self.config.window);
+        // In microseconds: a whole-millisecond interval ran fast for any
+        // rate that does not divide the window (7,000 a minute got 8 ms,
+        // 7,500 a minute).
+        let interval_us = (window.as_micros() as u64 / u64::from(rate)).max(1);
         let (granted, wait_ms, reason, woken): (i64, i64, String, Vec<String>) = ACQUIRE
             .key(&self.keys[0])
             .key(&self.keys[1])
             .key(&self.keys[2])
             .key(&self.waiting)
             .key(&self.reserved)
-            .arg(interval_ms)
+            .key(&self.granted)
+            .arg(interval_us)
             .arg(self.config.burst.max(1))
             .arg(self.config.max_concurrent.max(1))
             .arg(self.config.lease_ttl.as_millis() as u64)
             .arg(lease)
+            .arg(rate)
+            .arg(window.as_millis() as u64)
             .invoke_async(&mut self.store.conn())
             .await?;
         if granted == 1 {
@@ -210,6 +241,7 @@ impl Limiter {
         let doc = serde_json::json!({
             "ratePerMinute": c.rate_per_minute, "burst": c.burst,
             "maxConcurrent": c.max_concurrent, "leaseTtlSecs": c.lease_ttl.as_secs(),
+            "windowMs": c.window.as_millis() as u64,
         });
         let _: i64 = redis::cmd("HSET")
             .arg(self.store.keys.limiters())

@@ -424,6 +424,7 @@ fn bench_worker(redis_url: &str, region: &str, secret_text: &str, hook: &str, se
         webhook_concurrency: 64,
         rate_per_minute: 10_000_000,
         rate_burst: 100_000,
+        rate_window_ms: 60_000,
         max_concurrent: 100_000,
         webhook_secret: Some(secret_text.to_string()),
         webhook_secret_file: None,

@@ -11,10 +11,11 @@
 //!   worker peak RSS, Redis commands per run;
 //! - `latency`: single runs at idle, one at a time: enqueue→submitted;
 //! - `rate`: the emulator enforcing the reference's org limits (2,500
-//!   executions a minute, 50 at once), three worker processes told the
-//!   same limits, a backlog larger than the minutes can take: how much of
-//!   the limit gcrun uses, how many 429s its own traffic caused, and the
-//!   peak concurrency the emulator saw.
+//!   executions a minute, 50 at once; `--rate-window-ms` scales the
+//!   minute), three worker processes told the same limits, a backlog
+//!   larger than the windows can take: how much of the limit gcrun uses,
+//!   how many 429s its own traffic caused, and the peak concurrency the
+//!   emulator saw.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -50,10 +51,13 @@ pub struct ProcArgs {
     /// Single runs in the latency scenario.
     #[arg(long, default_value_t = 300)]
     pub latency_runs: usize,
-    /// Minutes the rate scenario lasts (real minutes: the limiter's window
-    /// is a minute, as Genesys's is).
+    /// Windows (minutes, unless scaled) the rate scenario lasts.
     #[arg(long, default_value_t = 2)]
     pub rate_minutes: u64,
+    /// The rate window in ms, the emulator's and the workers' (a minute, as
+    /// Genesys counts; shorter for scaled minutes).
+    #[arg(long, default_value_t = 60_000)]
+    pub rate_window_ms: u64,
     /// Executions a minute the emulator allows and the workers are told.
     #[arg(long, default_value_t = 2_500)]
     pub rate_limit: u32,
@@ -157,6 +161,7 @@ struct WorkerEnv<'a> {
     hook: &'a str,
     rate_per_minute: u32,
     rate_burst: u32,
+    rate_window_ms: u64,
     max_concurrent: u32,
 }
 
@@ -167,6 +172,7 @@ async fn worker(env: &WorkerEnv<'_>, seed: usize) -> Result<Proc> {
         .args(["--submit-concurrency", "64", "--poll-concurrency", "64", "--webhook-concurrency", "64"])
         .args(["--rate-per-minute", &env.rate_per_minute.to_string(), "--rate-burst", &env.rate_burst.to_string()])
         .args(["--max-concurrent", &env.max_concurrent.to_string()])
+        .args(["--rate-window-ms", &env.rate_window_ms.to_string()])
         .args(["--poll-base-ms", "50", "--poll-cap-ms", "1000", "--jitter-seed", &seed.to_string()])
         .args(["--default-webhook-url", env.hook, "--webhook-private-networks", "true"])
         .env("REDIS_URL", env.redis_url)
@@ -294,6 +300,7 @@ async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
         hook: &b.sink.url,
         rate_per_minute: 10_000_000,
         rate_burst: 100_000,
+        rate_window_ms: 60_000,
         max_concurrent: 1_000_000,
     };
     let mut procs = Vec::new();
@@ -334,6 +341,16 @@ async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
     let (commands, by) = spent(&stats_before, &commandstats(&mut conn).await?);
     let rss: Vec<f64> = procs.iter().map(Proc::peak_rss_mib).collect::<Result<_>>()?;
     drop(procs);
+    // How often the workers read the action's definition (one action, one
+    // cache period): the warm-up's read, then none.
+    let stats: Value = reqwest::get(format!("{}/emulator/stats", emu.url.trim_end_matches('/')))
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let definition_reads: u64 = stats["requests"]["GET /api/v2/integrations/actions/{actionId}"]
+        .as_object()
+        .map_or(0, |by_status| by_status.values().filter_map(Value::as_u64).sum());
     let duplicates = b.sink.with_log(|log| log.duplicates());
     let latencies = submit_latencies(&b.store, &ids).await?;
 
@@ -359,6 +376,7 @@ async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
         "redis_commands_per_run": round2(commands as f64 / n as f64),
         "per_run_by_command": top,
         "webhook_duplicates": duplicates,
+        "definition_reads": definition_reads,
     }))
 }
 
@@ -372,6 +390,7 @@ pub async fn latency(args: &ProcArgs) -> Result<Value> {
         hook: &b.sink.url,
         rate_per_minute: 10_000_000,
         rate_burst: 100_000,
+        rate_window_ms: 60_000,
         max_concurrent: 1_000_000,
     };
     let _worker = worker(&env, 1).await?;
@@ -407,7 +426,7 @@ pub async fn rate(args: &ProcArgs) -> Result<Value> {
         "--rate-limit",
         &limit.to_string(),
         "--rate-window-ms",
-        "60000",
+        &args.rate_window_ms.to_string(),
         "--max-concurrent",
         &concurrent.to_string(),
     ])?;
@@ -418,6 +437,7 @@ pub async fn rate(args: &ProcArgs) -> Result<Value> {
         hook: &b.sink.url,
         rate_per_minute: limit,
         rate_burst: 50.min(limit),
+        rate_window_ms: args.rate_window_ms,
         max_concurrent: concurrent,
     };
     let minutes = args.rate_minutes.max(1);
@@ -436,11 +456,15 @@ pub async fn rate(args: &ProcArgs) -> Result<Value> {
     for seed in 0..3 {
         procs.push(worker(&env, seed + 1).await?);
     }
+    // Counted from here: what the first workers submitted while the others
+    // started is left out.
     let t0 = Instant::now();
+    let first = stats().await?["submissions"].as_u64().unwrap_or(0);
     let mut per_minute = Vec::new();
-    let mut last = 0u64;
+    let mut last = first;
+    let window = Duration::from_millis(args.rate_window_ms.max(1));
     for m in 1..=minutes {
-        let at = t0 + Duration::from_secs(60 * m);
+        let at = t0 + window * m as u32;
         tokio::time::sleep_until(at.into()).await;
         let submissions = stats().await?["submissions"].as_u64().unwrap_or(0);
         per_minute.push(submissions - last);
@@ -448,18 +472,19 @@ pub async fn rate(args: &ProcArgs) -> Result<Value> {
     }
     let s = stats().await?;
     drop(procs);
-    let used = last as f64 / (f64::from(limit) * minutes as f64);
+    let used = (last - first) as f64 / (f64::from(limit) * minutes as f64);
     Ok(json!({
         "scenario": "queue/rate",
         "limit_per_minute": limit,
         "limit_concurrent": concurrent,
-        "minutes": minutes,
+        "windows": minutes,
+        "window_ms": args.rate_window_ms,
         "worker_processes": 3,
-        "submissions_per_minute": per_minute,
+        "submissions_per_window": per_minute,
         "share_of_limit": round2(used),
         "limit_429s": s["limitTooManyRequests"].as_u64().or(s["limit429s"].as_u64()).unwrap_or(0),
         "too_many_requests": s["tooManyRequests"].as_u64().unwrap_or(0),
         "peak_concurrency": s["peakConcurrency"].as_u64().unwrap_or(0),
-        "note": "the emulator a process enforcing the limits (a sliding minute of executions, runs in progress at once), its per-token request limit off (Genesys's 300 requests a minute per token would cap polled runs first); runs of 0.5 s; three `gcrun worker` processes sharing the limiter, told the same limits with a burst of 50; the backlog queued before they start; minutes from when the workers are ready",
+        "note": "the emulator a process enforcing the limits (a sliding minute of executions, runs in progress at once), its per-token request limit off (Genesys's 300 requests a minute per token would cap polled runs first); runs of 0.5 s; three `gcrun worker` processes sharing the limiter, told the same limits with a burst of 50; the backlog queued before they start; windows counted from when the workers are ready",
     }))
 }

@@ -162,6 +162,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         webhook_concurrency: 32,
         rate_per_minute: 2_400,
         rate_burst: 40,
+        rate_window_ms: 60_000,
         max_concurrent: 40,
         webhook_secret: Some(secret_text),
         webhook_secret_file: None,

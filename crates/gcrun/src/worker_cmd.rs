@@ -112,6 +112,11 @@ pub struct WorkerArgs {
     pub rate_per_minute: u32,
     #[arg(long, env = "GCRUN_RATE_BURST", default_value_t = 50)]
     pub rate_burst: u32,
+    /// The window the rate is counted over, in milliseconds: a minute, as
+    /// Genesys counts; never more than GCRUN_RATE_PER_MINUTE permits in any
+    /// window. Shorter only against the emulator's scaled minutes.
+    #[arg(long, env = "GCRUN_RATE_WINDOW_MS", default_value_t = 60_000)]
+    pub rate_window_ms: u64,
     /// Runs in progress at once, shared by every worker of this client.
     #[arg(long, env = "GCRUN_MAX_CONCURRENT", default_value_t = 50)]
     pub max_concurrent: u32,
@@ -227,6 +232,7 @@ impl WorkerArgs {
                 rate_per_minute: self.rate_per_minute,
                 burst: self.rate_burst,
                 max_concurrent: self.max_concurrent,
+                window: Duration::from_millis(self.rate_window_ms.max(1)),
                 ..LimiterConfig::default()
             },
             policy: WorkerConfig {

@@ -16,6 +16,7 @@ fn config(rate: u32, burst: u32, max: u32) -> LimiterConfig {
         burst,
         max_concurrent: max,
         lease_ttl: Duration::from_millis(400),
+        window: Duration::from_secs(60),
     }
 }
 
@@ -36,16 +37,74 @@ async fn granted(store: &Store, limiter: &Limiter, lease: &str, renew: Option<&s
 #[tokio::test]
 async fn the_rate_allows_a_burst_then_spaces_permits() {
     let (_redis, store) = store().await;
-    let limiter = store.limiter(config(600, 3, 100)); // one each 100 ms, burst of 3
+    // 600 a minute: one each 100.8 ms (the minute widened by its margin),
+    // after a burst of 3.
+    let limiter = store.limiter(config(600, 3, 100));
     let start = store.redis_now_ms().await.unwrap();
     for n in 0..3 {
         assert!(limiter.acquire(&format!("r{n}")).await.unwrap().outcome.is_ok(), "burst permit {n}");
     }
     let (wait, why) = limiter.acquire("r3").await.unwrap().outcome.unwrap_err();
     assert_eq!(why, Denied::Rate);
-    assert!(wait <= Duration::from_millis(100), "{wait:?}");
+    assert!(wait <= Duration::from_millis(101), "{wait:?}");
     let at = granted(&store, &limiter, "r3", None).await;
     assert!(at >= start + 100, "the fourth came {} ms after the burst", at - start);
+}
+
+/// GCRA alone lets a burst through on top of the rate, so a window that
+/// holds a burst would see `burst` more permits than the limit (Genesys
+/// answers those with 429s). The cap holds any window to the limit: here
+/// 10 a (shortened) window of 1.2 s, with a burst of 10 granted at once,
+/// then the rate's permits stop until the burst's leave the window.
+#[tokio::test]
+async fn no_window_ever_holds_more_permits_than_the_limit() {
+    let (_redis, store) = store().await;
+    let window = Duration::from_millis(1_200);
+    let limiter = store.limiter(LimiterConfig { window, ..config(10, 10, 1_000) });
+    let start = store.redis_now_ms().await.unwrap();
+    let mut grants = Vec::new();
+    for n in 0..10 {
+        assert!(limiter.acquire(&format!("b{n}")).await.unwrap().outcome.is_ok(), "burst permit {n}");
+        grants.push(start);
+    }
+    // The rate's next token comes in 121 ms (r0 is told so), but the
+    // window is full then: r0 is turned back until the burst leaves it.
+    let (_, why) = limiter.acquire("r0").await.unwrap().outcome.unwrap_err();
+    assert_eq!(why, Denied::Rate);
+    let widened = (window + gcrun_store::limiter::margin(window)).as_millis() as u64;
+    for n in 0..5 {
+        grants.push(granted(&store, &limiter, &format!("r{n}"), None).await);
+    }
+    // Every window (widened by the margin) holds at most 10 permits.
+    grants.sort_unstable();
+    for (i, at) in grants.iter().enumerate() {
+        let within = grants[i..].iter().filter(|g| **g < at + widened).count();
+        assert!(within <= 10, "{within} permits in the window from {at}: {grants:?}");
+    }
+    assert!(grants[10] >= start + widened, "the first after the burst came {} ms in", grants[10] - start);
+}
+
+/// A rate that does not divide the minute into whole milliseconds is
+/// still the rate (the interval was once rounded down to 8 ms for 7,000 a
+/// minute: 7,500).
+#[tokio::test]
+async fn the_rate_is_exact_when_it_does_not_divide_the_minute() {
+    let (_redis, store) = store().await;
+    // 7,000 a minute with no burst: 8.64 ms apart (a minute and a half
+    // second, 7,000 ways). Asked back to back, each run is reserved its own
+    // moment: the 40th's is 39 intervals after the first permit.
+    let limiter = store.limiter(config(7_000, 1, 1_000));
+    let start = store.redis_now_ms().await.unwrap();
+    assert!(limiter.acquire("x0").await.unwrap().outcome.is_ok());
+    let mut moment = start;
+    for n in 1..40 {
+        let before = store.redis_now_ms().await.unwrap();
+        let (wait, why) = limiter.acquire(&format!("x{n}")).await.unwrap().outcome.unwrap_err();
+        assert_eq!(why, Denied::Rate);
+        moment = before + wait.as_millis() as u64;
+    }
+    let spread = moment - start;
+    assert!((335..=360).contains(&spread), "the 40th permit is reserved {spread} ms after the first (39 x 8.64 = 337)");
 }
 
 #[tokio::test]
