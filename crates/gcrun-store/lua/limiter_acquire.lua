@@ -58,8 +58,8 @@ if reserved >= 0 then
   if reserved > now then return {0, reserved - now, 'rate', woken()} end
   redis.call('ZREM', KEYS[5], lease)
 else
-  -- The theoretical arrival time, in microseconds (a value from before,
-  -- in milliseconds, reads as long past: one burst, then the rate).
+  -- The theoretical arrival time, in microseconds (its own key: a release
+  -- that kept it in milliseconds must never read this one).
   local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
   if tat < now_us then tat = now_us end
   local tolerance = interval * (burst - 1)

@@ -96,10 +96,13 @@ impl Keys {
         format!("{tag}:idem:{key}", tag = self.tag)
     }
 
-    /// The limiter's keys for one Genesys client.
+    /// The limiter's keys for one Genesys client. The rate's theoretical
+    /// arrival time is in microseconds under `:tat-us`: a release that read
+    /// `:tat` as milliseconds would take a microsecond value for a moment
+    /// 50,000 years ahead, during a rolling upgrade or after a rollback.
     pub fn limiter(&self, name: &str) -> [String; 3] {
         [
-            format!("{tag}:limiter:{name}:tat", tag = self.tag),
+            format!("{tag}:limiter:{name}:tat-us", tag = self.tag),
             format!("{tag}:limiter:{name}:leases", tag = self.tag),
             format!("{tag}:limiter:{name}:pause", tag = self.tag),
         ]
@@ -117,14 +120,14 @@ impl Keys {
         format!("{tag}:webhooks-owed", tag = self.tag)
     }
 
-    /// Zset: runs of one client told to wait for the rate, by the moment the
-    /// token reserved for each is due.
-    /// Sorted set: the permits granted in the last rate window (by grant
-    /// ms), the limit's hard cap.
+    /// Zset: the permits granted in the last rate window (by grant ms), the
+    /// limit's hard cap.
     pub fn limiter_granted(&self, name: &str) -> String {
         format!("{tag}:limiter:{name}:granted", tag = self.tag)
     }
 
+    /// Zset: runs of one client told to wait for the rate, by the moment the
+    /// token reserved for each is due.
     pub fn limiter_reserved(&self, name: &str) -> String {
         format!("{tag}:limiter:{name}:reserved", tag = self.tag)
     }

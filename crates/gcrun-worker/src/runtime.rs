@@ -462,27 +462,37 @@ async fn sweep_owed_webhooks(deps: &Deps, grace: Duration) {
             }
             // A first attempt made inline has no job: its step's job died
             // before making it (and was not redelivered within the grace).
-            // Push the job it would have resumed; an id the queue still
-            // holds (dead after failing again and again) adds nothing.
-            Ok(false)
-                if rec.webhook.attempts == 0 && deps.queues().engine().push(&[job]).await.is_ok_and(|n| n == 1) =>
-            {
-                tracing::warn!(run = %id, "webhook owed with no delivery job: its first attempt is pushed");
-                let _ = store.webhook_owed_seen(&id, true).await;
-            }
-            Ok(false) => {
-                let reason = "its delivery job was lost (dead in the queue, or lost with Redis data); requeue it \
-                              with `gcrun dlq webhooks --requeue`";
-                let attempt = gcrun_store::WebhookAttempt::Dead { reason: reason.into() };
-                // Compare-and-set on the attempt: a delivery that moved on
-                // since the record was read wins.
-                if let Ok(write) = store.prepare_webhook_attempt(&id, rec.webhook.attempts, &attempt, now) {
-                    if let Ok(gcrun_store::WriteOutcome::Applied) = store.apply(&write).await {
-                        tracing::warn!(run = %id, "webhook dead-lettered: {reason}");
-                    }
+            // Push the job it would have resumed. An id the queue already
+            // holds adds nothing: either a redelivered step job pushed it a
+            // moment ago (live: seen owed), or it is dead after failing
+            // again and again (dead-lettered below). A push that failed is
+            // tried again at the next sweep.
+            Ok(false) if rec.webhook.attempts == 0 => match deps.queues().engine().push(&[job]).await {
+                Ok(1) => {
+                    tracing::warn!(run = %id, "webhook owed with no delivery job: its first attempt is pushed");
+                    let _ = store.webhook_owed_seen(&id, true).await;
                 }
-            }
+                Ok(_) if deps.queues().engine().is_live(&job).await.unwrap_or(true) => {
+                    let _ = store.webhook_owed_seen(&id, true).await;
+                }
+                Ok(_) => dead_letter_webhook(store, &id, rec.webhook.attempts, now).await,
+                Err(e) => tracing::warn!(run = %id, error = %e, "pushing an owed webhook's first attempt failed"),
+            },
+            Ok(false) => dead_letter_webhook(store, &id, rec.webhook.attempts, now).await,
             Err(e) => tracing::warn!(run = %id, error = %e, "checking a webhook's delivery job failed"),
+        }
+    }
+}
+
+/// Marks an owed webhook dead whose delivery job is gone, compare-and-set
+/// on its attempt (a delivery that moved on since the record was read wins).
+async fn dead_letter_webhook(store: &gcrun_store::Store, id: &gcrun_model::RunId, attempts: u32, now: u64) {
+    let reason = "its delivery job was lost (dead in the queue, or lost with Redis data); requeue it with \
+                  `gcrun dlq webhooks --requeue`";
+    let attempt = gcrun_store::WebhookAttempt::Dead { reason: reason.into() };
+    if let Ok(write) = store.prepare_webhook_attempt(id, attempts, &attempt, now) {
+        if let Ok(gcrun_store::WriteOutcome::Applied) = store.apply(&write).await {
+            tracing::warn!(run = %id, "webhook dead-lettered: {reason}");
         }
     }
 }

@@ -181,18 +181,36 @@ async fn enqueue_lines(producer: &Producer, json_out: bool) -> Result<()> {
     let (mut accepted, mut rejected) = (0usize, 0usize);
     let mut in_flight = futures_util::stream::FuturesOrdered::new();
     let mut input_open = true;
+    // A batch that failed (Redis went away, say) stops the reading, but the
+    // batches already in flight are still answered line by line: a run that
+    // was enqueued is always reported, so a second attempt can leave it out.
+    let mut failed: Option<anyhow::Error> = None;
     while input_open || !in_flight.is_empty() {
         tokio::select! {
-            next = rx.recv(), if input_open && in_flight.len() < BATCHES_IN_FLIGHT => match next {
-                Some(lines) => in_flight.push_back(enqueue(lines.context("reading standard input")?)),
+            next = rx.recv(), if input_open && failed.is_none() && in_flight.len() < BATCHES_IN_FLIGHT => match next {
+                Some(Ok(lines)) => in_flight.push_back(enqueue(lines)),
+                Some(Err(e)) => {
+                    failed = Some(anyhow::Error::from(e).context("reading standard input"));
+                    input_open = false;
+                }
                 None => input_open = false,
             },
             Some((lines, results)) = in_flight.next() => {
-                let mut results = results?.into_iter();
+                let (mut results, batch_error) = match results {
+                    Ok(results) => (results.into_iter(), None),
+                    Err(e) => (Vec::new().into_iter(), Some(e.to_string())),
+                };
+                if let Some(e) = &batch_error {
+                    input_open = false;
+                    failed.get_or_insert_with(|| anyhow::anyhow!("enqueueing a batch failed: {e}"));
+                }
                 for (line, doc) in lines {
-                    let r = match doc {
-                        Err(why) => Err(why),
-                        Ok(_) => match results.next() {
+                    let r = match (doc, &batch_error) {
+                        (Err(why), _) => Err(why),
+                        // The batch's scripts may have run in part: check
+                        // `gcrun runs list` before sending these lines again.
+                        (Ok(_), Some(e)) => Err(format!("not known to be enqueued (the batch failed: {e})")),
+                        (Ok(_), None) => match results.next() {
                             Some(Ok(e)) => Ok(e.run_id),
                             Some(Err(v)) => Err(v.to_string()),
                             None => Err("no result from the producer".to_string()),
@@ -209,6 +227,9 @@ async fn enqueue_lines(producer: &Producer, json_out: bool) -> Result<()> {
     out.flush()?;
     bar.finish_and_clear();
     eprintln!("{accepted} accepted, {rejected} rejected");
+    if let Some(e) = failed {
+        return Err(e);
+    }
     if rejected > 0 {
         std::process::exit(2);
     }

@@ -321,3 +321,45 @@ async fn a_webhook_whose_delivery_job_was_lost_is_dead_lettered_for_an_operator_
     .await;
     worker.stop().await;
 }
+
+/// The first webhook attempt is made inline by the job that ended the run,
+/// so it has no job of its own. If that job died after storing the end
+/// and is not redelivered within the grace, the sweeper finds the webhook
+/// owed with no job: it pushes the first attempt (which is then
+/// delivered), rather than dead-lettering a webhook nobody tried.
+#[tokio::test]
+async fn an_owed_first_attempt_with_no_job_is_pushed_by_the_sweeper_not_dead_lettered() {
+    use gcrun_queue::engine::Queue;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "owed", "channel": "chat"}});
+    let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
+    // The ending job's state: the end stored, the webhook owed, and the job
+    // itself leased by a worker that died (its lease runs for an hour).
+    let leased = stack.queues.engine().fetch(Queue::Submit, 1, Duration::from_secs(3_600)).await.unwrap();
+    assert_eq!(leased.jobs.len(), 1);
+    let now = now_ms();
+    let store = &stack.store;
+    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "test", &RunUpdate::default()).await.unwrap();
+    let submitted = RunUpdate::submitted(Some("remote-1".into()), "Queued".into(), now);
+    store.transition(&id, RunStatus::Validated, RunStatus::Submitted, now, "test", &submitted).await.unwrap();
+    let ended = RunUpdate::default().completed_at(now).webhook_owed();
+    store.transition(&id, RunStatus::Submitted, RunStatus::Completed, now, "test", &ended).await.unwrap();
+
+    let settings = stack.worker_settings(
+        limiter(60_000, 100, 100),
+        gcrun_worker::RunSettings {
+            poll_interval: Duration::from_millis(20),
+            sweep_interval: Duration::from_millis(200),
+            sweep_grace: Duration::from_secs(1),
+            ..gcrun_worker::RunSettings::default()
+        },
+    );
+    let worker = stack.start_worker_from(settings).await;
+    let rec = wait_until("the owed webhook delivered", Duration::from_secs(20), || async {
+        stack.store.get_run(&id).await.unwrap().filter(|r| r.webhook.status == Some(WebhookStatus::Delivered))
+    })
+    .await;
+    worker.stop().await;
+    assert_eq!(rec.webhook.attempts, 1);
+    assert_eq!(stack.sink.lock().unwrap().unique_events(), 1);
+}
