@@ -314,6 +314,23 @@ impl Stack {
         cmd
     }
 
+    /// Walks run `id` from `accepted` to `completed` through the store's
+    /// own transitions, its webhook owed: what a job that ended the run
+    /// leaves before its inline webhook attempt is recorded.
+    pub async fn end_owing_webhook(&self, id: &RunId) {
+        use gcrun_store::RunUpdate;
+        let now = gcrun_worker::now_ms();
+        let submitted = RunUpdate::submitted(Some("remote-1".into()), "Queued".into(), now);
+        let ended = RunUpdate::default().completed_at(now).webhook_owed();
+        for (from, to, update) in [
+            (RunStatus::Accepted, RunStatus::Validated, RunUpdate::default()),
+            (RunStatus::Validated, RunStatus::Submitted, submitted),
+            (RunStatus::Submitted, RunStatus::Completed, ended),
+        ] {
+            self.store.transition(id, from, to, now, "test", &update).await.unwrap();
+        }
+    }
+
     /// Every run's record, by id.
     pub async fn records(&self, ids: &[RunId]) -> HashMap<RunId, gcrun_store::RunRecord> {
         let mut out = HashMap::new();

@@ -405,13 +405,9 @@ async fn drive<P: Port, S: StepKind>(
     match drive_step(port, id, step, job).await? {
         Driven::Ended(outcome) => Ok(outcome),
         Driven::Webhook(mut pushed) => match drive_step(port, id, WebhookStep(0), job).await? {
-            Driven::Ended(Outcome::Done(more)) => {
-                pushed.extend(more);
-                Ok(Outcome::Done(pushed))
-            }
-            Driven::Ended(abort) => Ok(abort),
-            // The webhook step never ends a run.
-            Driven::Webhook(more) => {
+            Driven::Ended(Outcome::Abort(reason)) => Ok(Outcome::Abort(reason)),
+            // (The webhook step never ends a run: `Webhook` cannot come back.)
+            Driven::Ended(Outcome::Done(more)) | Driven::Webhook(more) => {
                 pushed.extend(more);
                 Ok(Outcome::Done(pushed))
             }

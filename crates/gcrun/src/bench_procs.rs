@@ -165,6 +165,38 @@ struct WorkerEnv<'a> {
     max_concurrent: u32,
 }
 
+impl<'a> WorkerEnv<'a> {
+    /// Workers with no limits of their own, against `emu`.
+    fn unlimited(b: &'a Base, redis_url: &'a str, emu: &'a Proc) -> Self {
+        WorkerEnv {
+            redis_url,
+            region: &emu.url,
+            secret: &b.secret_text,
+            hook: &b.sink.url,
+            rate_per_minute: 10_000_000,
+            rate_burst: 100_000,
+            rate_window_ms: 60_000,
+            max_concurrent: 1_000_000,
+        }
+    }
+}
+
+/// The emulator with zero latency and its own limits off.
+fn unlimited_emulator() -> Result<Proc> {
+    emulator(&[
+        "--queued-ms",
+        "0",
+        "--running-ms",
+        "0",
+        "--execute-ms",
+        "0",
+        "--rate-limit",
+        "0",
+        "--max-concurrent",
+        "0",
+    ])
+}
+
 /// `gcrun worker` as its own process, ready (its `/readyz` answered 200).
 async fn worker(env: &WorkerEnv<'_>, seed: usize) -> Result<Proc> {
     let mut cmd = Command::new(std::env::current_exe()?);
@@ -280,29 +312,9 @@ pub async fn burst(args: &ProcArgs) -> Result<Value> {
 
 async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
     let b = base().await?;
-    // Zero latency, and the emulator's own limits off.
-    let emu = emulator(&[
-        "--queued-ms",
-        "0",
-        "--running-ms",
-        "0",
-        "--execute-ms",
-        "0",
-        "--rate-limit",
-        "0",
-        "--max-concurrent",
-        "0",
-    ])?;
-    let env = WorkerEnv {
-        redis_url: &b.redis.url(),
-        region: &emu.url,
-        secret: &b.secret_text,
-        hook: &b.sink.url,
-        rate_per_minute: 10_000_000,
-        rate_burst: 100_000,
-        rate_window_ms: 60_000,
-        max_concurrent: 1_000_000,
-    };
+    let emu = unlimited_emulator()?;
+    let redis_url = b.redis.url();
+    let env = WorkerEnv::unlimited(&b, &redis_url, &emu);
     let mut procs = Vec::new();
     for seed in 0..workers {
         procs.push(worker(&env, seed + 1).await?);
@@ -382,17 +394,9 @@ async fn burst_pass(args: &ProcArgs, workers: usize) -> Result<Value> {
 
 pub async fn latency(args: &ProcArgs) -> Result<Value> {
     let b = base().await?;
-    let emu = emulator(&["--queued-ms", "0", "--running-ms", "0", "--rate-limit", "0", "--max-concurrent", "0"])?;
-    let env = WorkerEnv {
-        redis_url: &b.redis.url(),
-        region: &emu.url,
-        secret: &b.secret_text,
-        hook: &b.sink.url,
-        rate_per_minute: 10_000_000,
-        rate_burst: 100_000,
-        rate_window_ms: 60_000,
-        max_concurrent: 1_000_000,
-    };
+    let emu = unlimited_emulator()?;
+    let redis_url = b.redis.url();
+    let env = WorkerEnv::unlimited(&b, &redis_url, &emu);
     let _worker = worker(&env, 1).await?;
     b.producer.enqueue_value(&run_doc(usize::MAX, "runs")).await?;
     wait_webhooks(&b.sink, &b.store, 1, Duration::from_secs(30)).await?;

@@ -264,12 +264,10 @@ async fn runs_whose_jobs_were_lost_are_swept_to_an_end() {
     assert_eq!(stack.emu.emulator.stats().submissions, 0, "nothing past its deadline is submitted");
 }
 
-#[tokio::test]
-async fn a_webhook_whose_delivery_job_was_lost_is_dead_lettered_for_an_operator_not_pending_forever() {
-    use gcrun_model::RetrySchedule;
-    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
-    stack.sink.lock().unwrap().refuse_first = 1;
-    let mut settings = stack.worker_settings(
+/// A worker whose sweeper looks five times a second, at webhooks owed for
+/// more than a second.
+fn sweeping_often(stack: &Stack) -> gcrun_worker::WorkerSettings {
+    stack.worker_settings(
         limiter(60_000, 100, 100),
         gcrun_worker::RunSettings {
             poll_interval: Duration::from_millis(20),
@@ -277,7 +275,15 @@ async fn a_webhook_whose_delivery_job_was_lost_is_dead_lettered_for_an_operator_
             sweep_grace: Duration::from_secs(1),
             ..gcrun_worker::RunSettings::default()
         },
-    );
+    )
+}
+
+#[tokio::test]
+async fn a_webhook_whose_delivery_job_was_lost_is_dead_lettered_for_an_operator_not_pending_forever() {
+    use gcrun_model::RetrySchedule;
+    let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
+    stack.sink.lock().unwrap().refuse_first = 1;
+    let mut settings = sweeping_often(&stack);
     // The retry after the refused first attempt is far off: its job sits in
     // the schedule, where the test loses it as a Redis without AOF would.
     let far = Duration::from_secs(60);
@@ -337,24 +343,9 @@ async fn an_owed_first_attempt_with_no_job_is_pushed_by_the_sweeper_not_dead_let
     // itself leased by a worker that died (its lease runs for an hour).
     let leased = stack.queues.engine().fetch(Queue::Submit, 1, Duration::from_secs(3_600)).await.unwrap();
     assert_eq!(leased.jobs.len(), 1);
-    let now = now_ms();
-    let store = &stack.store;
-    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "test", &RunUpdate::default()).await.unwrap();
-    let submitted = RunUpdate::submitted(Some("remote-1".into()), "Queued".into(), now);
-    store.transition(&id, RunStatus::Validated, RunStatus::Submitted, now, "test", &submitted).await.unwrap();
-    let ended = RunUpdate::default().completed_at(now).webhook_owed();
-    store.transition(&id, RunStatus::Submitted, RunStatus::Completed, now, "test", &ended).await.unwrap();
+    stack.end_owing_webhook(&id).await;
 
-    let settings = stack.worker_settings(
-        limiter(60_000, 100, 100),
-        gcrun_worker::RunSettings {
-            poll_interval: Duration::from_millis(20),
-            sweep_interval: Duration::from_millis(200),
-            sweep_grace: Duration::from_secs(1),
-            ..gcrun_worker::RunSettings::default()
-        },
-    );
-    let worker = stack.start_worker_from(settings).await;
+    let worker = stack.start_worker_from(sweeping_often(&stack)).await;
     let rec = wait_until("the owed webhook delivered", Duration::from_secs(20), || async {
         stack.store.get_run(&id).await.unwrap().filter(|r| r.webhook.status == Some(WebhookStatus::Delivered))
     })

@@ -201,20 +201,14 @@ async fn the_first_webhook_attempt_is_made_by_the_job_that_ended_the_run() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_step_job_that_finds_its_run_ended_makes_no_webhook_attempt() {
     use gcrun_queue::engine::Queue;
-    use gcrun_store::RunUpdate;
     let stack = Stack::start(EmulatorConfig::default(), Duration::from_secs(60)).await;
     let deps = stack.deps(limiter(60_000, 100, 10)).await;
     let doc = json!({"flavor": "runs", "actionId": LOOKUP, "inputs": {"customerId": "c1", "channel": "chat"}});
     let id = stack.producer.enqueue_value(&doc).await.unwrap().run_id;
     // Its end stored, the webhook owed: what the ending job leaves before
     // its inline attempt is recorded.
-    let now = gcrun_worker::interpret::now_ms();
+    stack.end_owing_webhook(&id).await;
     let store = &stack.store;
-    store.transition(&id, RunStatus::Accepted, RunStatus::Validated, now, "test", &RunUpdate::default()).await.unwrap();
-    let submitted = RunUpdate::submitted(Some("remote-1".into()), "Queued".into(), now);
-    store.transition(&id, RunStatus::Validated, RunStatus::Submitted, now, "test", &submitted).await.unwrap();
-    let ended = RunUpdate::default().completed_at(now).webhook_owed();
-    store.transition(&id, RunStatus::Submitted, RunStatus::Completed, now, "test", &ended).await.unwrap();
 
     // The run's submit job, as a worker leases it.
     let engine = stack.queues.engine();
